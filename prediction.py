@@ -1,0 +1,30 @@
+"""Score the test set with a trained experiment and zip prediction.csv for Codabench.
+
+Usage: python prediction.py --config config/DIN_demo_tuner_config --expid best --gpu 0
+`--expid best` takes the experiment with the best validation AUC recorded for that config.
+Writes submission/prediction.csv (header ID,Task2; `--task 1` for ID,Task1, `--task 1 2` for
+both) and submission/<expid>.zip, then checks the zip against the test file.
+"""
+import argparse
+
+from src.cli import run_main, setup_logging
+from src.experiment import predict_test
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="config folder")
+    parser.add_argument("--expid", default="best", help="experiment id, or best")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
+    parser.add_argument("--task", type=int, nargs="+", choices=(1, 2), default=[2],
+                        help="challenge task column(s) to write: 1, 2 or both")
+    parser.add_argument("--out", default="submission", help="output folder")
+    args = parser.parse_args()
+    setup_logging()
+    result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out)
+    print(result["verdict"])
+    print(f"submission: {result['zip']}")
+
+
+if __name__ == "__main__":
+    run_main(main)

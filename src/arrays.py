@@ -1,0 +1,95 @@
+"""Parquet columns to numpy arrays without per-row Python work.
+
+pandas turns a list column into an object array of Python lists, and `np.array(col.to_list())`
+then copies every row through Python: that is where the seed loader spent its time and memory.
+pyarrow hands out a list column as one flat values buffer plus offsets, which becomes a 2-D
+array with a reshape whenever every row has the same length.
+"""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError
+
+
+def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0):
+    """A list<...> column of equal-length rows as a (rows, length) array of dtype.
+
+    keep_last keeps only the last positions of each row (histories are left-padded, so the
+    most recent items are at the end). row_offset is added to row numbers in errors when the
+    column is one batch of a larger file.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        raise DataError(path, f"expected a list column, found type {column.type}", column=name,
+                        fix="write this column as a list of numbers per row")
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(path, "null list", column=name, row=row_offset + row, fix="fill every row")
+    offsets = column.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    width = int(lengths[0]) if len(lengths) else 0
+    if len(lengths) and (lengths != width).any():
+        row = int(np.flatnonzero(lengths != width)[0])
+        raise DataError(path, f"list length {lengths[row]} differs from row 0's length {width}",
+                        column=name, row=row_offset + row, fix="pad every row to the same length")
+    values = column.flatten()
+    if values.null_count:
+        first = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(path, "null inside a list", column=name,
+                        row=row_offset + first // max(width, 1),
+                        fix="replace nulls by 0 (padding)")
+    flat = values.to_numpy(zero_copy_only=False)
+    matrix = flat.reshape(len(lengths), width)
+    if keep_last is not None and keep_last < width:
+        matrix = matrix[:, width - keep_last:]
+    return np.array(matrix, dtype=dtype, order="C")  # a writable copy, owned by numpy
+
+
+def scalar_column(column, path, name, dtype, row_offset=0):
+    """A scalar column as a 1-D array of dtype; nulls are an error naming the first row."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(path, "null value", column=name, row=row_offset + row, fix="fill every row")
+    return np.array(column.to_numpy(zero_copy_only=False), dtype=dtype)  # writable copy
+
+
+def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=None,
+                 batch_rows=262_144):
+    """Read columns of a parquet file into numpy, a row group batch at a time.
+
+    Reading in batches and converting each batch at once keeps the peak memory near the size of
+    the final arrays instead of arrow's int64 copy plus numpy's copy of a whole list column.
+    list_dtypes maps list column names to their numpy dtype; other columns get scalar_dtype.
+    keep_last maps list column names to how many trailing positions to keep.
+    """
+    keep_last = keep_last or {}
+    parquet = pq.ParquetFile(path)
+    missing = [c for c in columns if c not in parquet.schema_arrow.names]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; found {parquet.schema_arrow.names}",
+                        column=missing[0], fix="check the file against the dataset config")
+    parts = {name: [] for name in columns}
+    start = 0
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        for name in columns:
+            col = batch.column(batch.schema.get_field_index(name))
+            if name in list_dtypes:
+                parts[name].append(list_column_to_2d(col, path, name, list_dtypes[name],
+                                                     keep_last.get(name), row_offset=start))
+            else:
+                parts[name].append(scalar_column(col, path, name, scalar_dtype, row_offset=start))
+        start += batch.num_rows
+    arrays = {}
+    for name, chunks in parts.items():
+        if not chunks:
+            arrays[name] = np.zeros((0,), dtype=list_dtypes.get(name, scalar_dtype))
+        elif len(chunks) == 1:
+            arrays[name] = chunks[0]
+        else:
+            arrays[name] = np.concatenate(chunks)
+        chunks.clear()
+    return arrays

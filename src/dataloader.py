@@ -1,0 +1,86 @@
+"""MMCTRDataLoader: batches of a train/valid/test split as tensors, by slicing arrays.
+
+The split is read once into numpy arrays (item_seq as int32 to halve its memory); a batch is a
+slice of a permutation and one gather per column, with no pandas and no per-row Python.
+Item-side features are not looked up here: the model looks them up in its ItemTable, on its
+device, for the distinct items of the batch only.
+"""
+import logging
+
+import numpy as np
+import torch
+
+from .arrays import read_columns
+from .errors import DataError
+
+logger = logging.getLogger(__name__)
+
+HISTORY = "item_seq"
+TARGET = "item_id"
+TEST_ID = "ID"
+
+
+def split_columns(feature_map, split):
+    """The columns of a split file the model needs: non-item features, history, target, ids."""
+    columns = [name for name, spec in feature_map.features.items()
+               if spec["type"] != "meta" and spec.get("source") != "item"]
+    columns += [TARGET, HISTORY]
+    if feature_map.group_id:
+        columns.append(feature_map.group_id)
+    if split == "test":
+        columns.append(TEST_ID)
+    else:
+        columns += feature_map.labels
+    return list(dict.fromkeys(columns))
+
+
+class MMCTRDataLoader:
+    """Iterable of batch dicts {column: tensor}, built like FuxiCTR's data loaders.
+
+    FuxiCTR's RankDataLoader calls it as
+    `MMCTRDataLoader(feature_map, data_path, split=..., batch_size=..., shuffle=..., **params)`.
+    Batches hold the split's columns (item_seq cut to its last max_len items), labels as
+    float32, and for the test split the ID column. Shuffling draws a fresh permutation each
+    epoch from numpy's global generator, which run_expid seeds.
+    """
+
+    def __init__(self, feature_map, data_path, split="train", batch_size=32, shuffle=False,
+                 max_len=64, device="cpu", **kwargs):
+        if not str(data_path).endswith(".parquet"):
+            data_path = f"{data_path}.parquet"
+        self.data_path = str(data_path)
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.max_len = int(max_len)
+        self.labels = [] if split == "test" else list(feature_map.labels)
+        self.columns = split_columns(feature_map, split)
+        arrays = read_columns(self.data_path, self.columns, {HISTORY: np.int32},
+                              keep_last={HISTORY: self.max_len})
+        if arrays[HISTORY].shape[1] < self.max_len:
+            raise DataError(self.data_path, f"histories hold {arrays[HISTORY].shape[1]} items, "
+                            f"fewer than max_len={self.max_len}", column=HISTORY,
+                            fix="lower max_len in the model config or left-pad item_seq")
+        self.tensors = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()}
+        for label in self.labels:
+            self.tensors[label] = self.tensors[label].float()
+        self.num_samples = len(arrays[TARGET])
+        self.num_blocks = 1
+        self.num_batches = (self.num_samples + self.batch_size - 1) // self.batch_size
+        logger.info("Loaded %s: %d rows, %d batches of %d", self.data_path, self.num_samples,
+                    self.num_batches, self.batch_size)
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        device = next(iter(self.tensors.values())).device
+        if self.shuffle:
+            order = torch.from_numpy(np.random.permutation(self.num_samples)).to(device)
+        for start in range(0, self.num_samples, self.batch_size):
+            if self.shuffle:
+                index = order[start:start + self.batch_size]
+                yield {name: tensor.index_select(0, index) for name, tensor in self.tensors.items()}
+            else:  # file order: a plain slice, no copy
+                yield {name: tensor[start:start + self.batch_size]
+                       for name, tensor in self.tensors.items()}

@@ -1,0 +1,33 @@
+"""Errors a user can meet, each with one message that says what is wrong and how to fix it.
+
+Entry scripts catch `UserError`, print its message on one line and exit with status 2, so a
+user never reads a traceback from deep inside pandas or torch for a mistake in their input.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input (data, config, command line), not a bug."""
+
+
+class DataError(UserError, ValueError):
+    """A data file does not match the expected schema or values."""
+
+    def __init__(self, path, problem, column=None, row=None, fix=None):
+        self.path, self.column, self.row = str(path), column, row
+        where = [f"file {path}"]
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        message = f"{', '.join(where)}: {problem}"
+        if fix:
+            message += f". Fix: {fix}"
+        super().__init__(message)
+
+
+class ConfigError(UserError, ValueError):
+    """A config key is missing, unknown or has a value we cannot use."""
+
+
+class SubmissionError(UserError, ValueError):
+    """A submission zip would be rejected or scored wrongly by the leaderboard."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny generated data and tuner configs pointing at it."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.datagen import generate
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Tiny generated data (the real layout): (data folder, generator summary)."""
+    out = tmp_path_factory.mktemp("tiny")
+    summary = generate(out, scale="tiny", seed=0, progress=False)
+    return out, summary
+
+
+def write_tuner_config(folder, data_dir, tuner_space=None, name="tiny_tuner_config.yaml",
+                       dataset_id="MicroLens_tiny_x1"):
+    """A copy of the demo tuner config with absolute paths to data_dir, written into folder.
+
+    tuner_space entries override the demo's; the config folder the tuner writes sits beside.
+    """
+    with open(DEMO_TUNER) as f:
+        config = yaml.safe_load(f)
+    dataset = config["dataset_config"].pop("MicroLens_demo_x1")
+    split_dir = Path(data_dir) / "MicroLens_1M_x1"
+    dataset.update(data_root=str(data_dir), item_info=str(split_dir / "item_info.parquet"),
+                   **{f"{s}_data": str(split_dir / f"{s}.parquet")
+                      for s in ("train", "valid", "test")})
+    config["dataset_config"] = {dataset_id: dataset}
+    config["dataset_id"] = dataset_id
+    config["base_config"] = str(REPO / "config" / "din_config")
+    config["tuner_space"].update(tuner_space or {})
+    path = Path(folder) / name
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
