@@ -33,7 +33,7 @@ def main():
     print(result["verdict"])
     print(f"submission zip:        {result['zip']}")
     print(f"validation AUC:        {result['valid_auc']:.4f}  ({result['expid']})")
-    print(f"best achievable AUC:   {summary['best_auc_valid']:.4f} on valid "
+    print(f"best achievable AUC:   {summary['best_auc']['valid']:.4f} on valid "
           f"(AUC of the true click probabilities)")
 
 
