@@ -9,6 +9,7 @@ is printed and written to `<tuner name>_summary.csv`.
 """
 import csv
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -63,6 +64,16 @@ def finished_expids(config_dir):
     return {r["exp_id"]: r for r in read_results(results_path(config_dir))}
 
 
+def child_environment(gpus):
+    """Runs sharing the CPU get an equal share of its cores each: without a cap every torch
+    process starts one thread per core and parallel runs slow each other down."""
+    env = dict(os.environ)
+    cpu_slots = sum(1 for gpu in gpus if gpu < 0)
+    if cpu_slots > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // cpu_slots))
+    return env
+
+
 def run_grid(config_dir, expids, gpus, force=False):
     """Run each expid not yet recorded (all if force); return {expid: status record}."""
     done = {} if force else finished_expids(config_dir)
@@ -72,6 +83,7 @@ def run_grid(config_dir, expids, gpus, force=False):
     if records:
         logger.info("Skipping %d expid(s) with results already (use --force to rerun)",
                     len(records))
+    env = child_environment(gpus)
     free_slots = list(range(len(gpus)))
     running = {}  # slot -> (expid, process, start time)
     try:
@@ -82,7 +94,7 @@ def run_grid(config_dir, expids, gpus, force=False):
                 cmd = [sys.executable, "-u", str(RUN_EXPID), "--config", str(config_dir),
                        "--expid", expid, "--gpu", str(gpus[slot])]
                 logger.info("Start %s on gpu %s", expid, gpus[slot])
-                running[slot] = (expid, subprocess.Popen(cmd), time.time())
+                running[slot] = (expid, subprocess.Popen(cmd, env=env), time.time())
             time.sleep(POLL_SECONDS)
             for slot, (expid, process, start) in list(running.items()):
                 if process.poll() is None:

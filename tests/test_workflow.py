@@ -25,30 +25,39 @@ def read_zip(path):
     return names, frame
 
 
-def tune_and_predict(tmp_path, tuner, extra_prediction_args=()):
+def tune_and_predict(tmp_path, tuner):
+    """Run the tuner (two CPU slots) and prediction with --expid best, as a user would."""
     tuned = run([str(REPO / "run_param_tuner.py"), "--config", str(tuner), "--gpu", "-1", "-1"],
                 tmp_path)
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     config_dir = tuner.with_suffix("")
-    predicted = run([str(REPO / "prediction.py"), "--config", str(config_dir), "--expid", "best",
-                     *extra_prediction_args], tmp_path)
+    predicted = run([str(REPO / "prediction.py"), "--config", str(config_dir), "--expid", "best"],
+                    tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
-    return config_dir, tuned, predicted
+    return config_dir, predicted
 
 
-def test_tune_predict_best_and_submit(tiny_data, tmp_path):
+@pytest.fixture(scope="module")
+def tuned(tiny_data, tmp_path_factory):
+    """A two-point grid on the tiny data, tuned and predicted once for the tests below."""
+    folder = tmp_path_factory.mktemp("workflow")
     data_dir, _ = tiny_data
-    tuner = write_tuner_config(tmp_path, data_dir, {"learning_rate": [1.e-3, 3.e-3],
-                                                    "epochs": 1})
-    config_dir, tuned, predicted = tune_and_predict(tmp_path, tuner)
+    tuner = write_tuner_config(folder, data_dir, {"learning_rate": [3.e-3, 1.e-2],
+                                                  "epochs": 1, "batch_size": 1024})
+    config_dir, predicted = tune_and_predict(folder, tuner)
+    return folder, config_dir, predicted
 
-    result_lines = (tmp_path / f"{config_dir.name}.csv").read_text().splitlines()
+
+def test_tune_predict_best_and_submit(tiny_data, tuned):
+    data_dir, _ = tiny_data
+    folder, config_dir, predicted = tuned
+    result_lines = (folder / f"{config_dir.name}.csv").read_text().splitlines()
     assert len(result_lines) == 2 and all("[val] AUC: " in line for line in result_lines)
     aucs = {line.split("[exp_id] ")[1].split(",")[0]: float(line.split("AUC: ")[1].split()[0])
             for line in result_lines}
     best = max(aucs, key=aucs.get)
 
-    zip_path = tmp_path / "submission" / f"{best}.zip"
+    zip_path = folder / "submission" / f"{best}.zip"
     assert zip_path.exists(), predicted.stdout
     names, frame = read_zip(zip_path)
     test = pd.read_parquet(data_dir / "MicroLens_1M_x1" / "test.parquet")
@@ -63,15 +72,12 @@ def test_tune_predict_best_and_submit(tiny_data, tmp_path):
     assert "OK" in predicted.stdout
 
 
-def test_task1_and_both_columns(tiny_data, tmp_path):
-    data_dir, _ = tiny_data
-    tuner = write_tuner_config(tmp_path, data_dir, {"epochs": 1, "learning_rate": 1.e-3})
-    assert run([str(REPO / "run_param_tuner.py"), "--config", str(tuner)], tmp_path).returncode == 0
-    config_dir = str(tuner.with_suffix(""))
+def test_task1_and_both_columns(tuned):
+    folder, config_dir, _ = tuned
     for tasks, header in ((["1"], ["ID", "Task1"]), (["1", "2"], ["ID", "Task1", "Task2"])):
-        out = tmp_path / f"out_{'_'.join(tasks)}"
-        done = run([str(REPO / "prediction.py"), "--config", config_dir, "--expid", "best",
-                    "--task", *tasks, "--out", str(out)], tmp_path)
+        out = folder / f"out_{'_'.join(tasks)}"
+        done = run([str(REPO / "prediction.py"), "--config", str(config_dir), "--expid", "best",
+                    "--task", *tasks, "--out", str(out)], folder)
         assert done.returncode == 0, done.stderr[-2000:]
         names, frame = read_zip(next(out.glob("*.zip")))
         assert names == ["prediction.csv"] and list(frame.columns) == header
