@@ -16,8 +16,12 @@ def main():
     parser.add_argument("--config", default="./config/", help="config folder")
     parser.add_argument("--expid", required=True, help="experiment id in its model_config.yaml")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many training steps (overrides max_steps)")
     args = parser.parse_args()
     params = load_params(args.config, args.expid, args.gpu)
+    if args.max_steps:
+        params["max_steps"] = args.max_steps
     setup_logging(log_file(params))
     train(params, args.config, argv=sys.argv)
 

@@ -30,12 +30,31 @@ class TrainingDiverged(UserError):
 
 
 class MMCTRModel(BaseModel):
-    def __init__(self, feature_map, accumulation_steps=1, max_steps=None, **kwargs):
+    """BaseModel plus the options of our configs (all off by default):
+    max_steps: stop training after this many steps (an evaluation and checkpoint come first);
+    amp_bf16: run forward passes under bfloat16 autocast (the loss stays float32);
+    torch_compile: compile the model's dense blocks (see compile_blocks)."""
+
+    def __init__(self, feature_map, accumulation_steps=1, max_steps=None, amp_bf16=False,
+                 torch_compile=False, **kwargs):
         super().__init__(feature_map, **kwargs)
         self.accumulation_steps = int(accumulation_steps)
         self.max_steps = int(max_steps) if max_steps else None
+        self.amp_bf16 = bool(amp_bf16)
+        self.torch_compile = bool(torch_compile)
         # Saved with every checkpoint; build_model replaces it with the full params.
         self.config = dict(kwargs, accumulation_steps=accumulation_steps, max_steps=max_steps)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_bf16)
+
+    def compile_blocks(self, *modules):
+        """Compile dense sub-blocks in place when torch_compile is on. In place (not
+        torch.compile(module)) keeps parameter names, so checkpoints stay interchangeable;
+        dynamic shapes, because batch and history sizes vary from batch to batch."""
+        if self.torch_compile:
+            for module in modules:
+                module.compile(dynamic=True)
 
     # ---- training ----
     def fit(self, data_generator, epochs=1, validation_data=None, max_gradient_norm=10.,
@@ -84,7 +103,10 @@ class MMCTRModel(BaseModel):
                 break
 
     def train_step(self, batch_data):
-        return_dict = self.forward(batch_data)
+        with self.autocast():
+            return_dict = self.forward(batch_data)
+        # binary cross-entropy is unsafe under autocast: the loss is computed in float32
+        return_dict["y_pred"] = return_dict["y_pred"].float()
         loss = self.compute_loss(return_dict, self.get_labels(batch_data))
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -106,7 +128,9 @@ class MMCTRModel(BaseModel):
         preds, labels, groups = [], [], []
         for batch_data in tqdm(data_generator, disable=self._verbose == 0, file=sys.stdout,
                                desc="scoring"):
-            preds.append(self.forward(batch_data)["y_pred"].reshape(-1).float().cpu())
+            with self.autocast():
+                y_pred = self.forward(batch_data)["y_pred"]
+            preds.append(y_pred.reshape(-1).float().cpu())
             if with_labels:
                 labels.append(self.get_labels(batch_data).reshape(-1).cpu())
                 if self.feature_map.group_id is not None:

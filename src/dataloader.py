@@ -80,7 +80,15 @@ class MMCTRDataLoader:
         for start in range(0, self.num_samples, self.batch_size):
             if self.shuffle:
                 index = order[start:start + self.batch_size]
-                yield {name: tensor.index_select(0, index) for name, tensor in self.tensors.items()}
+                yield {name: _gather(tensor, index) for name, tensor in self.tensors.items()}
             else:  # file order: a plain slice, no copy
                 yield {name: tensor[start:start + self.batch_size]
                        for name, tensor in self.tensors.items()}
+
+
+def _gather(tensor, index):
+    """tensor[index] along rows. On the CPU numpy's take is used: for batch-sized gathers
+    torch's threaded index_select was 100x slower on our 2-core machine."""
+    if tensor.device.type == "cpu":
+        return torch.from_numpy(np.take(tensor.numpy(), index.numpy(), axis=0))
+    return tensor.index_select(0, index)

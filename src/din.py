@@ -74,6 +74,7 @@ class DIN(MMCTRModel):
         self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
         self.reset_parameters()
         self.model_to_device()
+        self.compile_blocks(self.attention_layers.attention_layer, self.dnn)
 
     def get_inputs(self, inputs, feature_source=None):
         """Non-item, non-meta features on the model's device."""

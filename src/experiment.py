@@ -6,6 +6,9 @@ Both run_expid.py and prediction.py are thin wrappers around `train` and `predic
 import logging
 from pathlib import Path
 
+import pyarrow.parquet as pq
+import torch
+
 from fuxictr.pytorch.dataloaders import RankDataLoader
 from fuxictr.pytorch.torch_utils import seed_everything
 from fuxictr.utils import load_config, print_to_json
@@ -43,17 +46,39 @@ def load_params(config_dir, expid, gpu=-1):
     return params
 
 
-def build_model(params, feature_map=None):
+def build_model(params, feature_map=None, item_table=None):
+    """The model of params; item_table shares an already loaded ItemTable (else item_info
+    is read)."""
     feature_map = feature_map or build_feature_map(params)
-    model = MODELS[params["model"]](feature_map, **params)
+    model = MODELS[params["model"]](feature_map, item_table=item_table, **params)
     model.config = dict(params)
     return model
 
 
-def make_loaders(feature_map, params, stage):
-    """FuxiCTR's RankDataLoader with our loader: (train, valid) for "train", test for "test"."""
+def split_device(params, model, stage):
+    """Where the split's arrays live: on the model's GPU when they fit in half its free
+    memory (a batch is then a slice and a gather on the GPU), else on the CPU.
+    The config key split_on_device (default True) turns this off."""
+    if model is None or model.device.type != "cuda" or not params.get("split_on_device", True):
+        return torch.device("cpu")
+    paths = [params["train_data"], params["valid_data"]] if stage == "train" \
+        else [params["test_data"]]
+    # per row: max_len int32 history ids plus about 8 int64 scalar columns
+    row_bytes = 4 * int(params.get("max_len", 64)) + 8 * 8
+    needed = sum(pq.ParquetFile(p).metadata.num_rows for p in paths if p) * row_bytes
+    free, _ = torch.cuda.mem_get_info(model.device)
+    if needed < free / 2:
+        return model.device
+    logger.info("Splits need %.1f GB, more than half the free GPU memory: kept on the CPU",
+                needed / 1e9)
+    return torch.device("cpu")
+
+
+def make_loaders(feature_map, params, stage, model=None):
+    """FuxiCTR's RankDataLoader with our loader: (train, valid) for "train", test for "test".
+    With a model on a GPU, the splits go to that GPU when they fit (split_device)."""
     return RankDataLoader(feature_map, stage=stage, data_loader=MMCTRDataLoader,
-                          **params).make_iterator()
+                          device=split_device(params, model, stage), **params).make_iterator()
 
 
 def validate_inputs(params, splits):
@@ -77,7 +102,7 @@ def train(params, config_dir, argv=None):
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
     model.count_parameters()
-    train_gen, valid_gen = make_loaders(feature_map, params, "train")
+    train_gen, valid_gen = make_loaders(feature_map, params, "train", model)
     model.fit(train_gen, validation_data=valid_gen, **params)
     logger.info("****** Validation evaluation ******")
     valid_result = model.evaluate(valid_gen)
@@ -105,9 +130,9 @@ def predict_test(config_dir, expid, gpu=-1, tasks=(2,), out_dir="submission"):
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
     model.load_weights(model.checkpoint)
-    test_gen = make_loaders(feature_map, params, "test")
+    test_gen = make_loaders(feature_map, params, "test", model)
     scores = model.predict(test_gen)
-    ids = test_gen.tensors[TEST_ID].numpy()
+    ids = test_gen.tensors[TEST_ID].cpu().numpy()
     columns = {TASK_COLUMNS[task]: scores for task in sorted(set(tasks))}
     zip_path = write_submission(ids, columns, out_dir, expid)
     verdict = check_submission(zip_path, params["test_data"])

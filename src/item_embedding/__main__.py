@@ -1,0 +1,146 @@
+"""Command line of the item-embedding toolkit (challenge task 1).
+
+  python -m src.item_embedding build --method METHOD --data-dir DIR --out FILE [--seed N]
+  python -m src.item_embedding evaluate FILE [FILE ...] --data-dir DIR [--proxy-only]
+
+Precedence: command-line options > the method's defaults (build.py, contrastive.py) and the
+protocol's defaults (protocol.py).
+"""
+import argparse
+import shlex
+from pathlib import Path
+
+from ..cli import run_main, setup_logging
+from ..errors import ConfigError
+from .build import METHODS, SCALES, build
+from .protocol import MODELS, TASK1_KNOBS, parse_grid
+from .proxy import QUERY_MODES
+
+DEFAULT_WORK_DIR = "runs/item_embedding"
+
+
+def _pair(kind):
+    def parse(text):
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got "
+                                             f"{text!r}") from None
+        if len(values) != 2:
+            raise argparse.ArgumentTypeError(f"expected two values (text,image), got {text!r}")
+        return values
+    return parse
+
+
+def add_build_parser(sub):
+    p = sub.add_parser("build", help="write an item_info parquet with one method's embedding")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--data-dir", required=True,
+                   help="folder with item_feature/item_emb/item_seq.parquet and MicroLens_1M_x1/")
+    p.add_argument("--out", required=True, help="item_info parquet to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", choices=SCALES, default="rms",
+                   help="rms: one factor making the RMS coordinate 1 (default); none: raw")
+    p.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
+                   help="where evaluate will write tuner configs (for the printed commands)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("pca_per_modality options")
+    g.add_argument("--modality-dims", type=_pair(int), help="text,image dims (default 64,64)")
+    g.add_argument("--modality-weights", type=_pair(float),
+                   help="text,image weights (default 1,1)")
+    g = p.add_argument_group("contrastive options (defaults in contrastive.ContrastiveOptions)")
+    g.add_argument("--encoder", choices=("linear", "mlp"))
+    g.add_argument("--hidden", type=int, help="mlp hidden width")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, help="pairs per batch (= in-batch negatives + 1)")
+    g.add_argument("--learning-rate", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--window", type=int, help="pair items up to this many positions apart")
+    g.add_argument("--device", help="cpu, cuda or cuda:N")
+
+
+OPTION_KEYS = ("modality_dims", "modality_weights", "encoder", "hidden", "epochs", "batch_size",
+               "learning_rate", "weight_decay", "temperature", "window", "device")
+
+
+def add_evaluate_parser(sub):
+    p = sub.add_parser("evaluate", help="proxy recall and fixed-DIN AUC of item_info files")
+    p.add_argument("files", nargs="+", help="item_info parquet files")
+    p.add_argument("--data-dir", required=True, help="the data folder the files were built from")
+    p.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
+                   help="tuner configs, training subset and result tables go here")
+    p.add_argument("--proxy-only", action="store_true", help="skip the DIN protocol")
+    p.add_argument("--query", choices=QUERY_MODES, default="mean",
+                   help="proxy query: mean of the history's embeddings, or the last item's")
+    p.add_argument("--device", default="cpu", help="device of the proxy's matmuls")
+    g = p.add_argument_group("fixed task-1 DIN protocol")
+    g.add_argument("--model", choices=MODELS, default="seed",
+                   help="seed: the seed's DIN_default (the comparable protocol); demo: the "
+                        "demo config's small dims, for CPU runs only, NOT comparable")
+    g.add_argument("--grid", action="append", metavar="KNOB=V1[,V2...]",
+                   help=f"values of a task-1 knob ({', '.join(TASK1_KNOBS)}); repeat per "
+                        f"knob; replaces the default grid net_dropout=0.1,0.3")
+    g.add_argument("--epochs", type=int, help="training epochs (default: the seed's 100)")
+    g.add_argument("--patience", type=int, help="early_stop_patience (default: the seed's 3)")
+    g.add_argument("--seeds", type=int, nargs="+",
+                   help="training seeds; two or more measure run-to-run noise")
+    g.add_argument("--train-rows", type=int,
+                   help="train on this many random train rows (same rows for every file)")
+    g.add_argument("--gpu", type=int, nargs="+", default=[-1],
+                   help="tuner slots: GPU index per slot, -1 for the CPU")
+    g.add_argument("--force", action="store_true", help="rerun grid points already done")
+
+
+def next_commands(out, data_dir, work_dir):
+    out, data_dir = shlex.quote(str(out)), shlex.quote(str(data_dir))
+    config = shlex.quote(str(Path(work_dir) / f"{Path(out).stem}_tuner_config"))
+    return "\n".join([
+        "next steps:",
+        f"  python -m src.item_embedding evaluate {out} --data-dir {data_dir} "
+        f"--work-dir {shlex.quote(str(work_dir))}   # proxy + fixed DIN; writes {config}.yaml",
+        f"  python run_param_tuner.py --config {config}.yaml --gpu 0   # more tuning on a GPU",
+        f"  python prediction.py --config {config} --expid best --task 1   # submission zip",
+    ])
+
+
+def run_build(args):
+    options = {k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k) is not None}
+    if args.method != "contrastive" and options.get("device") is not None:
+        options.pop("device")  # only contrastive trains anything; others run on numpy
+    path, meta = build(args.method, args.data_dir, args.out, seed=args.seed, scale=args.scale,
+                       options=options, progress=not args.quiet)
+    print(f"wrote {path}: method {meta['method']}, seed {meta['seed']}, {meta['n_items']} items, "
+          f"scale {meta['scale']} (x{meta['scale_factor']:.4g}), {meta['seconds']} s")
+    print(next_commands(path, args.data_dir, args.work_dir))
+
+
+def run_evaluate(args):
+    from .evaluate import evaluate  # imports the tuner and FuxiCTR: only when needed
+    for key in ("epochs", "patience", "train_rows"):
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} {value}: must be >= 1")
+    evaluate(args.files, args.data_dir, args.work_dir, proxy_only=args.proxy_only,
+             query=args.query, device=args.device, gpus=args.gpu, force=args.force,
+             train_rows=args.train_rows, model=args.model,
+             grid=parse_grid(args.grid) if args.grid else None, epochs=args.epochs,
+             patience=args.patience, seeds=args.seeds)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m src.item_embedding",
+                                     description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_build_parser(sub)
+    add_evaluate_parser(sub)
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.command == "build":
+        run_build(args)
+    else:
+        run_evaluate(args)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,81 @@
+"""Writing and reading the item_info files this package builds.
+
+A built file is a complete item_info: item_id (int64, equal to the row number), item_tags
+(copied unchanged from the release's item_info) and item_emb_d128 (list<float64>, 128 per
+row), row 0 the all-zero padding item. How it was made (method, seed, options, scaling,
+held-out users) is stored as JSON in the parquet schema metadata under `item_embedding`,
+so an evaluation table can name the method of any file without a side file.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..arrays import list_column_to_2d, scalar_column
+from ..errors import DataError
+
+EMB_COLUMN = "item_emb_d128"
+EMB_DIM = 128
+META_KEY = b"item_embedding"
+
+
+def write_item_info(path, tags, embedding, metadata):
+    """Write atomically (temporary file, then rename): a crash never leaves half a file
+    where a config expects a complete one."""
+    n_rows, dim = embedding.shape
+    if len(tags) != n_rows:
+        raise ValueError(f"item_tags has {len(tags)} rows but the embedding has {n_rows}")
+    if dim != EMB_DIM or np.any(embedding[0] != 0) or not np.isfinite(embedding).all():
+        raise ValueError("embedding must be finite, (N + 1, 128), with an all-zero row 0")
+    offsets = pa.array(np.arange(0, n_rows * dim + 1, dim, dtype=np.int32))
+    values = pa.array(np.ascontiguousarray(embedding, np.float64).reshape(-1), pa.float64())
+    table = pa.table({
+        "item_id": pa.array(np.arange(n_rows, dtype=np.int64)),
+        "item_tags": tags,
+        EMB_COLUMN: pa.ListArray.from_arrays(offsets, values),
+    })
+    table = table.replace_schema_metadata({META_KEY: json.dumps(metadata).encode()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, use_dictionary=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_metadata(path):
+    """The build metadata of an item_info file, or {} for a file we did not build."""
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        return json.loads(meta[META_KEY]) if META_KEY in meta else {}
+    except ValueError:
+        return {}
+
+
+def read_embedding(path):
+    """(N + 1, dim) float32 embedding of any item_info file, checked: item_id == row,
+    no NaN/inf."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found", fix="build it first: python -m src.item_embedding "
+                                                    "build --method ... --out FILE")
+    try:
+        table = pq.read_table(path, columns=["item_id", EMB_COLUMN])
+    except (pa.ArrowException, OSError, KeyError) as err:
+        raise DataError(path, f"cannot read item_id and {EMB_COLUMN} ({err})",
+                        fix="pass an item_info parquet file") from None
+    ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
+    wrong = ids != np.arange(ids.size)
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
+        raise DataError(path, f"item_id {ids[row]} != row number {row}", column="item_id",
+                        row=row, fix="item_info must be sorted by item_id 0..N")
+    emb = list_column_to_2d(table.column(EMB_COLUMN), path, EMB_COLUMN, np.float32)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(path, "embedding holds NaN or inf", column=EMB_COLUMN, row=row)
+    return emb

@@ -1,0 +1,401 @@
+"""The tuner cannot fail silently: crashing runs, resume, killed runs, Ctrl-C, task-1 rules.
+
+Runs go through the real command lines on a small slice of the tiny generated data (4,096
+train rows: two batches of 2,048); the exit-status and signal edge cases that real training
+cannot produce on demand use a stand-in run_expid script.
+"""
+import copy
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from src import tuner
+from src.errors import ConfigError
+from src.task1_rules import check_tuner_config
+
+from .conftest import REPO, write_tuner_config
+
+TASK1_CONFIG = REPO / "config" / "DIN_task1_tuner_config.yaml"
+SEED_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
+FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
+# batch_size 256 gives 16 batches, a checkpoint after each: a run to kill mid-epoch.
+SLOW = {"batch_size": [256, 2048], "eval_steps": 1, "early_stop_patience": 100}
+
+
+# --- helpers -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_data(tiny_data, tmp_path_factory):
+    """The first rows of the tiny data, same item_info: runs take seconds, not minutes."""
+    src_dir = tiny_data[0] / "MicroLens_1M_x1"
+    out = tmp_path_factory.mktemp("small")
+    dst_dir = out / "MicroLens_1M_x1"
+    dst_dir.mkdir()
+    for split, rows in (("train", 4096), ("valid", 1024), ("test", 512)):
+        pd.read_parquet(src_dir / f"{split}.parquet").head(rows).to_parquet(
+            dst_dir / f"{split}.parquet")
+    pd.read_parquet(src_dir / "item_info.parquet").to_parquet(dst_dir / "item_info.parquet")
+    return out
+
+
+def make_tuner(folder, data_dir, space, name="grid.yaml"):
+    return write_tuner_config(folder, data_dir, {**FAST, **space}, name=name)
+
+
+def tune_cli(folder, tuner_yaml, *extra, slots=2, env=None):
+    cmd = [sys.executable, str(REPO / "run_param_tuner.py"), "--config", str(tuner_yaml),
+           "--gpu", *["-1"] * slots, *extra]
+    return subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300, env=env)
+
+
+def grid_params(tuner_yaml):
+    """{expid: params} of the grid the tuner wrote beside tuner_yaml."""
+    with open(Path(tuner_yaml).with_suffix("") / "model_config.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def read_summary(folder, tuner_yaml):
+    """Summary rows in file order."""
+    with open(Path(folder) / f"{Path(tuner_yaml).stem}_summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def statuses(folder, tuner_yaml):
+    return {row["expid"]: row["status"] for row in read_summary(folder, tuner_yaml)}
+
+
+def result_lines(folder, tuner_yaml):
+    path = Path(folder) / f"{Path(tuner_yaml).stem}.csv"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def line_expid(line):
+    return line.split(",[exp_id] ")[1].split(",")[0]
+
+
+def processes_mentioning(text):
+    """Pids of live processes whose command line contains text."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- a crashing run ------------------------------------------------------------------------
+def test_crashing_run_fails_the_grid_and_is_retried(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"optimizer": ["adam", "nosuch"]})
+    # A `python` on PATH that always fails: runs must use the tuner's own interpreter.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in ("python", "python3"):
+        (fake_bin / name).write_text("#!/bin/sh\nexit 97\n")
+        (fake_bin / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+
+    first = tune_cli(tmp_path, tuner_yaml, env=env)
+    params = grid_params(tuner_yaml)
+    good = next(e for e, p in params.items() if p["optimizer"] == "adam")
+    bad = next(e for e, p in params.items() if p["optimizer"] == "nosuch")
+    assert first.returncode == 2, first.stderr[-3000:]
+    error = first.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: 1 of 2 run(s) failed: ") and bad in error and good not in error
+    rows = read_summary(tmp_path, tuner_yaml)
+    assert [r["expid"] for r in rows] == [good, bad]  # best first: the failed one has no AUC
+    assert rows[0]["status"] == "ok" and 0.0 < float(rows[0]["AUC"]) < 1.0
+    assert rows[1]["status"] == "failed (exit 1)" and rows[1]["AUC"] == ""
+    assert [line_expid(line) for line in result_lines(tmp_path, tuner_yaml)] == [good]
+
+    # --force retrains the recorded one too; the failed one fails again and is named again
+    again = tune_cli(tmp_path, tuner_yaml, "--force", env=env)
+    assert again.returncode == 2 and bad in again.stderr.strip().splitlines()[-1]
+    assert f"Start {bad}" in again.stderr and f"Start {good}" in again.stderr
+    assert statuses(tmp_path, tuner_yaml) == {good: "ok", bad: "failed (exit 1)"}
+    assert [line_expid(line) for line in result_lines(tmp_path, tuner_yaml)] == [good, good]
+
+
+# --- resume ----------------------------------------------------------------------------------
+def test_resume_reruns_only_the_expid_without_a_result(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-3, 3.e-3]})
+    first = tune_cli(tmp_path, tuner_yaml)
+    assert first.returncode == 0, first.stderr[-3000:]
+    expids = sorted(grid_params(tuner_yaml))
+    assert statuses(tmp_path, tuner_yaml) == {e: "ok" for e in expids}
+    aucs = [float(r["AUC"]) for r in read_summary(tmp_path, tuner_yaml)]
+    assert aucs == sorted(aucs, reverse=True)  # best first
+    lines = result_lines(tmp_path, tuner_yaml)
+    assert sorted(map(line_expid, lines)) == expids
+
+    dropped, kept = expids
+    kept_line = next(line for line in lines if line_expid(line) == kept)
+    (tmp_path / f"{tuner_yaml.stem}.csv").write_text(kept_line + "\n")
+    resumed = tune_cli(tmp_path, tuner_yaml)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Start {dropped}" in resumed.stderr and f"Start {kept}" not in resumed.stderr
+    assert statuses(tmp_path, tuner_yaml) == {dropped: "ok", kept: "done before"}
+    lines = result_lines(tmp_path, tuner_yaml)
+    assert lines[0] == kept_line and sorted(map(line_expid, lines)) == expids  # no duplicates
+
+
+# --- a run killed mid-epoch ----------------------------------------------------------------
+def test_killed_run_keeps_its_checkpoint_and_the_tuner_completes_the_grid(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
+    config_dir, expids = tuner.expand_grid(tuner_yaml)
+    victim = next(e for e, p in grid_params(tuner_yaml).items() if p["batch_size"] == 256)
+    folder = tmp_path / "checkpoints" / "MicroLens_tiny_x1"
+    checkpoint, log = folder / f"{victim}.model", folder / f"{victim}.log"
+    run = subprocess.Popen([sys.executable, str(REPO / "run_expid.py"), "--config", config_dir,
+                            "--expid", victim, "--gpu", "-1"], cwd=tmp_path,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(checkpoint.exists, 120, "the first checkpoint")
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == -signal.SIGKILL
+    assert "Training finished" not in log.read_text()  # killed mid-training, not after
+    saved = torch.load(checkpoint, map_location="cpu")  # weights_only: the plain-config format
+    assert saved["config"]["model_id"] == victim and saved["state_dict"]
+    assert result_lines(tmp_path, tuner_yaml) == []
+
+    resumed = tune_cli(tmp_path, tuner_yaml)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert statuses(tmp_path, tuner_yaml) == {e: "ok" for e in expids}
+    assert sorted(map(line_expid, result_lines(tmp_path, tuner_yaml))) == sorted(expids)
+    assert not list(folder.glob("*.tmp*"))
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------
+def test_ctrl_c_stops_the_runs_and_writes_the_summary(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
+    cmd = [sys.executable, str(REPO / "run_param_tuner.py"), "--config", str(tuner_yaml),
+           "--gpu", "-1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    config_dir = str(tuner_yaml.with_suffix(""))
+    try:
+        # the first run has started training once its log exists
+        wait_for(lambda: list((tmp_path / "checkpoints").glob("*/*.log")), 120, "the first run")
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = processes_mentioning(config_dir)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert left == [], "runs left running after the tuner exited"
+    first, second = sorted(grid_params(tuner_yaml))
+    assert statuses(tmp_path, tuner_yaml) == {first: "interrupted", second: "not started"}
+    assert result_lines(tmp_path, tuner_yaml) == []
+
+
+# --- exit statuses and stubborn children, with a stand-in run_expid --------------------------
+FAKE_RUN_EXPID = textwrap.dedent("""\
+    import os, signal, sys, time
+    expid = sys.argv[sys.argv.index("--expid") + 1]
+    config = sys.argv[sys.argv.index("--config") + 1]
+    line = (" 20261128-000000,[command] fake,[exp_id] " + expid + ",[dataset_id] d,"
+            "[train] N.A.,[val] AUC: 0.700000 - logloss: 0.500000\\n")
+    def result():
+        with open(os.path.basename(config) + ".csv", "a") as f:
+            f.write(line)
+    if expid.endswith("ok"):
+        result()
+    elif expid.endswith("line_then_crash"):
+        result()
+        sys.exit(3)
+    elif expid.endswith("sigkill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif expid.endswith("stubborn"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with open("stubborn.pid.tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace("stubborn.pid.tmp", "stubborn.pid")
+        time.sleep(120)
+    # "silent": exits 0 without a result line
+""")
+
+
+@pytest.fixture
+def fake_runs(tmp_path, monkeypatch):
+    script = tmp_path / "fake_run_expid.py"
+    script.write_text(FAKE_RUN_EXPID)
+    monkeypatch.setattr(tuner, "RUN_EXPID", script)
+    monkeypatch.setattr(tuner, "POLL_SECONDS", 0.05)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "fake_grid"
+
+
+def test_ok_needs_exit_zero_and_a_new_result_line(fake_runs, tmp_path):
+    expids = ["E_ok", "E_line_then_crash", "E_silent", "E_sigkill"]
+    records, interrupted = tuner.run_grid(fake_runs, expids, [-1, -1])
+    assert not interrupted
+    assert {e: r["status"] for e, r in records.items()} == {
+        "E_ok": "ok", "E_line_then_crash": "failed (exit 3)",
+        "E_silent": "failed (no result line)", "E_sigkill": "failed (killed by SIGKILL)"}
+    rows, _ = tuner.write_summary(fake_runs, expids, records)
+    assert [(r["expid"], r["AUC"]) for r in rows][:2] == [("E_ok", 0.7), ("E_line_then_crash", None)]
+
+    # resume: a result line does not make a run that failed last time count as done
+    records, _ = tuner.run_grid(fake_runs, expids, [-1])
+    assert {e: r["status"] for e, r in records.items()}["E_ok"] == "done before"
+    assert records["E_line_then_crash"]["status"] == "failed (exit 3)"
+    lines = (tmp_path / "fake_grid.csv").read_text().splitlines()
+    assert sorted(map(line_expid, lines)) == ["E_line_then_crash"] * 2 + ["E_ok"]
+
+    # a zero exit cannot borrow an older line of its expid: ok needs a NEW line
+    ok_line = next(line for line in lines if line_expid(line) == "E_ok")
+    (tmp_path / "fake_grid.csv").write_text(ok_line.replace("E_ok", "E_silent") + "\n")
+    records, _ = tuner.run_grid(fake_runs, ["E_silent"], [-1], force=True)
+    assert records["E_silent"]["status"] == "failed (no result line)"
+
+
+def test_interrupt_terminates_then_kills_stubborn_runs(fake_runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(tuner, "STOP_TIMEOUT_SECONDS", 1)
+    pid_file = tmp_path / "stubborn.pid"
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    started = time.monotonic()
+    records, interrupted = tuner.run_grid(fake_runs, ["E_stubborn", "E_queued_ok"], [-1])
+    assert interrupted and time.monotonic() - started < 30
+    assert records["E_stubborn"]["status"] == "interrupted"
+    assert records["E_queued_ok"]["status"] == "not started"
+    with pytest.raises(ProcessLookupError):  # it ignored SIGTERM, so it got SIGKILL
+        os.kill(int(pid_file.read_text()), 0)
+    rows, path = tuner.write_summary(fake_runs, ["E_stubborn", "E_queued_ok"], records)
+    assert path.exists() and {r["status"] for r in rows} == {"interrupted", "not started"}
+
+
+# --- task-1 rules --------------------------------------------------------------------------
+def shipped_task1():
+    with open(TASK1_CONFIG) as f:
+        return yaml.safe_load(f)
+
+
+def test_shipped_task1_config_is_the_seed_config_and_passes(monkeypatch):
+    config = shipped_task1()
+    assert config.pop("task1") is True
+    assert config == yaml.safe_load(SEED_CONFIG.read_text())
+    monkeypatch.chdir(REPO)  # base_config is relative to the current folder, as in FuxiCTR
+    check_tuner_config(shipped_task1(), TASK1_CONFIG)
+
+
+def _dataset(config):
+    return config["dataset_config"]["MicroLens_1M_x1"]
+
+
+def _features(config):
+    return {col["name"]: col for col in _dataset(config)["feature_cols"]}
+
+
+ALLOWED = {
+    "knobs varied": lambda c: c["tuner_space"].update(
+        net_dropout=[0, 0.1, 0.2], learning_rate=[1.e-3, 5.e-4], batch_size=[4096, 8192],
+        net_regularizer=[0, 1.e-6], embedding_regularizer=[1.e-6, 1.e-7]),
+    "fixed value spelt out": lambda c: c["tuner_space"].update(
+        embedding_dim=64, dnn_hidden_units=[[1024, 512, 256]]),
+    "bookkeeping": lambda c: c["tuner_space"].update(verbose=0, model_root="/tmp/ckpt/"),
+    "own item embedding file": lambda c: _dataset(c).update(
+        item_info="/elsewhere/my_item_info.parquet", train_data="/elsewhere/train.parquet"),
+}
+
+REFUSED = {
+    "embedding_dim varied": (lambda c: c["tuner_space"].update(embedding_dim=[32, 64]),
+                             "tuner_space sets embedding_dim=[32, 64] (fixed DIN: 64"),
+    "smaller dnn": (lambda c: c["tuner_space"].update(dnn_hidden_units=[[512, 256]]),
+                    "dnn_hidden_units=[[512, 256]]"),
+    "more epochs": (lambda c: c["tuner_space"].update(epochs=5), "epochs=5 (fixed DIN: 100"),
+    "varied bookkeeping": (lambda c: c["tuner_space"].update(verbose=[0, 1]),
+                           "bookkeeping key verbose=[0, 1]"),
+    "embedding dim": (lambda c: _features(c)["item_emb_d128"].update(embedding_dim=64),
+                      "feature item_emb_d128 has embedding_dim=64 (seed: 128"),
+    "embedding renamed": (lambda c: _features(c)["item_emb_d128"].update(name="item_emb_v1"),
+                          "feature_cols names="),
+    "vocab changed": (lambda c: _features(c)["item_id"].update(vocab_size=2001),
+                      "feature item_id has vocab_size=2001 (seed: 91718"),
+    "feature dropped": (lambda c: _features(c)["item_tags"].update(active=False),
+                        "feature item_tags has active=False"),
+    "dataset overrides model": (lambda c: _dataset(c).update(embedding_dim=32),
+                                "dataset config adds embedding_dim=32"),
+    "marker not a bool": (lambda c: c.update(task1="yes"), "task1='yes' is not a boolean"),
+}
+
+
+@pytest.mark.parametrize("change", list(ALLOWED), ids=list(ALLOWED))
+def test_task1_allows(change, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = shipped_task1()
+    ALLOWED[change](config)
+    check_tuner_config(config, TASK1_CONFIG)
+
+
+@pytest.mark.parametrize("change", list(REFUSED), ids=list(REFUSED))
+def test_task1_refuses(change, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = shipped_task1()
+    edit, expected = REFUSED[change]
+    edit(config)
+    with pytest.raises(ConfigError) as err:
+        check_tuner_config(config, TASK1_CONFIG)
+    assert expected in str(err.value)
+    assert "Fix: " in str(err.value)
+    other = copy.deepcopy(config)  # the same change without the marker is a task-2 config
+    other.pop("task1")
+    check_tuner_config(other, TASK1_CONFIG)
+
+
+def test_task1_refuses_a_changed_base_model(tmp_path):
+    model = yaml.safe_load((REPO / "config/din_config/model_config.yaml").read_text())
+    model["DIN_default"]["attention_hidden_units"] = [64]
+    (tmp_path / "model_config.yaml").write_text(yaml.safe_dump(model))
+    config = shipped_task1()
+    config["base_config"] = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"attention_hidden_units=\[64\] \(fixed DIN: \[512, 256\]"):
+        check_tuner_config(config, TASK1_CONFIG)
+
+
+def test_task1_refusal_comes_before_any_run(tmp_path):
+    config = shipped_task1()
+    config["base_config"] = str(REPO / "config" / "din_config")
+    config["tuner_space"]["embedding_dim"] = [16, 32]
+    tuner_yaml = tmp_path / "task1_grid.yaml"
+    tuner_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    refused = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+    # the rule check, not the data check (its data paths point at nothing here), refused it
+    assert "embedding_dim=[16, 32]" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task1_grid.yaml"]
