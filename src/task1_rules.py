@@ -19,10 +19,12 @@ tuned. What a task-1 entry changes is the item embedding: the `item_emb_d128` co
   Only the paths (data_root, train_data, valid_data, test_data, item_info) and data_format /
   rebuild_dataset may differ: they say where the files are, not what is trained.
 
-Bookkeeping keys (model_root, verbose, num_workers, debug_mode) only decide where files go
-and how much is printed; our loader ignores num_workers. epochs, early_stop_patience,
-eval_steps and seed are NOT bookkeeping: they decide how long training runs, when the learning
-rate is divided by 10 and which checkpoint is kept, so they stay at the fixed DIN's values.
+Bookkeeping keys (model_root, verbose, num_workers, debug_mode, torch_compile,
+split_on_device) only decide where files go, how much is printed and how the same arithmetic
+is executed; our loader ignores num_workers. Not bookkeeping: epochs, early_stop_patience,
+eval_steps and seed decide how long training runs, when the learning rate is divided by 10 and
+which checkpoint is kept; max_steps cuts training short; amp_bf16 changes the arithmetic
+(bfloat16 forward passes). They stay at the fixed DIN's values (max_steps, amp_bf16: unset).
 """
 import os
 from pathlib import Path
@@ -40,7 +42,8 @@ SEED_DATASET_ID = "MicroLens_1M_x1"
 
 KNOBS = ("embedding_regularizer", "net_regularizer", "net_dropout", "learning_rate",
          "batch_size")
-BOOKKEEPING = ("model_root", "verbose", "num_workers", "debug_mode")
+BOOKKEEPING = ("model_root", "verbose", "num_workers", "debug_mode", "torch_compile",
+               "split_on_device")
 IDENTITY = ("model_id", "dataset_id")  # set by the tuner, not training settings
 PATH_KEYS = ("data_root", "train_data", "valid_data", "test_data", "item_info")
 DATA_FORMAT_KEYS = ("data_format", "rebuild_dataset")

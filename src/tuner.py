@@ -182,9 +182,10 @@ class _TermAsInterrupt:
     kill also stops the children and writes the summary."""
 
     def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:  # signal handlers can only be set from the main thread
+            self.previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._raise)
         return self
 
     @staticmethod
@@ -192,8 +193,9 @@ class _TermAsInterrupt:
         raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None
+                          else signal.SIG_DFL)
         return False
 
 
@@ -310,6 +312,15 @@ def tune(tuner_yaml, gpus, force=False):
     failed = [r["expid"] for r in rows if r["status"] not in (OK, DONE_BEFORE)]
     if failed:
         raise GridFailed(f"{len(failed)} of {len(rows)} run(s) failed: {', '.join(failed)}. "
-                         f"Fix: read their logs under model_root/<dataset_id>/<expid>.log, "
-                         f"then rerun the same command to retry only these")
+                         f"Fix: read their logs ({_log_folder(config_dir, failed[0])}/<expid>"
+                         f".log), then rerun the same command to retry only these")
     return config_dir, rows
+
+
+def _log_folder(config_dir, expid):
+    """Where run_expid writes the log of expid: model_root/dataset_id."""
+    from .experiment import load_params, log_file
+    try:
+        return log_file(load_params(config_dir, expid)).parent
+    except (UserError, KeyError):
+        return "model_root/<dataset_id>"

@@ -106,7 +106,7 @@ def wait_for(predicate, timeout, what):
 
 
 # --- a crashing run ------------------------------------------------------------------------
-def test_crashing_run_fails_the_grid_and_is_retried(small_data, tmp_path):
+def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"optimizer": ["adam", "nosuch"]})
     # A `python` on PATH that always fails: runs must use the tuner's own interpreter.
     fake_bin = tmp_path / "bin"
@@ -128,36 +128,7 @@ def test_crashing_run_fails_the_grid_and_is_retried(small_data, tmp_path):
     assert rows[0]["status"] == "ok" and 0.0 < float(rows[0]["AUC"]) < 1.0
     assert rows[1]["status"] == "failed (exit 1)" and rows[1]["AUC"] == ""
     assert [line_expid(line) for line in result_lines(tmp_path, tuner_yaml)] == [good]
-
-    # --force retrains the recorded one too; the failed one fails again and is named again
-    again = tune_cli(tmp_path, tuner_yaml, "--force", env=env)
-    assert again.returncode == 2 and bad in again.stderr.strip().splitlines()[-1]
-    assert f"Start {bad}" in again.stderr and f"Start {good}" in again.stderr
-    assert statuses(tmp_path, tuner_yaml) == {good: "ok", bad: "failed (exit 1)"}
-    assert [line_expid(line) for line in result_lines(tmp_path, tuner_yaml)] == [good, good]
-
-
-# --- resume ----------------------------------------------------------------------------------
-def test_resume_reruns_only_the_expid_without_a_result(small_data, tmp_path):
-    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-3, 3.e-3]})
-    first = tune_cli(tmp_path, tuner_yaml)
-    assert first.returncode == 0, first.stderr[-3000:]
-    expids = sorted(grid_params(tuner_yaml))
-    assert statuses(tmp_path, tuner_yaml) == {e: "ok" for e in expids}
-    aucs = [float(r["AUC"]) for r in read_summary(tmp_path, tuner_yaml)]
-    assert aucs == sorted(aucs, reverse=True)  # best first
-    lines = result_lines(tmp_path, tuner_yaml)
-    assert sorted(map(line_expid, lines)) == expids
-
-    dropped, kept = expids
-    kept_line = next(line for line in lines if line_expid(line) == kept)
-    (tmp_path / f"{tuner_yaml.stem}.csv").write_text(kept_line + "\n")
-    resumed = tune_cli(tmp_path, tuner_yaml)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Start {dropped}" in resumed.stderr and f"Start {kept}" not in resumed.stderr
-    assert statuses(tmp_path, tuner_yaml) == {dropped: "ok", kept: "done before"}
-    lines = result_lines(tmp_path, tuner_yaml)
-    assert lines[0] == kept_line and sorted(map(line_expid, lines)) == expids  # no duplicates
+    assert first.stdout.index(good) < first.stdout.index(bad)  # the printed table, best first
 
 
 # --- a run killed mid-epoch ----------------------------------------------------------------
@@ -226,8 +197,10 @@ FAKE_RUN_EXPID = textwrap.dedent("""\
     def result():
         with open(os.path.basename(config) + ".csv", "a") as f:
             f.write(line)
-    if expid.endswith("ok"):
-        result()
+    if expid.endswith("silent"):
+        pass  # exits 0 without a result line
+    elif expid in os.environ.get("FAKE_FAIL", "").split():
+        sys.exit(1)
     elif expid.endswith("line_then_crash"):
         result()
         sys.exit(3)
@@ -239,7 +212,8 @@ FAKE_RUN_EXPID = textwrap.dedent("""\
             f.write(str(os.getpid()))
         os.replace("stubborn.pid.tmp", "stubborn.pid")
         time.sleep(120)
-    # "silent": exits 0 without a result line
+    else:
+        result()
 """)
 
 
@@ -277,15 +251,48 @@ def test_ok_needs_exit_zero_and_a_new_result_line(fake_runs, tmp_path):
     assert records["E_silent"]["status"] == "failed (no result line)"
 
 
-def test_interrupt_terminates_then_kills_stubborn_runs(fake_runs, tmp_path, monkeypatch):
+def test_resume_retries_failed_and_missing_and_force_reruns_all(fake_runs, small_data, tmp_path,
+                                                               monkeypatch):
+    """tune() as run_param_tuner.py calls it (real grid, real data check), runs faked."""
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-3, 3.e-3]})
+    _, (good, bad) = tuner.expand_grid(tuner_yaml)
+
+    def tune(**kwargs):
+        rows = tuner.tune(tuner_yaml, [-1], **kwargs)[1]
+        return {r["expid"]: r["status"] for r in rows}, sorted(
+            map(line_expid, result_lines(tmp_path, tuner_yaml)))
+
+    monkeypatch.setenv("FAKE_FAIL", bad)
+    with pytest.raises(tuner.GridFailed) as err:
+        tune()
+    assert f"1 of 2 run(s) failed: {bad}. Fix: " in str(err.value) and good not in str(err.value)
+    assert statuses(tmp_path, tuner_yaml) == {good: "ok", bad: "failed (exit 1)"}
+    monkeypatch.delenv("FAKE_FAIL")
+
+    # a rerun retries only the failed one
+    assert tune() == ({good: "done before", bad: "ok"}, sorted([good, bad]))
+    # a deleted result line: only that expid runs again, no duplicate lines
+    lines = result_lines(tmp_path, tuner_yaml)
+    kept = next(line for line in lines if line_expid(line) == bad)
+    (tmp_path / f"{tuner_yaml.stem}.csv").write_text(kept + "\n")
+    assert tune() == ({good: "ok", bad: "done before"}, sorted([good, bad]))
+    assert result_lines(tmp_path, tuner_yaml)[0] == kept
+    # --force reruns both
+    assert tune(force=True) == ({good: "ok", bad: "ok"}, sorted([good, bad] * 2))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_terminates_then_kills_stubborn_runs(signum, fake_runs, tmp_path, monkeypatch):
+    """Ctrl-C, or SIGTERM to the tuner: SIGTERM to the run, SIGKILL when it ignores that."""
     monkeypatch.setattr(tuner, "STOP_TIMEOUT_SECONDS", 1)
     pid_file = tmp_path / "stubborn.pid"
+    handler_before = signal.getsignal(signal.SIGTERM)
 
     def press_ctrl_c():
         deadline = time.monotonic() + 60
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signum)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     started = time.monotonic()
@@ -297,6 +304,7 @@ def test_interrupt_terminates_then_kills_stubborn_runs(fake_runs, tmp_path, monk
         os.kill(int(pid_file.read_text()), 0)
     rows, path = tuner.write_summary(fake_runs, ["E_stubborn", "E_queued_ok"], records)
     assert path.exists() and {r["status"] for r in rows} == {"interrupted", "not started"}
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # the tuner's handler is gone
 
 
 # --- task-1 rules --------------------------------------------------------------------------
@@ -377,14 +385,25 @@ def test_task1_refuses(change, monkeypatch):
     check_tuner_config(other, TASK1_CONFIG)
 
 
-def test_task1_refuses_a_changed_base_model(tmp_path):
+@pytest.mark.parametrize("key, value, refusal", [
+    ("attention_hidden_units", [64], "attention_hidden_units=[64] (fixed DIN: [512, 256]"),
+    ("amp_bf16", True, "amp_bf16=True (fixed DIN: '<missing>'"),
+    ("max_steps", 100, "max_steps=100 (fixed DIN: '<missing>'"),
+    ("torch_compile", True, None),  # how it runs, not what is trained
+    ("model_root", "/elsewhere/", None),
+])
+def test_task1_checks_the_base_model(key, value, refusal, tmp_path):
     model = yaml.safe_load((REPO / "config/din_config/model_config.yaml").read_text())
-    model["DIN_default"]["attention_hidden_units"] = [64]
+    model["DIN_default"][key] = value
     (tmp_path / "model_config.yaml").write_text(yaml.safe_dump(model))
     config = shipped_task1()
     config["base_config"] = str(tmp_path)
-    with pytest.raises(ConfigError, match=r"attention_hidden_units=\[64\] \(fixed DIN: \[512, 256\]"):
+    if refusal is None:
         check_tuner_config(config, TASK1_CONFIG)
+        return
+    with pytest.raises(ConfigError) as err:
+        check_tuner_config(config, TASK1_CONFIG)
+    assert f"base_expid DIN_default has {refusal}" in str(err.value)
 
 
 def test_task1_refusal_comes_before_any_run(tmp_path):

@@ -51,6 +51,9 @@ def add_build_parser(sub):
     g = p.add_argument_group("contrastive options (defaults in contrastive.ContrastiveOptions)")
     g.add_argument("--encoder", choices=("linear", "mlp"))
     g.add_argument("--hidden", type=int, help="mlp hidden width")
+    g.add_argument("--input-dims", type=int,
+                   help="principal axes of the standardised modalities fed to the encoder "
+                        "(0: all)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int, help="pairs per batch (= in-batch negatives + 1)")
     g.add_argument("--learning-rate", type=float)
@@ -58,10 +61,13 @@ def add_build_parser(sub):
     g.add_argument("--temperature", type=float)
     g.add_argument("--window", type=int, help="pair items up to this many positions apart")
     g.add_argument("--device", help="cpu, cuda or cuda:N")
+    g.add_argument("--threads", type=int, help="torch CPU threads while training (default 1; "
+                                               "0: torch's default)")
 
 
-OPTION_KEYS = ("modality_dims", "modality_weights", "encoder", "hidden", "epochs", "batch_size",
-               "learning_rate", "weight_decay", "temperature", "window", "device")
+OPTION_KEYS = ("modality_dims", "modality_weights", "encoder", "hidden", "input_dims", "epochs",
+               "batch_size",
+               "learning_rate", "weight_decay", "temperature", "window", "device", "threads")
 
 
 def add_evaluate_parser(sub):

@@ -77,8 +77,8 @@ def standardise_modalities(*blocks):
 
 
 def random_projection(text, image, dims=128, seed=0):
-    """A Gaussian random projection of the standardised modalities: what `contrastive`
-    starts from before it learns anything, hence its baseline."""
+    """A Gaussian random projection of the standardised modalities: the same input as
+    `contrastive` and no learning, hence its baseline."""
     x = standardise_modalities(text, image)
     rng = np.random.default_rng(seed)
     weights = rng.standard_normal((x.shape[1], dims)) / np.sqrt(dims)

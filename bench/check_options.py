@@ -1,0 +1,70 @@
+"""Do amp_bf16 and torch_compile leave validation AUC alone? One epoch of the demo DIN on
+tiny generated data per option and training seed; the spread across seeds is the noise.
+
+Usage: python bench/check_options.py [--device cuda] [--seeds 0 1] [--data DIR]
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from fuxictr.pytorch.torch_utils import seed_everything
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_data_path import bench_params  # noqa: E402
+from src.datagen import generate  # noqa: E402
+from src.experiment import build_model, make_loaders  # noqa: E402
+from src.features import build_feature_map  # noqa: E402
+
+OPTIONS = {"fp32": {}, "amp_bf16": {"amp_bf16": True}, "torch_compile": {"torch_compile": True}}
+
+
+def one_epoch_auc(data_dir, device, seed, options, batch_size, learning_rate):
+    params = bench_params(data_dir, "demo", batch_size, device)
+    params.update(valid_data=str(Path(data_dir) / "MicroLens_1M_x1" / "valid.parquet"),
+                  seed=seed, learning_rate=learning_rate, **options)
+    seed_everything(seed)
+    feature_map = build_feature_map(params)
+    model = build_model(params, feature_map)
+    train, valid = make_loaders(feature_map, params, "train", model)
+    model.fit(train, validation_data=valid, epochs=1)
+    return model.evaluate(valid)["AUC"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="tiny generated data (generated into a temp dir if absent)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--learning-rate", type=float, default=1e-2)
+    args = parser.parse_args()
+    data = args.data or tempfile.mkdtemp(prefix="tiny_")
+    if not (Path(data) / "MicroLens_1M_x1" / "train.parquet").exists():
+        generate(data, scale="tiny", seed=0, progress=False)
+    aucs = {}
+    for name in args.options:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            aucs[name, seed] = one_epoch_auc(data, args.device, seed, OPTIONS[name],
+                                             args.batch_size, args.learning_rate)
+            print(f"{name:14s} seed {seed}: valid AUC {aucs[name, seed]:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    base = [aucs["fp32", s] for s in args.seeds]
+    noise = max(base) - min(base)
+    print(f"fp32 spread across seeds (noise): {noise:.4f}")
+    for name in args.options:
+        if name != "fp32":
+            diffs = [aucs[name, s] - aucs["fp32", s] for s in args.seeds]
+            print(f"{name}: AUC minus fp32 per seed {', '.join(f'{d:+.4f}' for d in diffs)}")
+    print(f"device {args.device}, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
