@@ -15,7 +15,7 @@ from fuxictr.utils import load_config, print_to_json
 
 from .dataloader import TEST_ID, MMCTRDataLoader
 from .din import DIN
-from .errors import ConfigError
+from .errors import ConfigError, SubmissionError
 from .features import build_feature_map
 from .results import append_result, best_result
 
@@ -25,13 +25,17 @@ MODELS = {"DIN": DIN}
 TASK_COLUMNS = {1: "Task1", 2: "Task2"}
 
 
-def load_params(config_dir, expid, gpu=-1):
-    """Base + expid block of model_config.yaml, merged with its dataset block; gpu set."""
+def require_config_dir(config_dir):
     if not Path(config_dir).is_dir():
         hint = (f" (run_param_tuner.py writes {str(config_dir)[:-5]}/ from {config_dir})"
                 if str(config_dir).endswith(".yaml") else "")
         raise ConfigError(f"--config {config_dir}: not a folder holding model_config.yaml and "
                           f"dataset_config.yaml{hint}")
+
+
+def load_params(config_dir, expid, gpu=-1):
+    """Base + expid block of model_config.yaml, merged with its dataset block; gpu set."""
+    require_config_dir(config_dir)
     try:
         params = load_config(str(config_dir), expid)
     except AssertionError as err:
@@ -113,6 +117,7 @@ def train(params, config_dir, argv=None):
 
 def resolve_expid(config_dir, expid):
     """`best` means the recorded experiment of config_dir with the highest validation AUC."""
+    require_config_dir(config_dir)
     if expid != "best":
         return expid, None
     record = best_result(config_dir)
@@ -135,7 +140,11 @@ def predict_test(config_dir, expid, gpu=-1, tasks=(2,), out_dir="submission"):
     ids = test_gen.tensors[TEST_ID].cpu().numpy()
     columns = {TASK_COLUMNS[task]: scores for task in sorted(set(tasks))}
     zip_path = write_submission(ids, columns, out_dir, expid)
-    verdict = check_submission(zip_path, params["test_data"])
+    try:
+        verdict = check_submission(zip_path, params["test_data"])
+    except SubmissionError:
+        zip_path.unlink()  # never leave a zip that would be rejected or scored 0
+        raise
     logger.info(verdict)
     return {"expid": expid, "zip": zip_path, "verdict": verdict, "valid_auc": best_auc,
             "rows": len(ids)}
