@@ -54,11 +54,19 @@ def scalar_column(column, path, name, dtype, row_offset=0):
     if column.null_count:
         row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(path, "null value", column=name, row=row_offset + row, fix="fill every row")
-    return np.array(column.to_numpy(zero_copy_only=False), dtype=dtype)  # writable copy
+    values = column.to_numpy(zero_copy_only=False)
+    if np.dtype(dtype).kind == "i" and values.dtype.kind in "iu" and len(values):
+        info = np.iinfo(dtype)  # narrowing must not wrap around silently
+        bad = (values < info.min) | (values > info.max)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(path, f"value {values[row]} does not fit in {np.dtype(dtype).name}",
+                            column=name, row=row_offset + row, fix="ids must be below 2**31")
+    return np.array(values, dtype=dtype)  # a writable copy, owned by numpy
 
 
 def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=None,
-                 batch_rows=262_144):
+                 batch_rows=65_536):
     """Read columns of a parquet file into numpy, a row group batch at a time.
 
     Reading in batches and converting each batch at once keeps the peak memory near the size of
@@ -72,24 +80,27 @@ def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=No
     if missing:
         raise DataError(path, f"missing column(s) {missing}; found {parquet.schema_arrow.names}",
                         column=missing[0], fix="check the file against the dataset config")
-    parts = {name: [] for name in columns}
+    num_rows = parquet.metadata.num_rows
+    arrays = {}  # filled in place: no second copy from concatenating per-batch chunks
     start = 0
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
         for name in columns:
             col = batch.column(batch.schema.get_field_index(name))
             if name in list_dtypes:
-                parts[name].append(list_column_to_2d(col, path, name, list_dtypes[name],
-                                                     keep_last.get(name), row_offset=start))
+                part = list_column_to_2d(col, path, name, list_dtypes[name], keep_last.get(name),
+                                         row_offset=start)
             else:
-                parts[name].append(scalar_column(col, path, name, scalar_dtype, row_offset=start))
+                part = scalar_column(col, path, name, scalar_dtype, row_offset=start)
+            if name not in arrays:
+                arrays[name] = np.empty((num_rows, *part.shape[1:]), dtype=part.dtype)
+            elif part.shape[1:] != arrays[name].shape[1:]:
+                raise DataError(path, f"list length {part.shape[1]} differs from earlier rows' "
+                                f"{arrays[name].shape[1]}", column=name, row=start,
+                                fix="pad every row to the same length")
+            arrays[name][start:start + batch.num_rows] = part
         start += batch.num_rows
-    arrays = {}
-    for name, chunks in parts.items():
-        if not chunks:
+    pa.default_memory_pool().release_unused()  # hand arrow's freed buffers back to the OS
+    for name in columns:
+        if name not in arrays:  # an empty file
             arrays[name] = np.zeros((0,), dtype=list_dtypes.get(name, scalar_dtype))
-        elif len(chunks) == 1:
-            arrays[name] = chunks[0]
-        else:
-            arrays[name] = np.concatenate(chunks)
-        chunks.clear()
     return arrays

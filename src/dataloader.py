@@ -55,8 +55,9 @@ class MMCTRDataLoader:
         self.max_len = int(max_len)
         self.labels = [] if split == "test" else list(feature_map.labels)
         self.columns = split_columns(feature_map, split)
+        # int32 storage halves the memory of a full-size split; batches widen as needed
         arrays = read_columns(self.data_path, self.columns, {HISTORY: np.int32},
-                              keep_last={HISTORY: self.max_len})
+                              scalar_dtype=np.int32, keep_last={HISTORY: self.max_len})
         if arrays[HISTORY].shape[1] < self.max_len:
             raise DataError(self.data_path, f"histories hold {arrays[HISTORY].shape[1]} items, "
                             f"fewer than max_len={self.max_len}", column=HISTORY,

@@ -1,13 +1,31 @@
 """Shared fixtures: tiny generated data and tuner configs pointing at it."""
+import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from src.datagen import generate
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_cpu_thread_per_process():
+    """Tests run on small batches, where torch's multi-threading buys nothing; on a busy
+    machine its spinning threads made one epoch 15x slower. One thread per process, also in
+    the command lines the tests start."""
+    previous = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"))
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(previous[0])
+    if previous[1] is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = previous[1]
 
 
 @pytest.fixture(scope="session")

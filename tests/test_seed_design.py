@@ -1,5 +1,5 @@
 """Our data path feeds the DIN the same values as the seed's design, and scores the same."""
-import numpy as np
+import pytest
 import torch
 from fuxictr.pytorch.torch_utils import seed_everything
 
@@ -11,7 +11,10 @@ from src.seed_design import SeedDIN, seed_loader
 from .test_din import params  # noqa: F401  (module fixture: a one-point grid on tiny data)
 
 
-def test_same_item_values_and_same_predictions_as_the_seed_path(params):  # noqa: F811
+@pytest.mark.parametrize("din_use_softmax", [False, True])
+def test_same_item_values_and_same_predictions_as_the_seed_path(params,  # noqa: F811
+                                                                 din_use_softmax):
+    params = dict(params, din_use_softmax=din_use_softmax)
     feature_map = build_feature_map(params)
     ours = MMCTRDataLoader(feature_map, params["valid_data"], split="valid", batch_size=300)
     seeds = seed_loader(feature_map, params["valid_data"], params["item_info"], batch_size=300)

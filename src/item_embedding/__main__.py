@@ -14,7 +14,7 @@ from ..cli import run_main, setup_logging
 from ..errors import ConfigError
 from .build import METHODS, SCALES, build
 from .protocol import MODELS, TASK1_KNOBS, parse_grid
-from .proxy import QUERY_MODES
+from .proxy import MAX_QUERIES, QUERY_MODES
 
 DEFAULT_WORK_DIR = "runs/item_embedding"
 
@@ -80,6 +80,8 @@ def add_evaluate_parser(sub):
     p.add_argument("--query", choices=QUERY_MODES, default="mean",
                    help="proxy query: mean of the history's embeddings, or the last item's")
     p.add_argument("--device", default="cpu", help="device of the proxy's matmuls")
+    p.add_argument("--proxy-queries", type=int, default=MAX_QUERIES,
+                   help="score this fixed subset of held-out users (0: all)")
     g = p.add_argument_group("fixed task-1 DIN protocol")
     g.add_argument("--model", choices=MODELS, default="seed",
                    help="seed: the seed's DIN_default (the comparable protocol); demo: the "
@@ -128,7 +130,8 @@ def run_evaluate(args):
         if value is not None and value < 1:
             raise ConfigError(f"--{key.replace('_', '-')} {value}: must be >= 1")
     evaluate(args.files, args.data_dir, args.work_dir, proxy_only=args.proxy_only,
-             query=args.query, device=args.device, gpus=args.gpu, force=args.force,
+             query=args.query, device=args.device, max_queries=args.proxy_queries,
+             gpus=args.gpu, force=args.force,
              train_rows=args.train_rows, model=args.model,
              grid=parse_grid(args.grid) if args.grid else None, epochs=args.epochs,
              patience=args.patience, seeds=args.seeds)

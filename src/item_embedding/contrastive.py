@@ -64,9 +64,13 @@ class Encoder(nn.Module):
 
 
 def info_nce(anchor_vec, positive_vec, positive_ids, temperature):
-    """Symmetric InfoNCE over a batch. Other pairs' positives are the negatives, except
-    copies of the same item (popular items repeat inside a batch; treating a copy of the
-    positive as a negative would push an item away from itself)."""
+    """Symmetric InfoNCE over a batch: each anchor must pick its positive among the batch's
+    positives, and each positive its anchor among the anchors.
+
+    Pairs whose positives are the same item are not each other's negatives, in both
+    directions: a copy of the right positive is the right answer (popular items repeat
+    inside a batch), and an anchor that was also followed by my positive is a true
+    co-occurrence of it, not a negative."""
     logits = anchor_vec @ positive_vec.T / temperature
     same = positive_ids[:, None] == positive_ids[None, :]
     same.fill_diagonal_(False)

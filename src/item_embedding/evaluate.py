@@ -22,7 +22,7 @@ from ..tuner import GridFailed, expand_grid, tune
 from . import inputs, protocol
 from .holdout import HOLDOUT_FRACTION, HOLDOUT_SALT
 from .output import read_embedding, read_metadata
-from .proxy import proxy_metrics
+from .proxy import MAX_QUERIES, proxy_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _check_files(files):
         stems[key] = path
 
 
-def proxy_rows(files, data_dir, query="mean", device="cpu"):
+def proxy_rows(files, data_dir, query="mean", device="cpu", max_queries=MAX_QUERIES):
     """One row per file: method (from the file's metadata) and recall@10/@50."""
     n_items = inputs.num_items(data_dir)
     histories = inputs.load_histories(data_dir, n_items)
@@ -56,7 +56,8 @@ def proxy_rows(files, data_dir, query="mean", device="cpu"):
         if holdout and holdout != {"fraction": HOLDOUT_FRACTION, "salt": HOLDOUT_SALT}:
             logger.warning("%s was built with held-out users %s, not the ones measured now: "
                            "its proxy may include its own training pairs", path, holdout)
-        metrics = proxy_metrics(emb, histories, mode=query, device=device)
+        metrics = proxy_metrics(emb, histories, mode=query, device=device,
+                                max_queries=max_queries)
         logger.info("proxy %s: %s (%.1f s)", path, metrics, time.time() - started)
         rows.append({"file": str(path), "method": meta.get("method", "-"),
                      "build_seed": meta.get("seed", ""), **metrics})
@@ -145,7 +146,7 @@ def _fmt(value, spec=".4f"):
 
 
 COLUMNS = [("file", "file"), ("method", "method"), ("build_seed", "build seed"),
-           ("recall@10", "recall@10"), ("recall@50", "recall@50"),
+           ("recall@10", "recall@10"), ("recall@50", "recall@50"), ("queries", "queries"),
            ("din_auc", "DIN val AUC"), ("din_std", "std over seeds"), ("din_seeds", "seeds"),
            ("din_per_seed", "AUC per seed"), ("best_knobs", "best knobs")]
 
@@ -187,14 +188,15 @@ def write_tables(rows, work_dir, protocol_line):
 
 
 def evaluate(files, data_dir, work_dir, proxy_only=False, query="mean", device="cpu",
-             gpus=(-1,), force=False, train_rows=None, **proto):
+             max_queries=MAX_QUERIES, gpus=(-1,), force=False, train_rows=None, **proto):
     """Proxy (and DIN) table for files; writes CSV and markdown to work_dir; returns
     (rows best first, csv path, markdown path)."""
     if not files:
         raise UserError("evaluate: give at least one item_info file")
     _check_files(files)
-    rows = proxy_rows(files, data_dir, query, device)
-    line = f"proxy: next-item recall, query={query}, held-out users {HOLDOUT_FRACTION:.0%}"
+    rows = proxy_rows(files, data_dir, query, device, max_queries)
+    line = (f"proxy: next-item recall over all items, query={query}, last transition of "
+            f"{rows[0]['queries']} held-out users ({HOLDOUT_FRACTION:.0%} of users held out)")
     failures = []
     if not proxy_only:
         din, failures = run_din(files, data_dir, work_dir, gpus=gpus, force=force,
