@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Task-1 item-embedding comparison on medium generated data, sized for a 2-core CPU
 # (about 45 minutes): the run behind docs/item_embedding_results.md.
-# Usage: bash bench/item_embedding_medium.sh [DATA_DIR] [OUT_DIR]   (from the repository root)
+# Usage: bash bench/item_embedding_medium.sh [DATA_DIR] [OUT_DIR]   (from the repository root;
+# absolute paths: the evaluation runs inside OUT_DIR/run, where the tuner writes its results)
 set -euo pipefail
 DATA=${1:-/tmp/gen_medium}
 OUT=${2:-/tmp/emb_med}

@@ -92,7 +92,8 @@ def add_evaluate_parser(sub):
     g.add_argument("--epochs", type=int, help="training epochs (default: the seed's 100)")
     g.add_argument("--patience", type=int, help="early_stop_patience (default: the seed's 3)")
     g.add_argument("--seeds", type=int, nargs="+",
-                   help="training seeds; two or more measure run-to-run noise")
+                   help="training seeds; two or more measure run-to-run noise (give the "
+                        "files before this option)")
     g.add_argument("--train-rows", type=int,
                    help="train on this many random train rows (same rows for every file)")
     g.add_argument("--gpu", type=int, nargs="+", default=[-1],

@@ -30,7 +30,8 @@ def data_path(data_dir, name):
     if not path.is_file():
         raise DataError(path, "file not found",
                         fix="pass --data-dir the folder holding item_feature.parquet, "
-                            "item_emb.parquet, item_seq.parquet and MicroLens_1M_x1/item_info.parquet")
+                            "item_emb.parquet, item_seq.parquet and "
+                            "MicroLens_1M_x1/item_info.parquet")
     return path
 
 
