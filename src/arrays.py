@@ -104,3 +104,13 @@ def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=No
         if name not in arrays:  # an empty file
             arrays[name] = np.zeros((0,), dtype=list_dtypes.get(name, scalar_dtype))
     return arrays
+
+
+def check_ids_are_row_numbers(ids, path):
+    """item_info lookups are positional: item i must sit in row i (row 0 the padding row)."""
+    wrong = ids != np.arange(len(ids))
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
+        raise DataError(path, f"item_id {ids[row]} != row number {row}", column="item_id", row=row,
+                        fix="item_info must hold one row per item id, sorted by item_id 0..N, "
+                            "starting with the padding row 0")

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arrays import read_columns
-from .errors import DataError
+from .arrays import check_ids_are_row_numbers, read_columns
 from .features import item_features
 
 
@@ -23,13 +22,7 @@ def load_item_arrays(item_info_path, feature_map):
     keep_last = {n: specs[n]["max_len"] for n in names if specs[n]["type"] == "sequence"}
     columns = list(dict.fromkeys(["item_id"] + names))
     arrays = read_columns(item_info_path, columns, list_dtypes, keep_last=keep_last)
-    item_ids = arrays["item_id"]
-    if not np.array_equal(item_ids, np.arange(len(item_ids))):
-        row = int(np.flatnonzero(item_ids != np.arange(len(item_ids)))[0])
-        raise DataError(item_info_path, f"item_id {item_ids[row]} != row number {row}",
-                        column="item_id", row=row,
-                        fix="item_info must hold one row per item id, sorted, starting with the "
-                            "padding row 0")
+    check_ids_are_row_numbers(arrays["item_id"], item_info_path)
     return {name: arrays[name] for name in names}
 
 

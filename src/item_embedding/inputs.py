@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..arrays import list_column_to_2d, scalar_column
+from ..arrays import check_ids_are_row_numbers, list_column_to_2d, scalar_column
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -116,11 +116,7 @@ def load_item_tags(data_dir):
     path = data_path(data_dir, ITEM_INFO)
     table = _read(path, ["item_id", "item_tags"])
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
-    wrong = ids != np.arange(ids.size)
-    if wrong.any():
-        row = int(np.flatnonzero(wrong)[0])
-        raise DataError(path, f"item_id {ids[row]} != row number {row}", column="item_id",
-                        row=row, fix="item_info must be sorted by item_id, 0..N, row 0 padding")
+    check_ids_are_row_numbers(ids, path)
     return table.column("item_tags").combine_chunks()
 
 

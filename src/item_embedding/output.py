@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..arrays import list_column_to_2d, scalar_column
+from ..arrays import check_ids_are_row_numbers, list_column_to_2d, scalar_column
 from ..errors import DataError
 
 EMB_COLUMN = "item_emb_d128"
@@ -68,11 +68,7 @@ def read_embedding(path):
         raise DataError(path, f"cannot read item_id and {EMB_COLUMN} ({err})",
                         fix="pass an item_info parquet file") from None
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
-    wrong = ids != np.arange(ids.size)
-    if wrong.any():
-        row = int(np.flatnonzero(wrong)[0])
-        raise DataError(path, f"item_id {ids[row]} != row number {row}", column="item_id",
-                        row=row, fix="item_info must be sorted by item_id 0..N")
+    check_ids_are_row_numbers(ids, path)
     emb = list_column_to_2d(table.column(EMB_COLUMN), path, EMB_COLUMN, np.float32)
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
