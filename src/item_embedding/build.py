@@ -2,11 +2,14 @@
 
 Methods (each returns one 128-d vector per item, aligned by item_id):
   pca_concat        text ++ image -> PCA 128: the organisers' recipe
-  pca_per_modality  PCA each modality, whiten, weighted concatenation (default 64 + 64)
+  pca_per_modality  PCA each modality, whiten, weighted concatenation (default 64 + 64,
+                    or 43 + 43 + 42 with titles)
   contrastive       projection of the standardised modalities trained with InfoNCE on
                     consecutive items of the (non-held-out) histories in item_seq.parquet
   random            random projection of the standardised modalities (contrastive's baseline)
   item_emb_v1/v2/v3/e4  a column of item_emb.parquet, passed through
+The first four read the text and image embeddings of item_feature.parquet, plus the titles'
+sentence embeddings when given a title-embedding file (`--title-emb`, see titles.py).
 
 Output scale: the DIN feeds item_emb_d128 through a Linear layer whose initial weights and
 Adam steps assume inputs of order 1, and methods differ in raw scale by orders of magnitude
@@ -28,12 +31,14 @@ from .contrastive import ContrastiveOptions, train_contrastive
 from .holdout import HOLDOUT_FRACTION, HOLDOUT_SALT, training_pairs
 from .linear import pca_concat, pca_per_modality, random_projection
 from .output import EMB_DIM, write_item_info
+from .titles import load_title_emb
 
 logger = logging.getLogger(__name__)
 
 SCALES = ("rms", "none")
 # Defaults of the method options, also the set of option names each method accepts.
-PER_MODALITY_DEFAULTS = {"modality_dims": (64, 64), "modality_weights": (1.0, 1.0)}
+# pca_per_modality: None = 128 dims split evenly over the modalities, equal weights.
+PER_MODALITY_DEFAULTS = {"modality_dims": None, "modality_weights": None}
 CONTRASTIVE_DEFAULTS = ContrastiveOptions().as_dict()
 METHOD_OPTIONS = {
     "pca_concat": {},
@@ -43,50 +48,63 @@ METHOD_OPTIONS = {
     **{name: {} for name in inputs.ITEM_EMB_COLUMNS},
 }
 METHODS = tuple(METHOD_OPTIONS)
+# Methods that read item_feature's modalities, and so can take titles as a third one.
+MODALITY_METHODS = ("pca_concat", "pca_per_modality", "contrastive", "random")
 
 
-def _modalities(data_dir, n_items):
-    return inputs.load_modalities(data_dir, n_items)
+def modalities(data_dir, n_items, title_emb):
+    """[text, image] or, with a title-embedding file, [text, image, titles]."""
+    blocks = list(inputs.load_modalities(data_dir, n_items))
+    if title_emb is not None:
+        blocks.append(load_title_emb(title_emb, n_items))
+    return blocks
 
 
-def _build_pca_concat(data_dir, n_items, seed, opts, progress):
-    text, image = _modalities(data_dir, n_items)
-    return pca_concat(text, image, EMB_DIM), {}
+def _build_pca_concat(blocks, data_dir, n_items, seed, opts, progress):
+    return pca_concat(blocks, EMB_DIM), {}
 
 
-def _build_pca_per_modality(data_dir, n_items, seed, opts, progress):
-    dims, weights = tuple(opts["modality_dims"]), tuple(opts["modality_weights"])
-    if len(dims) != 2 or sum(dims) != EMB_DIM or min(dims) < 1:
-        raise ConfigError(f"--modality-dims {','.join(map(str, dims))}: expected two positive "
-                          f"sizes (text, image) adding up to {EMB_DIM}, e.g. 64,64")
-    if len(weights) != 2 or min(weights) < 0:
-        raise ConfigError(f"--modality-weights {weights}: expected two non-negative numbers")
-    text, image = _modalities(data_dir, n_items)
-    return pca_per_modality(text, image, dims, weights), {}
+def _build_pca_per_modality(blocks, data_dir, n_items, seed, opts, progress):
+    k = len(blocks)
+    dims = opts["modality_dims"] or tuple(EMB_DIM // k + (i < EMB_DIM % k) for i in range(k))
+    weights = opts["modality_weights"] or (1.0,) * k
+    names = ",".join(["text", "image", "titles"][:k])
+    if len(dims) != k or sum(dims) != EMB_DIM or min(dims) < 1:
+        raise ConfigError(f"--modality-dims {','.join(map(str, dims))}: expected {k} positive "
+                          f"sizes ({names}) adding up to {EMB_DIM}")
+    too_wide = [i for i in range(k) if dims[i] > blocks[i].shape[1]]
+    if too_wide:
+        i = too_wide[0]
+        raise ConfigError(f"--modality-dims {','.join(map(str, dims))}: the {names.split(',')[i]} "
+                          f"vectors have {blocks[i].shape[1]} dims, fewer than the {dims[i]} "
+                          f"asked of them; give that modality at most {blocks[i].shape[1]}")
+    if len(weights) != k or min(weights) < 0:
+        raise ConfigError(f"--modality-weights {','.join(map(str, weights))}: expected {k} "
+                          f"non-negative numbers ({names})")
+    return pca_per_modality(blocks, dims, weights), {"modality_dims": list(dims),
+                                                     "modality_weights": list(weights)}
 
 
-def _build_random(data_dir, n_items, seed, opts, progress):
-    text, image = _modalities(data_dir, n_items)
-    return random_projection(text, image, EMB_DIM, seed), {}
+def _build_random(blocks, data_dir, n_items, seed, opts, progress):
+    return random_projection(blocks, EMB_DIM, seed), {}
 
 
-def _build_contrastive(data_dir, n_items, seed, opts, progress):
+def _build_contrastive(blocks, data_dir, n_items, seed, opts, progress):
     options = ContrastiveOptions(**opts)
     if options.dims != EMB_DIM:
         raise ConfigError(f"dims={options.dims}: item_emb_d128 holds {EMB_DIM} values")
     for key in ("epochs", "batch_size", "window", "hidden"):
         if getattr(options, key) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} {getattr(options, key)}: must be >= 1")
-    text, image = _modalities(data_dir, n_items)
     users, offsets, items = inputs.load_histories(data_dir, n_items)
     anchors, positives = training_pairs(users, offsets, items, options.window)
     logger.info("contrastive: %d training pairs from %d users (%.0f%% held out)",
                 anchors.size, users.size, 100 * HOLDOUT_FRACTION)
-    return train_contrastive(text, image, anchors, positives, seed, options, progress)
+    return train_contrastive(blocks, anchors, positives, seed, options, progress)
 
 
 def _build_passthrough(column):
-    def build(data_dir, n_items, seed, opts, progress):
+    def build(blocks, data_dir, n_items, seed, opts, progress):
         return inputs.load_item_emb(data_dir, column, n_items), {"column": column}
     return build
 
@@ -123,15 +141,21 @@ def method_options(method, options):
     return {**allowed, **options}
 
 
-def build(method, data_dir, out, seed=0, scale="rms", options=None, progress=True):
-    """Build and write an item_info file; return (path, metadata)."""
+def build(method, data_dir, out, seed=0, scale="rms", options=None, progress=True,
+          title_emb=None):
+    """Build and write an item_info file; return (path, metadata). title_emb: a
+    title-embedding parquet (titles.py) to use as a third modality."""
     opts = method_options(method, options)
     if scale not in SCALES:
         raise ConfigError(f"--scale {scale!r}: expected one of {', '.join(SCALES)}")
+    if title_emb is not None and method not in MODALITY_METHODS:
+        raise ConfigError(f"--title-emb applies to {', '.join(MODALITY_METHODS)}; --method "
+                          f"{method} passes a column of item_emb.parquet through")
     started = time.time()
     n_items = inputs.num_items(data_dir)
     tags = inputs.load_item_tags(data_dir)
-    embedding, facts = BUILDERS[method](data_dir, n_items, seed, opts, progress)
+    blocks = modalities(data_dir, n_items, title_emb) if method in MODALITY_METHODS else None
+    embedding, facts = BUILDERS[method](blocks, data_dir, n_items, seed, opts, progress)
     embedding = np.asarray(embedding, np.float64)
     if embedding.shape != (n_items + 1, EMB_DIM):
         raise AssertionError(f"{method} returned shape {embedding.shape}")
@@ -142,6 +166,8 @@ def build(method, data_dir, out, seed=0, scale="rms", options=None, progress=Tru
         "scale_factor": factor, "data_dir": str(Path(data_dir).resolve()), "n_items": n_items,
         # methods that read item_seq never saw these users; the proxy measures on them
         "holdout": {"fraction": HOLDOUT_FRACTION, "salt": HOLDOUT_SALT},
+        "modalities": ["text", "image"] + (["titles"] if title_emb is not None else []),
+        "title_emb": str(Path(title_emb).resolve()) if title_emb is not None else None,
         "seconds": round(time.time() - started, 1), **facts,
     }
     path = write_item_info(out, tags, embedding, metadata)

@@ -86,25 +86,25 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def train_contrastive(text, image, anchors, positives, seed, opts, progress=True):
+def train_contrastive(blocks, anchors, positives, seed, opts, progress=True):
     """Fit the encoder on (anchor, positive) item pairs; return ((N + 1, dims) float64
     unit-norm item vectors with row 0 zero, training facts for the metadata)."""
     previous = torch.get_num_threads()
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
     try:
-        return _train(text, image, anchors, positives, seed, opts, progress)
+        return _train(blocks, anchors, positives, seed, opts, progress)
     finally:
         torch.set_num_threads(previous)
 
 
-def _train(text, image, anchors, positives, seed, opts, progress):
+def _train(blocks, anchors, positives, seed, opts, progress):
     if anchors.size == 0:
         raise UserError("contrastive: no training pairs (every history is held out or has one "
                         "item); check item_seq.parquet")
     device = resolve_device(opts.device)
     torch.manual_seed(seed)
-    features = standardise_modalities(text, image)
+    features = standardise_modalities(*blocks)
     if 0 < opts.input_dims < features.shape[1]:
         features = pca(features, opts.input_dims)[0].astype(np.float32)
     features = torch.from_numpy(features).to(device)

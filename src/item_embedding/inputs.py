@@ -35,7 +35,7 @@ def data_path(data_dir, name):
     return path
 
 
-def _read(path, columns):
+def read_parquet(path, columns):
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
@@ -77,7 +77,7 @@ def item_order(path, ids, n_items):
     return row_of[1:]
 
 
-def _matrix(path, table, column, order, dtype):
+def aligned_matrix(path, table, column, order, dtype):
     """(N + 1, dim) array of a list column, rows aligned by item id, row 0 zeros; NaN/inf
     is an error naming the file row it sits on."""
     values = list_column_to_2d(table.column(column), path, column, dtype)
@@ -95,26 +95,26 @@ def _matrix(path, table, column, order, dtype):
 def load_modalities(data_dir, n_items):
     """(text, image): float32 (N + 1, 768) and (N + 1, 1024) arrays, aligned by item id."""
     path = data_path(data_dir, ITEM_FEATURE)
-    table = _read(path, ["item_id", TEXT, IMAGE])
+    table = read_parquet(path, ["item_id", TEXT, IMAGE])
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
     order = item_order(path, ids, n_items)
-    return (_matrix(path, table, TEXT, order, np.float32),
-            _matrix(path, table, IMAGE, order, np.float32))
+    return (aligned_matrix(path, table, TEXT, order, np.float32),
+            aligned_matrix(path, table, IMAGE, order, np.float32))
 
 
 def load_item_emb(data_dir, column, n_items):
     """One column of item_emb.parquet as float64 (N + 1, dim), aligned by item id."""
     path = data_path(data_dir, ITEM_EMB)
-    table = _read(path, ["item_id", column])
+    table = read_parquet(path, ["item_id", column])
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
-    return _matrix(path, table, column, item_order(path, ids, n_items), np.float64)
+    return aligned_matrix(path, table, column, item_order(path, ids, n_items), np.float64)
 
 
 def load_item_tags(data_dir):
     """The item_tags column of the existing item_info, as stored (an arrow array), after
     checking that its item_id is the row number."""
     path = data_path(data_dir, ITEM_INFO)
-    table = _read(path, ["item_id", "item_tags"])
+    table = read_parquet(path, ["item_id", "item_tags"])
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
     check_ids_are_row_numbers(ids, path)
     return table.column("item_tags").combine_chunks()
@@ -124,7 +124,7 @@ def load_histories(data_dir, n_items):
     """(user_ids, offsets, items): the full histories of item_seq.parquet as one flat int64
     array; user u's history is items[offsets[u]:offsets[u + 1]], oldest first."""
     path = data_path(data_dir, ITEM_SEQ)
-    table = _read(path, ["user_id", "item_seq"])
+    table = read_parquet(path, ["user_id", "item_seq"])
     users = scalar_column(table.column("user_id"), path, "user_id", np.int64)
     column = table.column("item_seq").combine_chunks()
     if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):

@@ -1,7 +1,8 @@
-"""Closed-form embeddings of the text and image vectors: PCA recipes and a random projection.
+"""Closed-form embeddings of the modality vectors: PCA recipes and a random projection.
 
-All functions take (N + 1, dim) arrays with the padding item in row 0 and ignore that row
-when fitting; they return (N + 1, out_dim) float64 arrays whose row 0 is zero.
+All functions take a list of modality blocks, (N + 1, dim) arrays (text, image and, with
+`--title-emb`, titles) with the padding item in row 0, and ignore that row when fitting;
+they return (N + 1, out_dim) float64 arrays whose row 0 is zero.
 """
 import numpy as np
 
@@ -42,22 +43,22 @@ def pca(x, dims, whiten=False):
     return out, evals
 
 
-def pca_concat(text, image, dims=128):
-    """The organisers' recipe: concatenate both modalities as they are, PCA to dims.
+def pca_concat(blocks, dims=128):
+    """The organisers' recipe: concatenate the modalities as they are, PCA to dims.
 
     The larger-scale modality (the image vectors) dominates the leading axes; that is the
     recipe's known weakness and the reason the other methods exist.
     """
-    return pca(np.hstack([text, image]), dims)[0]
+    return pca(np.hstack(blocks), dims)[0]
 
 
-def pca_per_modality(text, image, dims=(64, 64), weights=(1.0, 1.0)):
+def pca_per_modality(blocks, dims=(64, 64), weights=(1.0, 1.0)):
     """PCA each modality on its own, whiten, then concatenate with the given weights.
 
     Whitening gives every kept axis unit variance, so neither modality wins by scale;
     weights then set each modality's share on purpose.
     """
-    parts = [w * pca(x, d, whiten=True)[0] for x, d, w in zip((text, image), dims, weights)]
+    parts = [w * pca(x, d, whiten=True)[0] for x, d, w in zip(blocks, dims, weights, strict=True)]
     return np.hstack(parts)
 
 
@@ -76,10 +77,10 @@ def standardise_modalities(*blocks):
     return np.hstack(parts)
 
 
-def random_projection(text, image, dims=128, seed=0):
+def random_projection(blocks, dims=128, seed=0):
     """A Gaussian random projection of the standardised modalities: the same input as
     `contrastive` and no learning, hence its baseline."""
-    x = standardise_modalities(text, image)
+    x = standardise_modalities(*blocks)
     rng = np.random.default_rng(seed)
     weights = rng.standard_normal((x.shape[1], dims)) / np.sqrt(dims)
     out = x.astype(np.float64) @ weights
