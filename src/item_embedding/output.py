@@ -37,7 +37,13 @@ def write_item_info(path, tags, embedding, metadata):
         "item_tags": tags,
         EMB_COLUMN: pa.ListArray.from_arrays(offsets, values),
     })
-    table = table.replace_schema_metadata({META_KEY: json.dumps(metadata).encode()})
+    return write_parquet_atomically(table, META_KEY, metadata, path)
+
+
+def write_parquet_atomically(table, meta_key, metadata, path):
+    """Write table with metadata (JSON under meta_key in the schema metadata) to a
+    temporary file, then rename it to path."""
+    table = table.replace_schema_metadata({meta_key: json.dumps(metadata).encode()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

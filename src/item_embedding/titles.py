@@ -12,7 +12,6 @@ A title-embedding file is a parquet with item_id (1..N, any order) and title_emb
 """
 import importlib
 import importlib.util
-import json
 import logging
 import os
 import time
@@ -20,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
 from ..arrays import scalar_column
 from ..errors import DataError, UserError
 from . import inputs
+from .output import write_parquet_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +110,8 @@ def write_title_emb(path, emb, meta):
     table = pa.table({
         "item_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
         TITLE_EMB: pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1), pa.float32())),
-    }).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, use_dictionary=False)
-    os.replace(tmp, path)
-    return path
+    })
+    return write_parquet_atomically(table, META_KEY, meta, path)
 
 
 def load_title_emb(path, n_items):
