@@ -128,10 +128,11 @@ def test_titles_are_read_aligned_by_item_id(tiny_data, tmp_path):
     assert shuffled[:blank] == original[:blank] and shuffled[blank + 1:] == original[blank + 1:]
 
 
-def test_missing_encoder_is_one_clear_error(monkeypatch):
+def test_missing_encoder_is_one_clear_error(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(titles, "encoder_installed", lambda: False)
     with pytest.raises(UserError, match="pip install -r requirements-text.txt"):
-        titles.load_encoder("cpu")
+        titles.encode_titles(tiny_data[0], tmp_path / "titles.parquet", progress=False)
+    assert not (tmp_path / "titles.parquet").exists()
 
 
 @pytest.mark.skipif(not titles.encoder_installed(),

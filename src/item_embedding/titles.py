@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..arrays import scalar_column
 from ..errors import DataError, UserError
 from . import inputs
+from .contrastive import resolve_device
 from .output import write_parquet_atomically
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def encode_titles(data_dir, out, device="cpu", batch_size=256, threads=1, progre
     if threads > 0:
         torch.set_num_threads(threads)
     try:
-        model = load_encoder(device)
+        model = load_encoder(str(resolve_device(device)))
         parts = []
         with tqdm(total=n_items, desc="titles", unit="item", disable=not progress) as bar:
             for lo in range(1, n_items + 1, CHUNK):
