@@ -9,6 +9,7 @@ import pytest
 from src.errors import ConfigError, DataError, UserError
 from src.item_embedding import inputs, titles
 from src.item_embedding.build import build
+from src.item_embedding.evaluate import proxy_rows
 from src.item_embedding.linear import pca_concat
 from src.item_embedding.output import read_embedding, read_metadata
 
@@ -49,6 +50,8 @@ def test_pca_concat_with_titles_uses_them_aligned_by_item_id(tiny_data, title_ve
     assert not np.allclose(read_embedding(out), without, atol=1e-2)
     assert meta["modalities"] == ["text", "image", "titles"]
     assert read_metadata(out)["title_emb"] == str(path.resolve())
+    rows = proxy_rows([out], data_dir, max_queries=200)
+    assert rows[0]["method"] == "pca_concat+titles"
 
 
 def test_per_modality_with_titles(tiny_data, title_vectors, tmp_path):

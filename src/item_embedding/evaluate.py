@@ -40,6 +40,12 @@ def _check_files(files):
         stems[key] = path
 
 
+def method_label(meta):
+    """The build method, with "+titles" when titles were a third modality."""
+    label = meta.get("method", "-")
+    return label + "+titles" if "titles" in meta.get("modalities", ()) else label
+
+
 def proxy_rows(files, data_dir, query="mean", device="cpu", max_queries=MAX_QUERIES):
     """One row per file: method (from the file's metadata) and recall@10/@50."""
     n_items = inputs.num_items(data_dir)
@@ -59,7 +65,7 @@ def proxy_rows(files, data_dir, query="mean", device="cpu", max_queries=MAX_QUER
         metrics = proxy_metrics(emb, histories, mode=query, device=device,
                                 max_queries=max_queries)
         logger.info("proxy %s: %s (%.1f s)", path, metrics, time.time() - started)
-        rows.append({"file": str(path), "method": meta.get("method", "-"),
+        rows.append({"file": str(path), "method": method_label(meta),
                      "build_seed": meta.get("seed", ""), **metrics})
     return rows
 
