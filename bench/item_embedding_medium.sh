@@ -1,28 +1,54 @@
 #!/usr/bin/env bash
-# Task-1 item-embedding comparison on medium generated data, sized for a 2-core CPU
-# (about 45 minutes): the run behind docs/item_embedding_results.md.
-# Usage: bash bench/item_embedding_medium.sh [DATA_DIR] [OUT_DIR]   (from the repository root;
-# absolute paths: the evaluation runs inside OUT_DIR/run, where the tuner writes its results)
+# Task-1 item-embedding comparison on medium generated data, sized for a 2-core CPU: the runs
+# behind docs/item_embedding_results.md.
+# Usage: [MODEL=seed|demo] bash bench/item_embedding_medium.sh [DATA_DIR] [OUT_DIR]
+#   (from the repository root; absolute paths: the evaluation runs inside OUT_DIR/run_MODEL,
+#   where the tuner writes its results)
+# MODEL=seed (default): the seed's DIN, 1 epoch on 600k rows (about 80 minutes on 2 cores for
+# the five text+image files, 25 more with titles).
+# MODEL=demo: the demo config's small DIN, 2 epochs (about 45 minutes), not comparable.
+# With the optional title encoder installed (requirements-text.txt), titles are encoded and
+# pca_concat and contrastive are also built with them as a third modality.
 set -euo pipefail
 DATA=${1:-/tmp/gen_medium}
 OUT=${2:-/tmp/emb_med}
+MODEL=${MODEL:-seed}
 PY=${PYTHON:-python}
 # One torch thread per process: on a shared 2-core machine two spinning threads per run
 # were ~3x slower than one (see the results doc).
 export OMP_NUM_THREADS=1
+case "$MODEL" in
+  seed) DIN_ARGS=(--model seed --epochs 1 --train-rows 600000 --grid learning_rate=1e-3
+                  --grid batch_size=4096 --grid net_dropout=0.1) ;;
+  demo) DIN_ARGS=(--model demo --epochs 2 --train-rows 600000 --grid learning_rate=3e-3
+                  --grid batch_size=4096) ;;
+  *) echo "MODEL must be seed or demo, not '$MODEL'" >&2; exit 2 ;;
+esac
+
+build() {  # build METHOD NAME [more build options]: skipped when OUT/NAME.parquet exists
+  local method=$1 name=$2; shift 2
+  [ -f "$OUT/$name.parquet" ] || $PY -m src.item_embedding build --method "$method" \
+    --data-dir "$DATA" --out "$OUT/$name.parquet" "$@"
+}
 
 [ -f "$DATA/item_seq.parquet" ] || $PY -m src.datagen --scale medium --out "$DATA" --quiet
 for method in pca_concat pca_per_modality item_emb_v1 random; do
-  $PY -m src.item_embedding build --method $method --data-dir "$DATA" --out "$OUT/$method.parquet" --quiet
+  build $method $method --quiet
 done
-$PY -m src.item_embedding build --method contrastive --data-dir "$DATA" --out "$OUT/contrastive.parquet" --epochs 2 --seed 0
+build contrastive contrastive --epochs 2 --seed 0
+FILES=(pca_concat contrastive item_emb_v1 pca_per_modality random)
+if $PY -c "from src.item_embedding.titles import encoder_installed as ok; exit(not ok())"; then
+  [ -f "$OUT/titles.parquet" ] || $PY -m src.item_embedding encode-titles --data-dir "$DATA" \
+    --out "$OUT/titles.parquet"
+  build pca_concat pca_concat_titles --title-emb "$OUT/titles.parquet" --quiet
+  build contrastive contrastive_titles --title-emb "$OUT/titles.parquet" --epochs 2 --seed 0
+  FILES+=(pca_concat_titles contrastive_titles)
+fi
 
-# The tuner writes result lines and checkpoints into the current folder.
-mkdir -p "$OUT/run"
-cd "$OUT/run"
+PATHS=()
+for name in "${FILES[@]}"; do PATHS+=("$OUT/$name.parquet"); done
+mkdir -p "$OUT/run_$MODEL"
+cd "$OUT/run_$MODEL"
 PYTHONPATH="$OLDPWD${PYTHONPATH:+:$PYTHONPATH}" $PY -m src.item_embedding evaluate \
-  "$OUT/pca_concat.parquet" "$OUT/contrastive.parquet" "$OUT/item_emb_v1.parquet" \
-  "$OUT/pca_per_modality.parquet" "$OUT/random.parquet" \
-  --data-dir "$DATA" --work-dir "$OUT/work" \
-  --model demo --epochs 2 --train-rows 600000 --grid learning_rate=3e-3 --grid batch_size=4096 \
-  --seeds 20242025 1 --gpu -1 -1
+  "${PATHS[@]}" --data-dir "$DATA" --work-dir "$OUT/work_$MODEL" \
+  "${DIN_ARGS[@]}" --seeds 20242025 1 --gpu -1 -1
