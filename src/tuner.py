@@ -177,15 +177,19 @@ def _stop(running):
                 process.wait()
 
 
-class _TermAsInterrupt:
-    """While running the grid, SIGTERM to the tuner is handled like Ctrl-C, so a scheduler's
-    kill also stops the children and writes the summary."""
+class _StopSignalsAsInterrupt:
+    """While running the grid, Ctrl-C (SIGINT) and SIGTERM both raise KeyboardInterrupt, so a
+    scheduler's kill also stops the children and writes the summary. SIGINT is set here too
+    because a tuner started in the background by a non-interactive shell inherits SIGINT
+    ignored, and `kill -INT` should still stop it cleanly."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
         self.installed = threading.current_thread() is threading.main_thread()
         if self.installed:  # signal handlers can only be set from the main thread
-            self.previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._raise)
+            self.previous = {signum: signal.getsignal(signum) for signum in self.SIGNALS}
+            for signum in self.SIGNALS:
+                signal.signal(signum, self._raise)
         return self
 
     @staticmethod
@@ -194,8 +198,8 @@ class _TermAsInterrupt:
 
     def __exit__(self, *exc):
         if self.installed:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None
-                          else signal.SIG_DFL)
+            for signum, previous in self.previous.items():
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         return False
 
 
@@ -219,7 +223,7 @@ def run_grid(config_dir, expids, gpus, force=False):
     free_slots = list(range(len(gpus)))
     running = {}  # slot -> (expid, process, start time)
     interrupted = False
-    with _TermAsInterrupt():
+    with _StopSignalsAsInterrupt():
         try:
             while queue or running:
                 while queue and free_slots:
