@@ -74,18 +74,31 @@ def seed_dataset_params():
         return yaml.safe_load(f)["dataset_config"][SEED_DATASET_ID]
 
 
+def _inline_block(tuner_config, section, key, path):
+    """The entry named by tuner_config[key] in the tuner yaml's own `section` block (a copy),
+    or None when the yaml has no such block and FuxiCTR reads base_config's file instead."""
+    if section not in tuner_config:
+        return None
+    name = tuner_config.get(key)
+    block = (tuner_config[section] or {}).get(name)
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: {key}={name!r} is not in its {section} block. "
+                          f"Fix: add it or correct {key}")
+    return dict(block)
+
+
+def _base_dir(tuner_config, path):
+    """base_config, relative to the current folder; default the tuner yaml's folder."""
+    return tuner_config.get("base_config", os.path.dirname(str(path)))
+
+
 def base_model_params(tuner_config, path):
     """The base_expid's settings as FuxiCTR's enumerate_params loads them: an inline
-    model_config block, or Base + expid from base_config (relative to the current folder;
-    default the tuner yaml's folder)."""
-    expid = tuner_config["base_expid"]
-    if "model_config" in tuner_config:
-        block = (tuner_config["model_config"] or {}).get(expid)
-        if not isinstance(block, dict):
-            raise ConfigError(f"{path}: base_expid={expid!r} is not in its model_config block. "
-                              f"Fix: add it or correct base_expid")
-        return dict(block)
-    base_dir = tuner_config.get("base_config", os.path.dirname(str(path)))
+    model_config block, or Base + expid from base_config."""
+    block = _inline_block(tuner_config, "model_config", "base_expid", path)
+    if block is not None:
+        return block
+    expid, base_dir = tuner_config["base_expid"], _base_dir(tuner_config, path)
     try:
         return load_model_config(base_dir, expid)
     except RuntimeError:
@@ -98,14 +111,10 @@ def base_model_params(tuner_config, path):
 
 
 def _dataset_params(tuner_config, path):
-    dataset_id = tuner_config.get("dataset_id")
-    if "dataset_config" in tuner_config:
-        block = (tuner_config["dataset_config"] or {}).get(dataset_id)
-        if not isinstance(block, dict):
-            raise ConfigError(f"{path}: dataset_id={dataset_id!r} is not in its dataset_config "
-                              f"block. Fix: add it or correct dataset_id")
-        return dict(block)
-    base_dir = tuner_config.get("base_config", os.path.dirname(str(path)))
+    block = _inline_block(tuner_config, "dataset_config", "dataset_id", path)
+    if block is not None:
+        return block
+    dataset_id, base_dir = tuner_config.get("dataset_id"), _base_dir(tuner_config, path)
     try:
         params = load_dataset_config(base_dir, dataset_id)
     except RuntimeError:

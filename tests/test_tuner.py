@@ -406,6 +406,21 @@ def test_task1_checks_the_base_model(key, value, refusal, tmp_path):
     assert f"base_expid DIN_default has {refusal}" in str(err.value)
 
 
+def test_task1_names_a_missing_inline_block_entry(monkeypatch):
+    """An inline model_config or dataset_config block without the entry the config names."""
+    monkeypatch.chdir(REPO)
+    config = shipped_task1()
+    config["model_config"] = {"Base": {}}
+    with pytest.raises(ConfigError, match=r"base_expid='DIN_default' is not in its model_config "
+                                          r"block. Fix: add it or correct base_expid"):
+        check_tuner_config(config, TASK1_CONFIG)
+    config = shipped_task1()
+    config["dataset_id"] = "other"
+    with pytest.raises(ConfigError, match=r"dataset_id='other' is not in its dataset_config "
+                                          r"block. Fix: add it or correct dataset_id"):
+        check_tuner_config(config, TASK1_CONFIG)
+
+
 def test_task1_refusal_comes_before_any_run(tmp_path):
     config = shipped_task1()
     config["base_config"] = str(REPO / "config" / "din_config")
