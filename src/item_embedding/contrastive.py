@@ -6,6 +6,7 @@ item embedding in which "watched together" means "nearby" hands it the content d
 that drive clicks and drops the modality-specific nuisance that PCA keeps for its variance.
 """
 import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -80,6 +81,19 @@ def info_nce(anchor_vec, positive_vec, positive_ids, temperature):
                   + nn.functional.cross_entropy(logits.T, labels))
 
 
+@contextmanager
+def torch_threads(threads):
+    """torch's CPU threads set to `threads` inside the block (0: leave torch's default),
+    restored after."""
+    previous = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def resolve_device(name):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
@@ -89,13 +103,8 @@ def resolve_device(name):
 def train_contrastive(blocks, anchors, positives, seed, opts, progress=True):
     """Fit the encoder on (anchor, positive) item pairs; return ((N + 1, dims) float64
     unit-norm item vectors with row 0 zero, training facts for the metadata)."""
-    previous = torch.get_num_threads()
-    if opts.threads > 0:
-        torch.set_num_threads(opts.threads)
-    try:
+    with torch_threads(opts.threads):
         return _train(blocks, anchors, positives, seed, opts, progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(blocks, anchors, positives, seed, opts, progress):

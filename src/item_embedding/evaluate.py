@@ -18,7 +18,7 @@ import yaml
 
 from ..errors import ConfigError, DataError, UserError
 from ..results import read_results, results_path
-from ..tuner import GridFailed, expand_grid, tune
+from ..tuner import GridFailed, tune
 from . import inputs, protocol
 from .holdout import HOLDOUT_FRACTION, HOLDOUT_SALT
 from .output import read_embedding, read_metadata
@@ -84,12 +84,13 @@ def _retire_stale_results(config_dir, fingerprint_file, current):
     return True
 
 
-def din_results(config_dir, expids):
-    """{expid: (params, val AUC or None)} for the grid's expids, latest result line each."""
+def din_results(config_dir):
+    """{expid: (params, val AUC or None)} for every expid of the grid the tuner expanded into
+    config_dir (its model_config.yaml), latest result line each."""
     with open(Path(config_dir) / "model_config.yaml") as f:
         params = yaml.safe_load(f)
     latest = {r["exp_id"]: r["val"].get("AUC") for r in read_results(results_path(config_dir))}
-    return {e: (params[e], latest.get(e)) for e in expids}
+    return {e: (p, latest.get(e)) for e, p in params.items()}
 
 
 def summarise_din(results):
@@ -139,8 +140,7 @@ def run_din(files, data_dir, work_dir, gpus=(-1,), force=False, train_rows=None,
             tune(yaml_path, gpus, force=force or rerun)
         except GridFailed as err:
             failures.append(f"{path}: {err}")
-        _, expids = expand_grid(yaml_path)
-        out[str(path)] = {**summarise_din(din_results(config_dir, expids)),
+        out[str(path)] = {**summarise_din(din_results(config_dir)),
                           "tuner_config": str(yaml_path)}
     return out, failures
 

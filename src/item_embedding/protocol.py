@@ -14,7 +14,6 @@ Protocol choices and why:
 - train_rows, when set, trains on a fixed random subset of train.parquet (same rows for
   every file); valid and test stay complete.
 """
-import copy
 import hashlib
 import json
 import logging
@@ -28,17 +27,16 @@ import pyarrow.parquet as pq
 import yaml
 
 from ..errors import ConfigError, DataError
+from ..task1_rules import (FIXED_EXPID, FIXED_MODEL_DIR, KNOBS, SEED_DATASET_ID,
+                           seed_dataset_params)
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_TUNER = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
-SEED_DATASET_ID = "MicroLens_1M_x1"
 SPLIT_DIR = "MicroLens_1M_x1"
 # The five knobs task 1 allows to tune; everything else about the DIN is fixed.
-TASK1_KNOBS = ("embedding_regularizer", "net_regularizer", "net_dropout", "learning_rate",
-               "batch_size")
+TASK1_KNOBS = KNOBS
 # Knob values outside the grid: the seed's task-1 config (its first embedding_regularizer).
 DEFAULT_KNOBS = {"embedding_regularizer": 1.e-6, "net_regularizer": 0, "net_dropout": 0.1,
                  "learning_rate": 1.e-3, "batch_size": 8192}
@@ -120,8 +118,7 @@ def tuner_config(item_info, data_dir, model="seed", grid=None, knobs=None, epoch
     if model not in MODELS:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
     item_info, data_dir = Path(item_info).resolve(), Path(data_dir).resolve()
-    seed_config = _load_yaml(SEED_TUNER)
-    dataset = copy.deepcopy(seed_config["dataset_config"][SEED_DATASET_ID])
+    dataset = seed_dataset_params()  # a fresh copy: read from the seed's tuner config
     split = data_dir / SPLIT_DIR
     n_rows = pq.ParquetFile(item_info).metadata.num_rows
     dataset.update(data_root=str(data_dir) + "/", item_info=str(item_info),
@@ -146,8 +143,8 @@ def tuner_config(item_info, data_dir, model="seed", grid=None, knobs=None, epoch
     if seeds:
         space["seed"] = [int(s) for s in seeds]
     return {
-        "base_config": str(REPO / "config" / "din_config"),
-        "base_expid": seed_config["base_expid"],
+        "base_config": str(FIXED_MODEL_DIR),
+        "base_expid": FIXED_EXPID,
         "dataset_id": dataset_id,
         "dataset_config": {dataset_id: dataset},
         "tuner_space": space,

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 from tqdm import tqdm
 
 from ..arrays import scalar_column
 from ..errors import DataError, UserError
 from . import inputs
-from .contrastive import resolve_device
+from .contrastive import resolve_device, torch_threads
 from .output import write_parquet_atomically
 
 logger = logging.getLogger(__name__)
@@ -80,10 +79,7 @@ def encode_titles(data_dir, out, device="cpu", batch_size=256, threads=1, progre
     started = time.time()
     n_items = inputs.num_items(data_dir)
     titles = load_titles(data_dir, n_items)
-    previous = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         model = load_encoder(str(resolve_device(device)))
         parts = []
         with tqdm(total=n_items, desc="titles", unit="item", disable=not progress) as bar:
@@ -92,8 +88,6 @@ def encode_titles(data_dir, out, device="cpu", batch_size=256, threads=1, progre
                 parts.append(model.encode(chunk, batch_size=batch_size, convert_to_numpy=True,
                                           normalize_embeddings=True, show_progress_bar=False))
                 bar.update(len(chunk))
-    finally:
-        torch.set_num_threads(previous)
     emb = np.concatenate(parts).astype(np.float32)
     meta = {"model": MODEL_NAME, "dim": int(emb.shape[1]), "n_items": n_items,
             "data_dir": str(Path(data_dir).resolve()), "normalised": True,
