@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from src.cli import run_main, setup_logging
-from src.datagen import generate
+from src.data.generator import generate
 from src.experiment import predict_test
-from src.tuner import tune
+from src.tuning.tuner import tune
 
 DATA_DIR = Path("data/demo")
 TUNER_CONFIG = "config/DIN_demo_tuner_config.yaml"

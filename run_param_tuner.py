@@ -7,7 +7,7 @@ skips experiments that already have a result and retries the missing or failed o
 import argparse
 
 from src.cli import run_main, setup_logging
-from src.tuner import tune
+from src.tuning.tuner import tune
 
 
 def main():

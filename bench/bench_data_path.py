@@ -27,11 +27,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.dataloader import MMCTRDataLoader  # noqa: E402
+from src.data.loader import MMCTRDataLoader  # noqa: E402
 from src.experiment import build_model  # noqa: E402
-from src.features import build_feature_map  # noqa: E402
-from src.item_table import ItemTable  # noqa: E402
-from src.seed_design import SeedDIN, seed_loader, to_device  # noqa: E402
+from src.data.features import build_feature_map  # noqa: E402
+from src.data.item_table import ItemTable  # noqa: E402
+from src.models.seed_design import SeedDIN, seed_loader, to_device  # noqa: E402
 
 # The demo config's smaller DIN; "seed" is config/din_config DIN_default unchanged.
 DEMO_MODEL = {"embedding_dim": 16, "dnn_hidden_units": [64, 32], "attention_hidden_units": [32]}

@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_data_path import bench_params  # noqa: E402
-from src.datagen import generate  # noqa: E402
+from src.data.generator import generate  # noqa: E402
 from src.experiment import build_model, make_loaders  # noqa: E402
-from src.features import build_feature_map  # noqa: E402
+from src.data.features import build_feature_map  # noqa: E402
 
 OPTIONS = {"fp32": {}, "amp_bf16": {"amp_bf16": True}, "torch_compile": {"torch_compile": True}}
 

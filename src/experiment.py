@@ -4,57 +4,31 @@ evaluate -> result line; and scoring the test set with a trained experiment.
 Both run_expid.py and prediction.py are thin wrappers around `train` and `predict_test`.
 """
 import logging
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import torch
 
 from fuxictr.pytorch.dataloaders import RankDataLoader
 from fuxictr.pytorch.torch_utils import seed_everything
-from fuxictr.utils import load_config, print_to_json
+from fuxictr.utils import print_to_json
 
-from .dataloader import TEST_ID, MMCTRDataLoader
-from .din import DIN
-from .errors import ConfigError, SubmissionError
-from .features import build_feature_map
-from .results import append_result, best_result
+from .data.features import build_feature_map
+from .data.loader import TEST_ID, MMCTRDataLoader
+from .errors import SubmissionError
+from .models import model_class
+from .params import load_params, log_file, require_config_dir  # noqa: F401 (re-exported)
+from .tuning.results import append_result, best_result
 
 logger = logging.getLogger(__name__)
 
-MODELS = {"DIN": DIN}
 TASK_COLUMNS = {1: "Task1", 2: "Task2"}
-
-
-def require_config_dir(config_dir):
-    if not Path(config_dir).is_dir():
-        hint = (f" (run_param_tuner.py writes {str(config_dir)[:-5]}/ from {config_dir})"
-                if str(config_dir).endswith(".yaml") else "")
-        raise ConfigError(f"--config {config_dir}: not a folder holding model_config.yaml and "
-                          f"dataset_config.yaml{hint}")
-
-
-def load_params(config_dir, expid, gpu=-1):
-    """Base + expid block of model_config.yaml, merged with its dataset block; gpu set."""
-    require_config_dir(config_dir)
-    try:
-        params = load_config(str(config_dir), expid)
-    except AssertionError as err:
-        raise ConfigError(f"--expid {expid}: not found in {config_dir}/model_config.yaml "
-                          f"({err})") from None
-    except RuntimeError as err:
-        raise ConfigError(f"--config {config_dir}: {err}") from None
-    if params.get("model") not in MODELS:
-        raise ConfigError(f"model={params.get('model')!r} in expid {expid}: known models are "
-                          f"{', '.join(MODELS)}")
-    params["gpu"] = gpu
-    return params
 
 
 def build_model(params, feature_map=None, item_table=None):
     """The model of params; item_table shares an already loaded ItemTable (else item_info
     is read)."""
     feature_map = feature_map or build_feature_map(params)
-    model = MODELS[params["model"]](feature_map, item_table=item_table, **params)
+    model = model_class(params["model"])(feature_map, item_table=item_table, **params)
     model.config = dict(params)
     return model
 
@@ -87,13 +61,8 @@ def make_loaders(feature_map, params, stage, model=None):
 
 def validate_inputs(params, splits):
     """Check data files against the config before any work (see src/validation.py)."""
-    from .validation import validate_dataset
+    from .data.checks import validate_dataset
     return validate_dataset(params, splits=splits)
-
-
-def log_file(params):
-    """Where a run's log goes: next to its checkpoint, as in FuxiCTR."""
-    return Path(params["model_root"]) / params["dataset_id"] / f"{params['model_id']}.log"
 
 
 def train(params, config_dir, argv=None):

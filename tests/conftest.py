@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from src.datagen import generate
+from src.data.generator import generate
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"

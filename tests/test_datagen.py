@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
 
-from src import datagen
+from src.data import generator as datagen
 
 CFG = datagen.SCALES["tiny"]
 I64, F32, F64 = pa.int64(), pa.float32(), pa.float64()

@@ -5,10 +5,10 @@ import pytest
 import torch
 from fuxictr.pytorch.torch_utils import seed_everything
 
-from src.dataloader import MMCTRDataLoader
+from src.data.loader import MMCTRDataLoader
 from src.experiment import build_model, load_params, make_loaders
-from src.features import build_feature_map
-from src.tuner import expand_grid
+from src.data.features import build_feature_map
+from src.tuning.tuner import expand_grid
 
 from .conftest import write_tuner_config
 

@@ -6,7 +6,7 @@ import yaml
 from fuxictr.preprocess import FeatureProcessor
 
 from src.errors import ConfigError
-from src.features import build_feature_map, item_features
+from src.data.features import build_feature_map, item_features
 
 SEED_TUNER = "config/DIN_microlens_mmctr_tuner_config_01.yaml"
 

@@ -3,10 +3,10 @@ import pytest
 import torch
 from fuxictr.pytorch.torch_utils import seed_everything
 
-from src.dataloader import MMCTRDataLoader
+from src.data.loader import MMCTRDataLoader
 from src.experiment import build_model
-from src.features import build_feature_map
-from src.seed_design import SeedDIN, seed_loader
+from src.data.features import build_feature_map
+from src.models.seed_design import SeedDIN, seed_loader
 
 from .test_din import params  # noqa: F401  (module fixture: a one-point grid on tiny data)
 

@@ -20,9 +20,9 @@ import pytest
 import torch
 import yaml
 
-from src import tuner
+from src.tuning import tuner
 from src.errors import ConfigError
-from src.task1_rules import check_tuner_config
+from src.tuning.task1_rules import check_tuner_config
 
 from .conftest import REPO, write_tuner_config
 

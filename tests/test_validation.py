@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from src import validation
+from src.data import checks as validation
 from src.errors import ConfigError, DataError, UserError
-from src.validation import validate_dataset
+from src.data.checks import validate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 N_ITEMS, TAG_VOCAB, SEQ_LEN, TAG_LEN, EMB_DIM = 50, 20, 64, 5, 128

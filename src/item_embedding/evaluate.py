@@ -17,8 +17,8 @@ import numpy as np
 import yaml
 
 from ..errors import ConfigError, DataError, UserError
-from ..results import read_results, results_path
-from ..tuner import GridFailed, tune
+from ..tuning.results import read_results, results_path
+from ..tuning.tuner import GridFailed, tune
 from . import inputs, protocol
 from .holdout import HOLDOUT_FRACTION, HOLDOUT_SALT
 from .output import read_embedding, read_metadata

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..arrays import check_ids_are_row_numbers, list_column_to_2d, scalar_column
+from ..data.files import check_ids_are_row_numbers, list_column_to_2d, scalar_column
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)

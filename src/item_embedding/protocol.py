@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from ..errors import ConfigError, DataError
-from ..task1_rules import (FIXED_EXPID, FIXED_MODEL_DIR, KNOBS, SEED_DATASET_ID,
+from ..tuning.task1_rules import (FIXED_EXPID, FIXED_MODEL_DIR, KNOBS, SEED_DATASET_ID,
                            seed_dataset_params)
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from ..arrays import scalar_column
+from ..data.files import scalar_column
 from ..errors import DataError, UserError
 from . import inputs
 from .contrastive import resolve_device, torch_threads

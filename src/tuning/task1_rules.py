@@ -32,9 +32,9 @@ from pathlib import Path
 import yaml
 from fuxictr.utils import load_dataset_config, load_model_config
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIXED_MODEL_DIR = REPO / "config" / "din_config"
 FIXED_EXPID = "DIN_default"
 SEED_TUNER = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"

@@ -18,10 +18,10 @@ Two differences in how, not what (tests/test_seed_design.py checks the outputs m
 import torch
 from fuxictr.pytorch.layers import DIN_Attention, Dice, FeatureEmbedding, MLP_Block
 
-from .base_model import MMCTRModel
-from .dataloader import HISTORY, TARGET
-from .features import item_features
-from .item_table import ItemTable
+from .base import MMCTRModel
+from ..data.loader import HISTORY, TARGET
+from ..data.features import item_features
+from ..data.item_table import ItemTable
 
 
 class DIN(MMCTRModel):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arrays import check_ids_are_row_numbers, read_columns
+from .files import check_ids_are_row_numbers, read_columns
 from .features import item_features
 
 

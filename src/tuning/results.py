@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def results_path(config_dir):

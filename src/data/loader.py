@@ -10,8 +10,8 @@ import logging
 import numpy as np
 import torch
 
-from .arrays import read_columns
-from .errors import DataError
+from .files import read_columns
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 

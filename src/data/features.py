@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from fuxictr.features import FeatureMap
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 FEATURE_TYPES = ("meta", "categorical", "sequence", "embedding", "numeric")
 # Keys of a feature spec that FuxiCTR copies from the config into the feature map.

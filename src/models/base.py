@@ -20,7 +20,7 @@ from fuxictr.pytorch.models import BaseModel
 from torch import nn
 from tqdm import tqdm
 
-from .errors import UserError
+from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 

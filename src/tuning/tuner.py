@@ -30,13 +30,13 @@ from pathlib import Path
 import yaml
 from fuxictr.autotuner import enumerate_params, load_experiment_ids
 
-from .errors import ConfigError, UserError
+from ..errors import ConfigError, UserError
 from .results import read_results, results_path
 from .task1_rules import check_tuner_config
 
 logger = logging.getLogger(__name__)
 
-RUN_EXPID = Path(__file__).resolve().parent.parent / "run_expid.py"
+RUN_EXPID = Path(__file__).resolve().parents[2] / "run_expid.py"
 POLL_SECONDS = 0.5
 STOP_TIMEOUT_SECONDS = 30  # how long a child may take to exit after SIGTERM before SIGKILL
 OK, DONE_BEFORE, INTERRUPTED, NOT_STARTED = "ok", "done before", "interrupted", "not started"
@@ -69,7 +69,8 @@ def validate_grid_data(config_dir, expids):
     """Check each dataset of the grid once, before any run starts."""
     # Imported here, not at the top: src.experiment pulls in torch (seconds), which a config
     # refused by expand_grid never needs.
-    from .experiment import load_params, validate_inputs
+    from ..data.checks import validate_dataset as validate_inputs
+    from ..params import load_params
     checked = set()
     for expid in expids:
         params = load_params(config_dir, expid)
@@ -118,7 +119,7 @@ def child_environment(gpus):
 def remove_stale_tmp_checkpoints(config_dir, expid):
     """A run killed inside torch.save leaves `<checkpoint>.tmp<pid>`; its best checkpoint is
     intact (saves are tmp + rename). Remove the leftovers before the expid runs again."""
-    from .experiment import load_params
+    from ..params import load_params
     try:
         params = load_params(config_dir, expid)
     except UserError:
@@ -323,7 +324,7 @@ def tune(tuner_yaml, gpus, force=False):
 
 def _log_folder(config_dir, expid):
     """Where run_expid writes the log of expid: model_root/dataset_id."""
-    from .experiment import load_params, log_file
+    from ..params import load_params, log_file
     try:
         return log_file(load_params(config_dir, expid)).parent
     except (UserError, KeyError):

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0):
