@@ -18,6 +18,7 @@ import torch
 from fuxictr.metrics import evaluate_metrics
 from fuxictr.pytorch.models import BaseModel
 from torch import nn
+from torch.nn import functional as F
 from tqdm import tqdm
 
 from ..errors import UserError
@@ -44,6 +45,10 @@ class MMCTRModel(BaseModel):
         self.torch_compile = bool(torch_compile)
         # Saved with every checkpoint; build_model replaces it with the full params.
         self.config = dict(kwargs, accumulation_steps=accumulation_steps, max_steps=max_steps)
+
+    def compile(self, optimizer, loss, lr):
+        super().compile(optimizer, loss, lr)
+        self._bce_from_logits = self.loss_fn is F.binary_cross_entropy
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_bf16)
@@ -102,12 +107,37 @@ class MMCTRModel(BaseModel):
             if self._stop_training:
                 break
 
-    def train_step(self, batch_data):
+    def output_layer(self):
+        """The model's last Linear layer (one Float32Linear by convention, see layers.py)."""
+        from .layers import Float32Linear
+        heads = [m for m in self.modules() if isinstance(m, Float32Linear)]
+        if len(heads) != 1:
+            raise TypeError(f"{type(self).__name__} should have exactly one Float32Linear "
+                            f"output layer, found {len(heads)}")
+        return heads[0]
+
+    def scores(self, batch_data):
+        """(logit, probability) of a batch, both float32. The model's forward runs under
+        autocast when amp_bf16 is on; its output layer (Float32Linear) and the sigmoid never
+        do, so scores keep float32 resolution and confident mistakes keep their gradient."""
         with self.autocast():
-            return_dict = self.forward(batch_data)
-        # binary cross-entropy is unsafe under autocast: the loss is computed in float32
-        return_dict["y_pred"] = return_dict["y_pred"].float()
-        loss = self.compute_loss(return_dict, self.get_labels(batch_data))
+            logit = self.forward(batch_data)["logit"]
+        logit = logit.float()
+        return logit, torch.sigmoid(logit)
+
+    def batch_loss(self, batch_data):
+        """The training loss of a batch: binary cross-entropy from the logit (exact where
+        log(sigmoid) of a probability rounded to 1.0 would clamp), plus regularisation."""
+        logit, y_pred = self.scores(batch_data)
+        y_true = self.get_labels(batch_data)
+        if self._bce_from_logits:
+            loss = F.binary_cross_entropy_with_logits(logit, y_true)
+        else:
+            loss = self.loss_fn(y_pred, y_true, reduction="mean")
+        return loss + self.regularization_loss()
+
+    def train_step(self, batch_data):
+        loss = self.batch_loss(batch_data)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise TrainingDiverged(
@@ -128,9 +158,7 @@ class MMCTRModel(BaseModel):
         preds, labels, groups = [], [], []
         for batch_data in tqdm(data_generator, disable=self._verbose == 0, file=sys.stdout,
                                desc="scoring"):
-            with self.autocast():
-                y_pred = self.forward(batch_data)["y_pred"]
-            preds.append(y_pred.reshape(-1).float().cpu())
+            preds.append(self.scores(batch_data)[1].reshape(-1).cpu())
             if with_labels:
                 labels.append(self.get_labels(batch_data).reshape(-1).cpu())
                 if self.feature_map.group_id is not None:

@@ -19,6 +19,7 @@ import torch
 from fuxictr.pytorch.layers import DIN_Attention, Dice, FeatureEmbedding, MLP_Block
 
 from .base import MMCTRModel
+from .layers import with_float32_output
 from ..data.loader import HISTORY, TARGET
 from ..data.features import item_features
 from ..data.item_table import ItemTable
@@ -64,13 +65,11 @@ class DIN(MMCTRModel):
                                               output_activation=attention_output_activation,
                                               dropout_rate=attention_dropout,
                                               use_softmax=din_use_softmax)
-        self.dnn = MLP_Block(input_dim=feature_map.sum_emb_out_dim() + self.item_info_dim,
-                             output_dim=1,
-                             hidden_units=list(dnn_hidden_units),
-                             hidden_activations=dnn_activations,
-                             output_activation=self.output_activation,
-                             dropout_rates=net_dropout,
-                             batch_norm=batch_norm)
+        # the logit comes out in float32; the base model applies the sigmoid (see layers.py)
+        self.dnn = with_float32_output(MLP_Block(
+            input_dim=feature_map.sum_emb_out_dim() + self.item_info_dim, output_dim=1,
+            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
+            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
         self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
         self.reset_parameters()
         self.model_to_device()
@@ -151,5 +150,4 @@ class DIN(MMCTRModel):
         other_features = self.get_inputs(inputs)
         if other_features:
             emb_list.insert(0, self.embedding_layer(other_features, flatten_emb=True))
-        y_pred = self.dnn(torch.cat(emb_list, dim=-1))
-        return {"y_pred": y_pred}
+        return {"logit": self.dnn(torch.cat(emb_list, dim=-1))}

@@ -93,7 +93,7 @@ class SeedDIN(DIN):
         item_emb = item_emb.view(mask.shape[0], -1, self.item_info_dim)
         target_emb, history_emb = item_emb[:, -1], item_emb[:, :-1]
         emb_list += [target_emb, self.attention_layers(target_emb, history_emb, mask)]
-        return {"y_pred": self.dnn(torch.cat(emb_list, dim=-1))}
+        return {"logit": self.dnn(torch.cat(emb_list, dim=-1))}
 
     def get_labels(self, inputs):
         return inputs[0][self.feature_map.labels[0]].to(self.device).float().view(-1, 1)
