@@ -12,13 +12,13 @@ from .numerics import logits_close, spread_output
 from .test_din import params  # noqa: F401  (module fixture: a one-point grid on tiny data)
 
 
-def paired_models(params, feature_map):
+def paired_models(run_params, feature_map):
     """Our DIN and the seed-design DIN with the same weights, logits spread over (0, 1)."""
     seed_everything(5)
-    model = build_model(params, feature_map)
-    loader = MMCTRDataLoader(feature_map, params["valid_data"], split="valid", batch_size=1000)
+    model = build_model(run_params, feature_map)
+    loader = MMCTRDataLoader(feature_map, run_params["valid_data"], split="valid", batch_size=1000)
     spread_output(model, next(iter(loader)))
-    seed_model = SeedDIN(feature_map, item_table=model.item_table, **params)
+    seed_model = SeedDIN(feature_map, item_table=model.item_table, **run_params)
     seed_model.load_state_dict(model.state_dict())
     return model.eval(), seed_model.eval()
 
