@@ -1,9 +1,12 @@
-"""Score the test set with a trained experiment and zip prediction.csv for Codabench.
+"""Score the test set with a trained experiment (or several, averaged) and zip prediction.csv.
 
-Usage: python prediction.py --config config/DIN_demo_tuner_config --expid best --gpu 0
-`--expid best` takes the experiment with the best validation AUC recorded for that config.
-Writes submission/prediction.csv (header ID,Task2; `--task 1` for ID,Task1, `--task 1 2` for
-both) and submission/<expid>.zip, then checks the zip against the test file.
+Usage: python prediction.py --config config/DIN_demo_tuner_config --expid best [--gpu 0]
+`--expid best` takes the experiment with the best validation AUC among the config's grid (with
+its current settings and data), `--expid best:3` averages the three best, `--expid A B` averages
+A and B. Writes submission/<name>/prediction.csv (header ID,Task2; `--task 1` for ID,Task1,
+`--task 1 2` for both) and submission/<name>.zip, then checks the zip against the test file.
+A checkpoint is used only if it was made by this config and data and by the run whose result
+picked it.
 """
 import argparse
 
@@ -14,14 +17,18 @@ from src.experiment import predict_test
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="config folder")
-    parser.add_argument("--expid", default="best", help="experiment id, or best")
+    parser.add_argument("--expid", nargs="+", default=["best"],
+                        help="experiment id(s), best, or best:K (the K best, averaged)")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
     parser.add_argument("--task", type=int, nargs="+", choices=(1, 2), default=[2],
                         help="challenge task column(s) to write: 1, 2 or both")
     parser.add_argument("--out", default="submission", help="output folder")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: the cores not busy elsewhere)")
     args = parser.parse_args()
     setup_logging()
-    result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out)
+    result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out,
+                          threads=args.threads)
     print(result["verdict"])
     print(f"submission: {result['zip']}")
 

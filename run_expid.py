@@ -2,13 +2,16 @@
 
 Usage: python run_expid.py --config config/DIN_demo_tuner_config --expid <expid> --gpu 0
 (--gpu -1 runs on the CPU). The result line goes to <config folder name>.csv in the current
-folder; log and best checkpoint to <model_root>/<dataset_id>/<expid>.log|.model.
+folder; log, best checkpoint and training state to <model_root>/<dataset_id>/<expid>.*.
+A run killed part-way continues from its last evaluation when started again (--fresh: from
+scratch). --max-steps N caps training; a capped run is filed as <expid>.max_steps_N and never
+replaces the full run's checkpoint or result.
 """
 import argparse
 import sys
 
 from src.cli import run_main, setup_logging
-from src.experiment import load_params, log_file, train
+from src.experiment import load_params, train
 
 
 def main():
@@ -17,13 +20,19 @@ def main():
     parser.add_argument("--expid", required=True, help="experiment id in its model_config.yaml")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
     parser.add_argument("--max-steps", type=int, default=None,
-                        help="stop after this many training steps (overrides max_steps)")
+                        help="stop after this many training steps (a capped run, filed apart)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: the cores not busy elsewhere)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start from scratch even if a killed run left a training state")
+    parser.add_argument("--tuner-pid", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    setup_logging()
     params = load_params(args.config, args.expid, args.gpu)
     if args.max_steps:
-        params["max_steps"] = args.max_steps
-    setup_logging(log_file(params))
-    train(params, args.config, argv=sys.argv)
+        params.update(max_steps=args.max_steps, capped=True)
+    train(params, args.config, argv=sys.argv, threads=args.threads, fresh=args.fresh,
+          tuner_pid=args.tuner_pid)
 
 
 if __name__ == "__main__":

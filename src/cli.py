@@ -1,4 +1,9 @@
-"""What every entry script shares: logging set-up and turning user errors into one line."""
+"""What every entry script shares: logging set-up and turning user errors into one line.
+
+The console gets one line per event; the run's log file (add_log_file) also gets what only a
+later reader needs (the full params block: records logged with extra={"file_only": True}) and
+the traceback of a crash, so the log the tuner points at explains every failure.
+"""
 import logging
 import sys
 from pathlib import Path
@@ -6,25 +11,54 @@ from pathlib import Path
 from .errors import UserError
 
 LOG_FORMAT = "%(asctime)s P%(process)d %(levelname)s %(message)s"
+logger = logging.getLogger(__name__)
 
 
-def setup_logging(log_file=None):
-    """Log INFO to stderr and, when given, to log_file (truncated, as FuxiCTR does)."""
-    handlers = [logging.StreamHandler()]
-    if log_file is not None:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
+class _NotFileOnly(logging.Filter):
+    def filter(self, record):
+        return not getattr(record, "file_only", False)
+
+
+def setup_logging():
+    """INFO to stderr, without the records meant for the log file only."""
+    console = logging.StreamHandler()
+    console.addFilter(_NotFileOnly())
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=[console], force=True)
+
+
+def add_log_file(log_file, append=False):
+    """Also log to log_file: appended to when a run resumes, else started afresh."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, mode="a" if append else "w")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def console_summary(text):
+    logger.info(text)
+
+
+def _file_handlers():
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
 def run_main(main):
-    """Run main(); a UserError prints `error: ...` and exits 2, Ctrl-C exits 130."""
+    """Run main(); a UserError prints `error: ...` and exits 2, Ctrl-C exits 130; any other
+    exception is a bug: its traceback goes to the log file too, and it exits 1."""
     try:
         return main()
     except UserError as err:
-        logging.getLogger(__name__).debug("user error", exc_info=True)
+        if _file_handlers():
+            logger.error("error: %s", err, extra={"file_only": True})
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        if _file_handlers():
+            logger.warning("interrupted", extra={"file_only": True})
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception:
+        if _file_handlers():
+            logger.exception("crashed", extra={"file_only": True})
+        raise

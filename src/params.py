@@ -2,38 +2,120 @@
 
 load_params merges a config folder's Base block, the expid's block and its dataset block, as
 FuxiCTR does; the run's log and checkpoint live at <model_root>/<dataset_id>/<expid>.*.
+Nothing here imports torch: the tuner and the checks answer a bad config in a blink.
 """
+import socket
 from pathlib import Path
 
-from fuxictr.utils import load_config
+import yaml
 
 from .errors import ConfigError
-from .models import model_class
+
+# Options of our models (src/models/base.py), with the value that keeps FuxiCTR's behaviour.
+# A model config may omit them; a tuner config may set or grid them either way.
+OPTION_DEFAULTS = {
+    "amp_bf16": False,        # bfloat16 autocast for forward passes (GPU)
+    "torch_compile": False,   # compile the dense blocks
+    "max_steps": None,        # stop after this many training steps
+    "split_on_device": True,  # on a GPU, keep the split arrays on the GPU when they fit
+    "deterministic": False,   # identical results for identical runs (see README)
+    "lr_scheduler": "plateau",  # plateau: multiply by lr_decay_factor on each plateau;
+    "lr_decay_factor": 0.1,     # cosine: warm-up then cosine decay to min_lr; none
+    "lr_patience": 1,         # evaluations without improvement before the plateau decay
+    "warmup_steps": 0,        # linear warm-up steps (cosine)
+    "min_lr": 1.e-6,          # floor of every schedule
+    "weight_decay": 0,        # the optimizer's weight decay (decoupled for AdamW)
+}
+# Keys that say where files go or how much is printed, not what is trained.
+BOOKKEEPING_KEYS = ("gpu", "verbose", "num_workers", "model_root", "data_root", "model_id",
+                    "pickle_feature_encoder", "threads")
+
+
+def read_yaml(path):
+    """A YAML file's content; a syntax error becomes a ConfigError naming file and line."""
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)}). "
+                          f"Fix: correct the YAML syntax there") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
 
 
 def require_config_dir(config_dir):
-    if not Path(config_dir).is_dir():
+    if not (Path(config_dir) / "model_config.yaml").is_file():
         hint = (f" (run_param_tuner.py writes {str(config_dir)[:-5]}/ from {config_dir})"
                 if str(config_dir).endswith(".yaml") else "")
         raise ConfigError(f"--config {config_dir}: not a folder holding model_config.yaml and "
                           f"dataset_config.yaml{hint}")
 
 
+def config_expids(config_dir):
+    """The experiment ids of a config folder, in file order."""
+    require_config_dir(config_dir)
+    blocks = read_yaml(Path(config_dir) / "model_config.yaml") or {}
+    return [k for k in blocks if k != "Base"]
+
+
 def load_params(config_dir, expid, gpu=-1):
     """Base + expid block of model_config.yaml, merged with its dataset block; gpu set."""
     require_config_dir(config_dir)
-    try:
-        params = load_config(str(config_dir), expid)
-    except AssertionError as err:
-        raise ConfigError(f"--expid {expid}: not found in {config_dir}/model_config.yaml "
-                          f"({err})") from None
-    except RuntimeError as err:
-        raise ConfigError(f"--config {config_dir}: {err}") from None
-    model_class(params.get("model"))
+    blocks = read_yaml(Path(config_dir) / "model_config.yaml") or {}
+    if expid not in blocks or expid == "Base":
+        known = [k for k in blocks if k != "Base"]
+        listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20
+                                          else "")
+        raise ConfigError(f"--expid {expid}: not found in {config_dir}/model_config.yaml. "
+                          f"Fix: use one of {listed or '(none)'}, or --expid best")
+    params = dict(blocks.get("Base") or {})
+    params.update(blocks[expid] or {})
+    dataset_id = params.get("dataset_id")
+    datasets_path = Path(config_dir) / "dataset_config.yaml"
+    datasets = (read_yaml(datasets_path) or {}) if datasets_path.is_file() else {}
+    if dataset_id not in datasets:
+        raise ConfigError(f"--config {config_dir}: dataset_id={dataset_id!r} of expid {expid} is "
+                          f"not in {datasets_path}. Fix: add its dataset block")
+    params.update(datasets[dataset_id] or {})
+    params["dataset_id"] = dataset_id
+    params["model_id"] = expid
     params["gpu"] = gpu
-    return params
+    return with_option_defaults(params)
+
+
+def with_option_defaults(params):
+    """params with every option key our models know set (its default where not given), so
+    two readers of one experiment (the tuner, the run) see the same settings."""
+    return {**OPTION_DEFAULTS, **params}
+
+
+class RunPaths:
+    """Where one run's files go: <model_root>/<dataset_id>/<run name>.{log,model,state,lock}.
+
+    A run capped with --max-steps N is named `<expid>.max_steps_N`, so it never replaces the
+    checkpoint, log or result of the full run of the same expid."""
+
+    def __init__(self, params):
+        self.expid = params["model_id"]
+        self.name = self.expid + (f".max_steps_{params['max_steps']}"
+                                  if params.get("capped") else "")
+        self.folder = Path(params.get("model_root", "./checkpoints/")) / params["dataset_id"]
+
+    def _file(self, suffix):
+        return self.folder / f"{self.name}{suffix}"
+
+    log = property(lambda self: self._file(".log"))
+    checkpoint = property(lambda self: self._file(".model"))
+    state = property(lambda self: self._file(".state"))
+    lock = property(lambda self: self._file(".lock"))
 
 
 def log_file(params):
     """Where a run's log goes: next to its checkpoint, as in FuxiCTR."""
-    return Path(params["model_root"]) / params["dataset_id"] / f"{params['model_id']}.log"
+    return RunPaths(params).log
+
+
+def host():
+    return socket.gethostname()

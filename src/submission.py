@@ -11,6 +11,7 @@ bad scores before it writes anything and never leaves a half-written file behind
 
 import argparse
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -75,8 +76,19 @@ def _checked_scores(ids, scores):
     return ids.astype(np.int64), checked
 
 
+def submission_name(expids):
+    """The file name of a submission: the expid, or for an ensemble
+    `ensemble<K>_<md5 of the sorted expids>` (expids are long; the log lists the members)."""
+    expids = list(expids)
+    if len(expids) == 1:
+        return expids[0]
+    digest = hashlib.md5(",".join(sorted(expids)).encode("utf-8")).hexdigest()[:8]
+    return f"ensemble{len(expids)}_{digest}"
+
+
 def write_submission(ids, scores, out_dir, name):
-    """Write out_dir/prediction.csv and out_dir/<name>.zip (prediction.csv at its root).
+    """Write out_dir/<name>/prediction.csv and out_dir/<name>.zip (prediction.csv at its
+    root): each submission keeps its own csv, so two predictions never overwrite each other.
 
     ids: test IDs in file order; scores: {"Task1": array} and/or {"Task2": array}.
     Both files are written to temporary names in out_dir and renamed into place, so a crash
@@ -90,11 +102,12 @@ def write_submission(ids, scores, out_dir, name):
         raise SubmissionError(f"name={name!r} is not a plain file name. "
                               "Fix: pass a name such as 'din_task2' and put folders in out_dir")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_dir = out_dir / name
+    csv_dir.mkdir(parents=True, exist_ok=True)
     temps = []
     try:
-        for suffix in (".csv.tmp", ".zip.tmp"):
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=suffix)
+        for folder, suffix in ((csv_dir, ".csv.tmp"), (out_dir, ".zip.tmp")):
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)
             os.close(fd)
             temps.append(Path(tmp))
         tmp_csv, tmp_zip = temps
@@ -104,7 +117,7 @@ def write_submission(ids, scores, out_dir, name):
             zf.write(tmp_csv, arcname=MEMBER)
         for tmp in temps:
             os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a submission is meant to be shared
-        os.replace(tmp_csv, out_dir / MEMBER)
+        os.replace(tmp_csv, csv_dir / MEMBER)
         zip_path = out_dir / f"{name}.zip"
         os.replace(tmp_zip, zip_path)
     except BaseException:
@@ -259,13 +272,40 @@ def check_submission(zip_path, test_path):
             f"scores in [{lo:.4g}, {hi:.4g}]")
 
 
+def score_submission(zip_path, truth_path):
+    """{task: test AUC} of a checked submission against a ground-truth parquet with ID and
+    label columns (the generator writes one: <data>/ground_truth/test_truth.parquet), plus
+    "best" (the AUC of its true click probabilities) when the file has click_prob."""
+    from sklearn.metrics import roc_auc_score
+    check_submission(zip_path, truth_path)  # same IDs in the same order, valid scores
+    truth = pq.read_table(truth_path).to_pandas()
+    if "label" not in truth:
+        raise SubmissionError(f"truth file {truth_path} has no label column. Fix: pass the "
+                              f"ground truth (e.g. <data>/ground_truth/test_truth.parquet)")
+    frame = pd.read_csv(io.BytesIO(_read_member(Path(zip_path))))
+    aucs = {task: roc_auc_score(truth["label"], frame[task]) for task in frame.columns[1:]}
+    if "click_prob" in truth:
+        aucs["best"] = roc_auc_score(truth["label"], truth["click_prob"])
+    return aucs
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check a submission zip before uploading it.")
+    parser = argparse.ArgumentParser(description="Check a submission zip before uploading it; "
+                                     "with --truth, also score it offline.")
     parser.add_argument("zip", help="the submission zip")
     parser.add_argument("--test", default=DEFAULT_TEST, help=f"test parquet (default {DEFAULT_TEST})")
+    parser.add_argument("--truth", help="ground-truth parquet (ID, label[, click_prob]) of "
+                        "generated data: prints the submission's test AUC")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.truth:
+            aucs = score_submission(args.zip, args.truth)
+            best = aucs.pop("best", None)
+            print(f"test AUC of {args.zip}: " + ", ".join(f"{t} {a:.4f}" for t, a in aucs.items())
+                  + (f" (best achievable {best:.4f}, the AUC of the true click probabilities)"
+                     if best is not None else ""))
+            return
         print(check_submission(args.zip, args.test))
     except SubmissionError as e:
         print(f"error: {e}", file=sys.stderr)

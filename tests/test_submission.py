@@ -53,7 +53,8 @@ def test_write_then_check_passes(tmp_path, test_file):
         lines = zf.read("prediction.csv").decode().splitlines()
     assert lines[0] == "ID,Task2" and len(lines) == N + 1
     assert lines[1].startswith(f"{ids[0]},0.")
-    assert (tmp_path / "sub" / "prediction.csv").read_text().splitlines() == lines
+    # each submission keeps its own csv: submission/<name>/prediction.csv
+    assert (tmp_path / "sub" / "din_task2" / "prediction.csv").read_text().splitlines() == lines
     verdict = check_submission(zip_path, path)
     assert verdict.startswith(f"OK: {zip_path}: prediction.csv with ID,Task2 for {N} test rows")
     assert "scores in [0.01" in verdict
@@ -70,7 +71,7 @@ def test_both_tasks_are_written_task1_first(tmp_path, test_file):
 
 def test_scores_keep_eight_decimals(tmp_path):
     write_submission(np.array([0, 1]), {"Task1": np.array([0.123456789, 1e-9])}, tmp_path, "x")
-    assert (tmp_path / "prediction.csv").read_text().splitlines()[1:] == ["0,0.12345679", "1,0.00000000"]
+    assert (tmp_path / "x" / "prediction.csv").read_text().splitlines()[1:] == ["0,0.12345679", "1,0.00000000"]
 
 
 @pytest.mark.parametrize("scores, message", [
@@ -102,7 +103,7 @@ def test_write_refuses_path_as_name(tmp_path, test_file):
 def test_failed_zip_leaves_nothing_behind(tmp_path, test_file, monkeypatch):
     out = tmp_path / "sub"
     old = write_submission(test_file[1], {"Task2": np.full(N, 0.25)}, out, "x")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def broken_write(self, *args, **kwargs):
         raise OSError("disk full")
@@ -112,8 +113,9 @@ def test_failed_zip_leaves_nothing_behind(tmp_path, test_file, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_submission(test_file[1], {"Task2": np.full(N, 0.75)}, out, "y")
     # The earlier complete files are untouched, no "y.zip" appeared, and no temp file is left.
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(before) == ["prediction.csv", old.name]
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(before) == [old.name, "x/prediction.csv"]
 
 
 # --- checking ------------------------------------------------------------------------------
@@ -245,3 +247,36 @@ def test_cli(tmp_path, test_file):
     assert fail.returncode == 2
     assert fail.stderr.startswith("error: ") and "Task3" in fail.stderr
     assert "Traceback" not in fail.stderr
+
+
+def test_two_submissions_keep_their_own_csv(tmp_path, test_file):
+    ids = test_file[1]
+    write_submission(ids, {"Task2": np.full(N, 0.25)}, tmp_path, "a")
+    write_submission(ids, {"Task2": np.full(N, 0.75)}, tmp_path, "b")
+    assert (tmp_path / "a" / "prediction.csv").read_text().splitlines()[1].endswith(",0.25000000")
+    assert (tmp_path / "b" / "prediction.csv").read_text().splitlines()[1].endswith(",0.75000000")
+
+
+def test_truth_scores_a_submission_offline(tmp_path, test_file):
+    """--truth prints the test AUC: checked here against roc_auc_score on the same numbers."""
+    from sklearn.metrics import roc_auc_score
+    path, ids = test_file
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, N)
+    prob = np.clip(0.3 * labels + 0.7 * rng.random(N), 0, 1)
+    truth = tmp_path / "test_truth.parquet"
+    pq.write_table(pa.table({"ID": ids, "label": labels, "click_prob": prob}), truth)
+    scores = np.clip(prob + 0.2 * rng.standard_normal(N), 0, 1)
+    zip_path = write_submission(ids, {"Task2": scores}, tmp_path, "x")
+    done = subprocess.run([sys.executable, "-m", "src.submission", str(zip_path), "--truth",
+                           str(truth)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    expected = roc_auc_score(labels, np.round(scores, 8))
+    best = roc_auc_score(labels, prob)
+    assert f"Task2 {expected:.4f} (best achievable {best:.4f}" in done.stdout
+    # IDs in another order are refused, not scored
+    shuffled = tmp_path / "shuffled.parquet"
+    pq.write_table(pa.table({"ID": ids[::-1], "label": labels}), shuffled)
+    refused = subprocess.run([sys.executable, "-m", "src.submission", str(zip_path), "--truth",
+                              str(shuffled)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "error: " in refused.stderr and "order" in refused.stderr

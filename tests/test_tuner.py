@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from src.tuning import tuner
+from src.tuning import slots, tuner
 from src.errors import ConfigError
 from src.tuning.task1_rules import check_tuner_config
 
@@ -107,7 +107,8 @@ def wait_for(predicate, timeout, what):
 
 # --- a crashing run ------------------------------------------------------------------------
 def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
-    tuner_yaml = make_tuner(tmp_path, small_data, {"optimizer": ["adam", "nosuch"]})
+    # a learning rate of 1e30 passes the value checks and diverges at the second batch
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e+30]})
     # A `python` on PATH that always fails: runs must use the tuner's own interpreter.
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
@@ -118,15 +119,15 @@ def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
 
     first = tune_cli(tmp_path, tuner_yaml, env=env)
     params = grid_params(tuner_yaml)
-    good = next(e for e, p in params.items() if p["optimizer"] == "adam")
-    bad = next(e for e, p in params.items() if p["optimizer"] == "nosuch")
+    good = next(e for e, p in params.items() if p["learning_rate"] == 3.e-3)
+    bad = next(e for e, p in params.items() if p["learning_rate"] == 1.e+30)
     assert first.returncode == 2, first.stderr[-3000:]
     error = first.stderr.strip().splitlines()[-1]
     assert error.startswith("error: 1 of 2 run(s) failed: ") and bad in error and good not in error
     rows = read_summary(tmp_path, tuner_yaml)
     assert [r["expid"] for r in rows] == [good, bad]  # best first: the failed one has no AUC
     assert rows[0]["status"] == "ok" and 0.0 < float(rows[0]["AUC"]) < 1.0
-    assert rows[1]["status"] == "failed (exit 1)" and rows[1]["AUC"] == ""
+    assert rows[1]["status"] == "failed (exit 2)" and rows[1]["AUC"] == ""
     assert [line_expid(line) for line in result_lines(tmp_path, tuner_yaml)] == [good]
     assert first.stdout.index(good) < first.stdout.index(bad)  # the printed table, best first
 
@@ -192,7 +193,20 @@ FAKE_RUN_EXPID = textwrap.dedent("""\
     import os, signal, sys, time
     expid = sys.argv[sys.argv.index("--expid") + 1]
     config = sys.argv[sys.argv.index("--config") + 1]
+    fingerprint, run = "none", "fake-" + str(os.getpid())
+    if os.path.exists(os.path.join(config, "model_config.yaml")):
+        # a real grid folder: record what a real run records (fingerprint, run, checkpoint)
+        sys.path.insert(0, os.environ["REPO"])
+        import torch
+        from src.params import RunPaths, load_params
+        from src.tuning.fingerprint import fingerprint
+        params = load_params(config, expid)
+        fingerprint = fingerprint(params)
+        checkpoint = RunPaths(params).checkpoint
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": {}, "run_id": run}, checkpoint)
     line = (" 20261128-000000,[command] fake,[exp_id] " + expid + ",[dataset_id] d,"
+            "[fingerprint] " + fingerprint + ",[run] " + run + ","
             "[train] N.A.,[val] AUC: 0.700000 - logloss: 0.500000\\n")
     def result():
         with open(os.path.basename(config) + ".csv", "a") as f:
@@ -222,14 +236,15 @@ def fake_runs(tmp_path, monkeypatch):
     script = tmp_path / "fake_run_expid.py"
     script.write_text(FAKE_RUN_EXPID)
     monkeypatch.setattr(tuner, "RUN_EXPID", script)
-    monkeypatch.setattr(tuner, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(slots, "POLL_SECONDS", 0.05)
+    monkeypatch.setenv("REPO", str(REPO))
     monkeypatch.chdir(tmp_path)
     return tmp_path / "fake_grid"
 
 
 def test_ok_needs_exit_zero_and_a_new_result_line(fake_runs, tmp_path):
     expids = ["E_ok", "E_line_then_crash", "E_silent", "E_sigkill"]
-    records, interrupted = tuner.run_grid(fake_runs, expids, [-1, -1])
+    records, interrupted = tuner.run_queue(fake_runs, expids, [-1, -1])
     assert not interrupted
     assert {e: r["status"] for e, r in records.items()} == {
         "E_ok": "ok", "E_line_then_crash": "failed (exit 3)",
@@ -237,17 +252,11 @@ def test_ok_needs_exit_zero_and_a_new_result_line(fake_runs, tmp_path):
     rows, _ = tuner.write_summary(fake_runs, expids, records)
     assert [(r["expid"], r["AUC"]) for r in rows][:2] == [("E_ok", 0.7), ("E_line_then_crash", None)]
 
-    # resume: a result line does not make a run that failed last time count as done
-    records, _ = tuner.run_grid(fake_runs, expids, [-1])
-    assert {e: r["status"] for e, r in records.items()}["E_ok"] == "done before"
-    assert records["E_line_then_crash"]["status"] == "failed (exit 3)"
-    lines = (tmp_path / "fake_grid.csv").read_text().splitlines()
-    assert sorted(map(line_expid, lines)) == ["E_line_then_crash"] * 2 + ["E_ok"]
-
     # a zero exit cannot borrow an older line of its expid: ok needs a NEW line
+    lines = (tmp_path / "fake_grid.csv").read_text().splitlines()
     ok_line = next(line for line in lines if line_expid(line) == "E_ok")
     (tmp_path / "fake_grid.csv").write_text(ok_line.replace("E_ok", "E_silent") + "\n")
-    records, _ = tuner.run_grid(fake_runs, ["E_silent"], [-1], force=True)
+    records, _ = tuner.run_queue(fake_runs, ["E_silent"], [-1])
     assert records["E_silent"]["status"] == "failed (no result line)"
 
 
@@ -284,7 +293,7 @@ def test_resume_retries_failed_and_missing_and_force_reruns_all(fake_runs, small
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_terminates_then_kills_stubborn_runs(signum, fake_runs, tmp_path, monkeypatch):
     """Ctrl-C, or SIGTERM to the tuner: SIGTERM to the run, SIGKILL when it ignores that."""
-    monkeypatch.setattr(tuner, "STOP_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(slots, "STOP_TIMEOUT_SECONDS", 1)
     pid_file = tmp_path / "stubborn.pid"
     handler_before = signal.getsignal(signal.SIGTERM)
 
@@ -296,7 +305,7 @@ def test_interrupt_terminates_then_kills_stubborn_runs(signum, fake_runs, tmp_pa
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     started = time.monotonic()
-    records, interrupted = tuner.run_grid(fake_runs, ["E_stubborn", "E_queued_ok"], [-1])
+    records, interrupted = tuner.run_queue(fake_runs, ["E_stubborn", "E_queued_ok"], [-1])
     assert interrupted and time.monotonic() - started < 30
     assert records["E_stubborn"]["status"] == "interrupted"
     assert records["E_queued_ok"]["status"] == "not started"

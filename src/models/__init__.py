@@ -4,9 +4,11 @@ A model is a subclass of MMCTRModel (src/models/base.py) defined in a module of 
 its class name is the name a model config's `model:` key gives. Adding a model is one module
 here plus one block in a model config: nothing to register by hand.
 """
+import ast
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -26,6 +28,26 @@ def available_models():
             if issubclass(obj, MMCTRModel) and obj.__module__ == module.__name__:
                 found[name] = obj
     return found
+
+
+def model_names():
+    """The model names, read from the modules' source without importing them (no torch):
+    classes of the model modules that derive, directly or through other classes of this
+    package, from MMCTRModel. available_models() is the truth; a test checks both agree."""
+    bases = {}  # class name -> (module, names of its bases)
+    for module_info in pkgutil.iter_modules(__path__):
+        tree = ast.parse((Path(__path__[0]) / f"{module_info.name}.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                names = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "")
+                         for b in node.bases]
+                bases[node.name] = (module_info.name, names)
+    derived, grew = {"MMCTRModel"}, True
+    while grew:
+        before = len(derived)
+        derived |= {name for name, (_, parents) in bases.items() if derived & set(parents)}
+        grew = len(derived) > before
+    return {name for name in derived - {"MMCTRModel"} if bases[name][0] not in _NOT_MODELS}
 
 
 def model_class(name):

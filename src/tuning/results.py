@@ -1,8 +1,10 @@
 """The seed-style result file: one line per finished run, appended by run_expid.py.
 
-Format (FuxiCTR's, kept so existing tools keep reading it), fields joined by ",[":
- 20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
+Format (FuxiCTR's, kept so existing tools keep reading it), fields joined by ",[", plus the
+fingerprint of what made the run and the run's id (src/tuning/fingerprint.py):
+ 20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[fingerprint] F,[run] R,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
 """
+import logging
 import os
 import sys
 from datetime import datetime
@@ -10,17 +12,22 @@ from pathlib import Path
 
 from ..errors import UserError
 
+logger = logging.getLogger(__name__)
+
 
 def results_path(config_dir):
     """Where run_expid appends results for a tuner config dir: `<dir name>.csv` in the cwd."""
     return Path(Path(config_dir).name.replace(".yaml", "") + ".csv")
 
 
-def append_result(config_dir, expid, dataset_id, valid_result, argv=None):
+def append_result(config_dir, expid, dataset_id, valid_result, argv=None, fingerprint=None,
+                  run_id=None):
     argv = sys.argv if argv is None else argv
     metrics = " - ".join(f"{k}: {v:.6f}" for k, v in valid_result.items())
+    extra = "".join(f",[{key}] {value}" for key, value in (("fingerprint", fingerprint),
+                                                          ("run", run_id)) if value)
     line = (f" {datetime.now().strftime('%Y%m%d-%H%M%S')},[command] python {' '.join(argv)},"
-            f"[exp_id] {expid},[dataset_id] {dataset_id},[train] N.A.,[val] {metrics}\n")
+            f"[exp_id] {expid},[dataset_id] {dataset_id}{extra},[train] N.A.,[val] {metrics}\n")
     path = results_path(config_dir)
     # One write call of one line in append mode: lines of parallel runs do not interleave.
     with open(path, "a") as f:
@@ -31,7 +38,8 @@ def append_result(config_dir, expid, dataset_id, valid_result, argv=None):
 
 
 def parse_result_line(line):
-    """{"time", "command", "exp_id", "dataset_id", "val": {metric: float}} or None."""
+    """{"time", "command", "exp_id", "dataset_id", "fingerprint", "run", "val": {metric: float}}
+    or None for a line that is not a result line."""
     parts = line.strip().split(",[")
     if len(parts) < 2:
         return None
@@ -57,20 +65,63 @@ def read_results(path):
     path = Path(path)
     if not path.exists():
         return []
-    with open(path) as f:
-        return [r for r in map(parse_result_line, f) if r is not None]
+    records = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"result file {path}, line {number}: not UTF-8 text ({err.reason} "
+                                f"at byte {err.start}). Fix: delete or repair that line (each line "
+                                f"is one finished run; the tuner reruns experiments without "
+                                f"one)") from None
+            record = parse_result_line(line)
+            if record is not None:
+                record["line"] = number
+                records.append(record)
+    return records
 
 
-def best_result(config_dir, metric="AUC", expids=None):
-    """The recorded run of config_dir with the highest validation metric.
+def latest_results(path, fingerprints):
+    """{expid: its latest result line} among the expids of fingerprints ({expid: the
+    fingerprint its config and data have now}) whose line carries that same fingerprint.
+    Lines of other expids, or of the same expid made with other settings or data, are left out
+    and counted in the log."""
+    latest, other, stale = {}, set(), set()
+    for record in read_results(path):
+        expid = record["exp_id"]
+        if expid not in fingerprints:
+            other.add(expid)
+        elif record.get("fingerprint") != fingerprints[expid]:
+            stale.add(expid)
+        else:
+            latest[expid] = record
+    if other:
+        logger.info("%s: %d result line(s) of experiments not in this grid left out (%s)", path,
+                    len(other), ", ".join(sorted(other)[:5]) + (" ..." if len(other) > 5 else ""))
+    stale -= set(latest)
+    if stale:
+        logger.info("%s: result lines of %s were made with other settings or data than the "
+                    "config has now: left out", path, ", ".join(sorted(stale)[:5]))
+    return latest
 
-    expids, when given, limits the choice to those experiments (the tuner's current grid).
-    """
+
+def best_result(config_dir, fingerprints, metric="AUC"):
+    """The result line with the highest validation metric among the current grid's expids
+    (the keys of fingerprints), each taken at its latest line with its current fingerprint:
+    the same choice as the tuner's summary."""
     path = results_path(config_dir)
-    records = [r for r in read_results(path)
-               if metric in r["val"] and (expids is None or r["exp_id"] in expids)]
+    records = [r for r in latest_results(path, fingerprints).values() if metric in r["val"]]
     if not records:
-        raise UserError(f"no results with validation {metric} in {path} for {config_dir}. Fix: "
-                        f"run the tuner first (python run_param_tuner.py --config "
-                        f"{config_dir}.yaml --gpu 0), from the folder holding {path}")
+        raise UserError(f"no results with validation {metric} in {path} for the experiments of "
+                        f"{config_dir} (with their current settings and data). Fix: run the tuner "
+                        f"first (python run_param_tuner.py --config {config_dir}.yaml --gpu -1, or "
+                        f"--gpu 0 on a GPU), from the folder holding {path}")
     return max(records, key=lambda r: r["val"][metric])
+
+
+def ranked_results(config_dir, fingerprints, metric="AUC"):
+    """The current grid's latest matching result lines, best metric first."""
+    records = [r for r in latest_results(results_path(config_dir), fingerprints).values()
+               if metric in r["val"]]
+    return sorted(records, key=lambda r: -r["val"][metric])

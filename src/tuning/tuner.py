@@ -1,44 +1,40 @@
-"""Grid search over a tuner config, one run per GPU slot, that cannot fail silently.
+"""Grid search over a tuner config that cannot fail silently, with one writer per grid.
 
-FuxiCTR's enumerate_params expands the grid (expids `<base>_<NNN>_<md5[:8]>`, written to
-`<tuner name>/model_config.yaml` and `dataset_config.yaml`); its grid_search ignores exit
-codes, has no resume and runs whatever `python` is on PATH. Here:
-- a config marked `task1: true` is checked against the task-1 rules before anything is
-  written (src/task1_rules.py); the data of each dataset is checked once before any run;
-- each run is a child process of this same interpreter (sys.executable);
-- a run is `ok` only if it exits 0 AND appended a new result line; a non-zero exit is a
-  failure even if a line appeared, a zero exit without a line is a failure too;
-- rerunning skips expids with a result line, except those the previous summary calls failed
-  or interrupted; --force reruns everything;
-- Ctrl-C (or SIGTERM to the tuner) sends SIGTERM to the running children, SIGKILL after
-  STOP_TIMEOUT_SECONDS, records them as `interrupted` and the queue as `not started`,
-  writes the summary and exits 130 (src/cli.py). A killed run never has a result line: it is
-  appended only at the very end of run_expid.py, and checkpoints are replaced atomically.
-- a summary table, best validation AUC first, is printed and written to
-  `<tuner name>_summary.csv` beside the result file `<tuner name>.csv`.
+tune() reads top to bottom:
+1. expand and check the grid in memory (keys with "did you mean", every grid point's values,
+   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files and each
+   model_root's permissions; a refusal writes nothing and prints one line;
+2. take the grid's lock (a second tuner on the same config is refused, naming the first's
+   pid and host; the lock of a dead tuner is taken over), then write the grid folder;
+3. plan: an experiment is done when its latest result line carries the fingerprint its
+   config and data have now (src/tuning/fingerprint.py), the last summary did not call it
+   failed or interrupted, and its checkpoint is readable and was written by that same run;
+   everything else runs (all of it with --force);
+4. run the queue on the slots (src/tuning/slots.py); a run is `ok` only if it exits 0 AND
+   appended a new result line; a run whose experiment another live process is training
+   (an orphan of a killed tuner, say) is not started beside it;
+5. write the summary (best validation AUC first) to `<tuner name>_summary.csv` beside the
+   result file `<tuner name>.csv`, print it, exit 0, 2 (failed runs) or 130 (interrupted).
 """
 import csv
 import logging
-import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import yaml
-from fuxictr.autotuner import enumerate_params, load_experiment_ids
-
-from ..errors import ConfigError, UserError
-from .results import read_results, results_path
-from .task1_rules import check_tuner_config
+from ..errors import UserError
+from ..params import RunPaths
+from .fingerprint import fingerprint_record
+from .grid import expand
+from .lock import FileLock, describe, holder
+from .results import latest_results, read_results, results_path
+from .slots import LocalSlots
 
 logger = logging.getLogger(__name__)
 
 RUN_EXPID = Path(__file__).resolve().parents[2] / "run_expid.py"
-POLL_SECONDS = 0.5
-STOP_TIMEOUT_SECONDS = 30  # how long a child may take to exit after SIGTERM before SIGKILL
+ORPHAN_WAIT_SECONDS = 60  # an orphaned run notices its tuner is gone at its next batch
 OK, DONE_BEFORE, INTERRUPTED, NOT_STARTED = "ok", "done before", "interrupted", "not started"
 SUMMARY_FIELDS = ["expid", "status", "AUC", "logloss", "seconds"]
 
@@ -47,50 +43,35 @@ class GridFailed(UserError):
     """Some runs of the grid failed; the others are recorded."""
 
 
-def expand_grid(tuner_yaml):
-    """Check the tuner config (task-1 rules included), write the grid's config folder;
-    return (config_dir, expids)."""
-    tuner_yaml = Path(tuner_yaml)
-    if not tuner_yaml.is_file():
-        raise ConfigError(f"--config {tuner_yaml}: no such tuner config file")
-    with open(tuner_yaml) as f:
-        config = yaml.safe_load(f)
-    if not isinstance(config, dict) or "tuner_space" not in config or "base_expid" not in config:
-        raise ConfigError(f"{tuner_yaml}: a tuner config needs base_expid and tuner_space keys")
-    check_tuner_config(config, tuner_yaml)
-    try:
-        config_dir = enumerate_params(str(tuner_yaml))
-    except RuntimeError as err:  # e.g. a tuner key that is in neither model nor dataset config
-        raise ConfigError(f"{tuner_yaml}: {err}") from None
-    return config_dir, load_experiment_ids(config_dir)
+# --- checks before anything is written -------------------------------------------------------
+def check_gpus(gpus):
+    """Every slot's GPU must exist (a CPU build of torch has none): refused up front."""
+    wanted = sorted({g for g in gpus if g >= 0})
+    if wanted:
+        from ..experiment import require_gpu
+        for gpu in wanted:
+            require_gpu(gpu)
 
 
-def validate_grid_data(config_dir, expids):
-    """Check each dataset of the grid once, before any run starts."""
-    # Imported here, not at the top: src.experiment pulls in torch (seconds), which a config
-    # refused by expand_grid never needs.
-    from ..data.checks import validate_dataset as validate_inputs
-    from ..params import load_params
-    checked = set()
-    for expid in expids:
-        params = load_params(config_dir, expid)
-        key = (params["dataset_id"], params.get("train_data"), params.get("item_info"))
-        if key not in checked:
+def validate_grid_data(grid):
+    """Check each dataset of the grid once, and that each model_root can be written."""
+    from ..data.checks import validate_dataset
+    from ..experiment import require_writable
+    checked, roots = set(), set()
+    for expid in grid.expids:
+        params = grid.params(expid)
+        if params["dataset_id"] not in checked:
             logger.info("Checking data of dataset %s", params["dataset_id"])
-            validate_inputs(params, splits=("train", "valid", "test"))
-            checked.add(key)
+            validate_dataset(params, splits=("train", "valid", "test"))
+            checked.add(params["dataset_id"])
+        roots.add(params.get("model_root", "./checkpoints/"))
+    for root in sorted(roots):
+        require_writable(root, "model_root")
 
 
-def finished_expids(config_dir):
-    """{expid: its latest result line} of the config's result file."""
-    return {r["exp_id"]: r for r in read_results(results_path(config_dir))}
-
-
-def _result_counts(config_dir):
-    counts = {}
-    for record in read_results(results_path(config_dir)):
-        counts[record["exp_id"]] = counts.get(record["exp_id"], 0) + 1
-    return counts
+# --- what is done, what runs -----------------------------------------------------------------
+def summary_path(config_dir):
+    return Path(results_path(config_dir).stem + "_summary.csv")
 
 
 def previous_statuses(config_dir):
@@ -98,7 +79,7 @@ def previous_statuses(config_dir):
     path = summary_path(config_dir)
     if not path.exists():
         return {}
-    with open(path, newline="") as f:
+    with open(path, newline="", errors="replace") as f:
         return {row["expid"]: row["status"] for row in csv.DictReader(f) if row.get("expid")}
 
 
@@ -106,28 +87,40 @@ def _needs_retry(status):
     return status.startswith("failed") or status in (INTERRUPTED, NOT_STARTED)
 
 
-def child_environment(gpus):
-    """Runs sharing the CPU get an equal share of its cores each: without a cap every torch
-    process starts one thread per core and parallel runs slow each other down."""
-    env = dict(os.environ)
-    cpu_slots = sum(1 for gpu in gpus if gpu < 0)
-    if cpu_slots > 1 and "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // cpu_slots))
-    return env
-
-
-def remove_stale_tmp_checkpoints(config_dir, expid):
-    """A run killed inside torch.save leaves `<checkpoint>.tmp<pid>`; its best checkpoint is
-    intact (saves are tmp + rename). Remove the leftovers before the expid runs again."""
-    from ..params import load_params
+def checkpoint_problem(paths, line):
+    """Why the checkpoint of a finished run cannot be trusted, or None."""
+    from ..models.base import read_checkpoint
     try:
-        params = load_params(config_dir, expid)
-    except UserError:
-        return
-    folder = Path(params.get("model_root", "./checkpoints/")) / params["dataset_id"]
-    for tmp in folder.glob(f"{expid}.model.tmp*"):
-        logger.info("Removing %s left by an interrupted run", tmp)
-        tmp.unlink(missing_ok=True)
+        saved = read_checkpoint(paths.checkpoint)
+    except UserError as err:
+        return str(err).split(". Fix:")[0]
+    if saved.get("run_id") != line.get("run"):
+        return (f"checkpoint {paths.checkpoint} was written by run {saved.get('run_id')}, not by "
+                f"the run of the result line ({line.get('run')})")
+    return None
+
+
+def plan(grid, fingerprints, force=False):
+    """(records of experiments done before, queue of experiments to run)."""
+    if force:
+        return {}, list(grid.expids)
+    previous = previous_statuses(grid.config_dir)
+    lines = latest_results(results_path(grid.config_dir), fingerprints)
+    done, queue = {}, []
+    for expid in grid.expids:
+        line = lines.get(expid)
+        if line is None or _needs_retry(previous.get(expid, OK)):
+            queue.append(expid)
+            continue
+        problem = checkpoint_problem(RunPaths(grid.params(expid)), line)
+        if problem:
+            logger.warning("%s runs again: %s", expid, problem)
+            queue.append(expid)
+            continue
+        done[expid] = {"expid": expid, "status": DONE_BEFORE, "seconds": None, "val": line["val"]}
+    if done:
+        logger.info("Skipping %d expid(s) with results already (use --force to rerun)", len(done))
+    return done, queue
 
 
 def _exit_status(returncode):
@@ -140,7 +133,14 @@ def _exit_status(returncode):
     return f"failed (exit {returncode})"
 
 
-def _finish(config_dir, expid, returncode, lines_before, seconds):
+def _line_counts(config_dir):
+    counts = {}
+    for record in read_results(results_path(config_dir)):
+        counts[record["exp_id"]] = counts.get(record["exp_id"], 0) + 1
+    return counts
+
+
+def finish_record(config_dir, expid, returncode, lines_before, seconds):
     """The record of a run that ended: ok only with exit 0 and a new result line."""
     record = {"expid": expid, "seconds": seconds, "val": {}}
     results = [r for r in read_results(results_path(config_dir)) if r["exp_id"] == expid]
@@ -154,112 +154,67 @@ def _finish(config_dir, expid, returncode, lines_before, seconds):
     return record
 
 
-def _stop(running):
-    """SIGTERM every running child, SIGKILL those still alive after STOP_TIMEOUT_SECONDS (or at
-    once on a second Ctrl-C); wait for all of them."""
-    processes = [process for _, process, _ in running.values()]
+def _note_in_log(log, text):
+    """A line in a run's log the run could not write itself (it was killed by a signal)."""
     try:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                logger.warning("Run pid %d ignored SIGTERM for %ds: killing it", process.pid,
-                               STOP_TIMEOUT_SECONDS)
-    except KeyboardInterrupt:
-        logger.warning("Second interrupt: killing the runs now")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        if Path(log).exists():
+            with open(log, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} (tuner) {text}\n")
+    except OSError:
+        pass
 
 
-class _StopSignalsAsInterrupt:
-    """While running the grid, Ctrl-C (SIGINT) and SIGTERM both raise KeyboardInterrupt, so a
-    scheduler's kill also stops the children and writes the summary. SIGINT is set here too
-    because a tuner started in the background by a non-interactive shell inherits SIGINT
-    ignored, and `kill -INT` should still stop it cleanly."""
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor=None,
+              fresh=False):
+    """Run each expid of queue on the slots. Returns ({expid: record}, interrupted); a record
+    has expid, status, seconds and val (the metrics of the result line the run wrote)."""
+    log_paths, lock_paths = log_paths or {}, lock_paths or {}
+    executor = executor or LocalSlots(gpus)
+    lines_before = _line_counts(config_dir)
+    records = {}
 
-    def __enter__(self):
-        self.installed = threading.current_thread() is threading.main_thread()
-        if self.installed:  # signal handlers can only be set from the main thread
-            self.previous = {signum: signal.getsignal(signum) for signum in self.SIGNALS}
-            for signum in self.SIGNALS:
-                signal.signal(signum, self._raise)
-        return self
+    def command(expid, gpu):
+        import os
+        return [sys.executable, "-u", str(RUN_EXPID), "--config", str(config_dir), "--expid",
+                expid, "--gpu", str(gpu), "--tuner-pid", str(os.getpid())] + (
+                    ["--fresh"] if fresh else [])
 
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
+    def on_start(expid):
+        lock = lock_paths.get(expid)
+        busy = holder(lock) if lock else None
+        deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+        while busy and time.monotonic() < deadline:
+            logger.info("%s is being trained by %s: waiting for it to stop", expid, describe(busy))
+            time.sleep(2)
+            busy = holder(lock)
+        if busy:
+            return f"failed (busy: {describe(busy)} is training it)"
+        for tmp in Path(lock).parent.glob(f"{expid}.model.tmp*") if lock else []:
+            logger.info("Removing %s left by an interrupted run", tmp)
+            tmp.unlink(missing_ok=True)
+        return None
 
-    def __exit__(self, *exc):
-        if self.installed:
-            for signum, previous in self.previous.items():
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        return False
+    def on_finish(expid, returncode, seconds, refusal):
+        if refusal:
+            records[expid] = {"expid": expid, "status": refusal, "seconds": None, "val": {}}
+        else:
+            records[expid] = finish_record(config_dir, expid, returncode, lines_before, seconds)
+            if returncode is not None and returncode < 0 and expid in log_paths:
+                _note_in_log(log_paths[expid], f"the run was {records[expid]['status'][8:-1]}")
+        logger.info("%s %s", expid, records[expid]["status"])
 
-
-def run_grid(config_dir, expids, gpus, force=False):
-    """Run each expid not yet recorded (all if force).
-
-    Returns ({expid: record}, interrupted); a record has expid, status, seconds and val (the
-    validation metrics of the result line this run wrote).
-    """
-    previous = previous_statuses(config_dir)
-    done = {} if force else {e: r for e, r in finished_expids(config_dir).items()
-                             if not _needs_retry(previous.get(e, OK))}
-    records = {e: {"expid": e, "status": DONE_BEFORE, "seconds": None, "val": done[e]["val"]}
-               for e in expids if e in done}
-    queue = [e for e in expids if e not in records]
-    if records:
-        logger.info("Skipping %d expid(s) with results already (use --force to rerun)",
-                    len(records))
-    lines_before = _result_counts(config_dir)
-    env = child_environment(gpus)
-    free_slots = list(range(len(gpus)))
-    running = {}  # slot -> (expid, process, start time)
-    interrupted = False
-    with _StopSignalsAsInterrupt():
-        try:
-            while queue or running:
-                while queue and free_slots:
-                    slot = free_slots.pop(0)
-                    expid = queue.pop(0)  # an interrupt from here on leaves it "not started"
-                    remove_stale_tmp_checkpoints(config_dir, expid)
-                    cmd = [sys.executable, "-u", str(RUN_EXPID), "--config", str(config_dir),
-                           "--expid", expid, "--gpu", str(gpus[slot])]
-                    logger.info("Start %s on gpu %s", expid, gpus[slot])
-                    running[slot] = (expid, subprocess.Popen(cmd, env=env), time.time())
-                time.sleep(POLL_SECONDS)
-                for slot, (expid, process, start) in list(running.items()):
-                    if process.poll() is None:
-                        continue
-                    records[expid] = _finish(config_dir, expid, process.returncode,
-                                             lines_before, time.time() - start)
-                    logger.info("%s %s", expid, records[expid]["status"])
-                    del running[slot]
-                    free_slots.append(slot)
-        except KeyboardInterrupt:
-            interrupted = True
-            logger.warning("Interrupted: stopping %d running experiment(s)", len(running))
-            _stop(running)
-            for expid, process, start in running.values():
-                record = _finish(config_dir, expid, process.returncode, lines_before,
-                                 time.time() - start)
-                if record["status"] != OK:  # it may have finished as the interrupt came
-                    record["status"] = INTERRUPTED
-                records[expid] = record
-            for expid in queue:
-                records[expid] = {"expid": expid, "status": NOT_STARTED, "seconds": None,
-                                  "val": {}}
+    interrupted, stopped, not_started = executor.run(queue, command, on_start, on_finish)
+    for expid, returncode, seconds in stopped:
+        record = finish_record(config_dir, expid, returncode, lines_before, seconds)
+        if record["status"] != OK:  # it may have finished as the interrupt came
+            record["status"] = INTERRUPTED
+        records[expid] = record
+    for expid in not_started:
+        records[expid] = {"expid": expid, "status": NOT_STARTED, "seconds": None, "val": {}}
     return records, interrupted
 
 
+# --- summary -----------------------------------------------------------------------------------
 def summary_rows(expids, records):
     """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
     the latest line for `done before`; none for a failed run), time; best AUC first."""
@@ -271,10 +226,6 @@ def summary_rows(expids, records):
                      "logloss": val.get("logloss"), "seconds": record["seconds"]})
     rows.sort(key=lambda r: (r["AUC"] is None, -(r["AUC"] or 0.0)))
     return rows
-
-
-def summary_path(config_dir):
-    return Path(results_path(config_dir).stem + "_summary.csv")
 
 
 def write_summary(config_dir, expids, records):
@@ -300,32 +251,47 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def tune(tuner_yaml, gpus, force=False):
-    """Check, expand, check data once, run, summarise. Raises GridFailed naming failed
-    expids, KeyboardInterrupt (after writing the summary) when interrupted."""
-    config_dir, expids = expand_grid(tuner_yaml)
-    logger.info("Grid of %s: %d experiment(s) in %s", tuner_yaml, len(expids), config_dir)
-    validate_grid_data(config_dir, expids)
-    records, interrupted = run_grid(config_dir, expids, list(gpus), force=force)
-    rows, path = write_summary(config_dir, expids, records)
+# --- the whole run -------------------------------------------------------------------------------
+def expand_grid(tuner_yaml):
+    """Check the tuner config and write its grid folder; (config_dir, expids). For callers
+    that only need the folder (tests, the item-embedding protocol)."""
+    grid = expand(tuner_yaml)
+    grid.write()
+    return str(grid.config_dir), grid.expids
+
+
+def tune(tuner_yaml, gpus, force=False, executor=None):
+    """Check, lock, write, plan, run, summarise. Raises GridFailed naming failed expids,
+    KeyboardInterrupt (after writing the summary) when interrupted."""
+    grid = expand(tuner_yaml)
+    check_gpus(gpus)
+    logger.info("Grid of %s: %d experiment(s)", tuner_yaml, len(grid.expids))
+    validate_grid_data(grid)
+    grid.config_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(grid.config_dir / ".tuner.lock", f"the grid {grid.config_dir}",
+                  fix="wait for that tuner to finish, or stop it (Ctrl-C) and rerun"):
+        grid.write()
+        signatures = {}
+        fingerprints = {e: fingerprint_record(grid.params(e), signatures)["fingerprint"]
+                        for e in grid.expids}
+        done, queue = plan(grid, fingerprints, force)
+        paths = {e: RunPaths(grid.params(e)) for e in queue}
+        records, interrupted = run_queue(grid.config_dir, queue, list(gpus),
+                                         log_paths={e: p.log for e, p in paths.items()},
+                                         lock_paths={e: p.lock for e, p in paths.items()},
+                                         executor=executor, fresh=force)
+        records.update(done)
+        rows, path = write_summary(grid.config_dir, grid.expids, records)
     print(format_table(rows))
-    print(f"summary: {path}; result lines: {results_path(config_dir)}")
+    print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
     if interrupted:
         print("Interrupted: rerun the same command to run the unfinished experiments",
               file=sys.stderr)
         raise KeyboardInterrupt
     failed = [r["expid"] for r in rows if r["status"] not in (OK, DONE_BEFORE)]
     if failed:
+        log_folder = RunPaths(grid.params(failed[0])).folder
         raise GridFailed(f"{len(failed)} of {len(rows)} run(s) failed: {', '.join(failed)}. "
-                         f"Fix: read their logs ({_log_folder(config_dir, failed[0])}/<expid>"
-                         f".log), then rerun the same command to retry only these")
-    return config_dir, rows
-
-
-def _log_folder(config_dir, expid):
-    """Where run_expid writes the log of expid: model_root/dataset_id."""
-    from ..params import load_params, log_file
-    try:
-        return log_file(load_params(config_dir, expid)).parent
-    except (UserError, KeyError):
-        return "model_root/<dataset_id>"
+                         f"Fix: read their logs ({log_folder}/<expid>.log), then rerun the same "
+                         f"command to retry only these")
+    return str(grid.config_dir), rows
