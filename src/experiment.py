@@ -85,14 +85,18 @@ def check_params(params):
     check_grid_values({params["model_id"]: params}, f"expid {params['model_id']}")
 
 
-def cpu_threads(requested=None):
-    """(threads, why) for torch on the CPU: --threads, else OMP_NUM_THREADS, else the cores
-    this process may use minus the load of other processes (at least 1). torch's default, one
-    thread per core, made training 10-16x slower on a busy 2-core machine."""
+def cpu_threads(requested=None, deterministic=False):
+    """(threads, why) for torch on the CPU: --threads, else OMP_NUM_THREADS, else 1 for a
+    deterministic run (the thread count changes the order of float sums, so results are only
+    identical at one count), else the cores this process may use minus the load of other
+    processes (at least 1). torch's default, one thread per core, made training 10-16x slower
+    on a busy 2-core machine."""
     if requested:
         return int(requested), "--threads"
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    if deterministic:
+        return 1, "deterministic: True"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, round(cores - load))), f"{cores} cores, load {load:.1f}"
@@ -102,7 +106,7 @@ def set_up_torch(params, threads=None):
     """Threads, determinism and seeds of a run, logged."""
     import torch
     from fuxictr.pytorch.torch_utils import seed_everything
-    count, why = cpu_threads(threads)
+    count, why = cpu_threads(threads, params.get("deterministic"))
     torch.set_num_threads(count)
     if params.get("deterministic"):
         # cuBLAS needs this before its first use to pick deterministic kernels

@@ -1,7 +1,10 @@
 """Shared fixtures: tiny generated data and tuner configs pointing at it."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -34,6 +37,31 @@ def tiny_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     summary = generate(out, scale="tiny", seed=0, progress=False)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def small_data(tiny_data, tmp_path_factory):
+    """The first rows of the tiny data, same item_info: runs take seconds, not minutes."""
+    src_dir = tiny_data[0] / "MicroLens_1M_x1"
+    out = tmp_path_factory.mktemp("small")
+    dst_dir = out / "MicroLens_1M_x1"
+    dst_dir.mkdir()
+    for split, rows in (("train", 4096), ("valid", 1024), ("test", 512)):
+        pd.read_parquet(src_dir / f"{split}.parquet").head(rows).to_parquet(
+            dst_dir / f"{split}.parquet")
+    pd.read_parquet(src_dir / "item_info.parquet").to_parquet(dst_dir / "item_info.parquet")
+    return out
+
+
+def run_cli(script, *args, cwd, env=None, timeout=300):
+    """One of the entry scripts as a user runs it."""
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def tune_cli(folder, tuner_yaml, *extra, slots=2, env=None):
+    return run_cli("run_param_tuner.py", "--config", tuner_yaml, "--gpu", *["-1"] * slots,
+                   *extra, cwd=folder, env=env)
 
 
 def write_tuner_config(folder, data_dir, tuner_space=None, name="tiny_tuner_config.yaml",

@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -24,7 +23,7 @@ from src.tuning import slots, tuner
 from src.errors import ConfigError
 from src.tuning.task1_rules import check_tuner_config
 
-from .conftest import REPO, write_tuner_config
+from .conftest import REPO, tune_cli, write_tuner_config
 
 TASK1_CONFIG = REPO / "config" / "DIN_task1_tuner_config.yaml"
 SEED_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
@@ -34,28 +33,8 @@ SLOW = {"batch_size": [256, 2048], "eval_steps": 1, "early_stop_patience": 100}
 
 
 # --- helpers -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_data(tiny_data, tmp_path_factory):
-    """The first rows of the tiny data, same item_info: runs take seconds, not minutes."""
-    src_dir = tiny_data[0] / "MicroLens_1M_x1"
-    out = tmp_path_factory.mktemp("small")
-    dst_dir = out / "MicroLens_1M_x1"
-    dst_dir.mkdir()
-    for split, rows in (("train", 4096), ("valid", 1024), ("test", 512)):
-        pd.read_parquet(src_dir / f"{split}.parquet").head(rows).to_parquet(
-            dst_dir / f"{split}.parquet")
-    pd.read_parquet(src_dir / "item_info.parquet").to_parquet(dst_dir / "item_info.parquet")
-    return out
-
-
 def make_tuner(folder, data_dir, space, name="grid.yaml"):
     return write_tuner_config(folder, data_dir, {**FAST, **space}, name=name)
-
-
-def tune_cli(folder, tuner_yaml, *extra, slots=2, env=None):
-    cmd = [sys.executable, str(REPO / "run_param_tuner.py"), "--config", str(tuner_yaml),
-           "--gpu", *["-1"] * slots, *extra]
-    return subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300, env=env)
 
 
 def grid_params(tuner_yaml):

@@ -91,7 +91,12 @@ def read_checkpoint(path, what="checkpoint"):
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        if "Weights only load failed" in text:
+            # torch's own advice here (weights_only=False) would run arbitrary code: not ours
+            reason = "it holds Python objects a checkpoint of this toolkit never holds"
+        else:
+            reason = text.splitlines()[0][:160] if text else type(err).__name__
         raise UserError(f"{what} {path} is unreadable (truncated or corrupt: {reason}). Fix: "
                         f"retrain the experiment (rerunning the tuner retrains experiments whose "
                         f"checkpoint is unreadable)") from None
@@ -247,7 +252,7 @@ class MMCTRModel(BaseModel):
         logger.info("Evaluation @epoch %d - batch %d: ", self._epoch_index + 1,
                     self._batch_index + 1)
         val_logs = self.evaluate(self.valid_gen, metrics=self._monitor.get_metrics())
-        self._last_auc = val_logs.get("AUC")
+        self._last_auc = float(val_logs["AUC"]) if "AUC" in val_logs else None
         self.checkpoint_and_earlystop(val_logs)
         self.save_training_state()
         self.train()

@@ -1,0 +1,442 @@
+"""Nothing silently wrong: a submission comes from the run it claims, one writer per grid and
+per experiment, every check before training, logs that explain failures, resume of a killed
+run. Real runs through the command lines on a 4,096-row slice of the tiny data."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from src.models.base import atomic_save
+from src.tuning.slots import slot_environment
+from src.errors import UserError
+
+from .conftest import REPO, run_cli, tune_cli, write_tuner_config
+
+FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
+DATASET = "MicroLens_tiny_x1"
+
+
+# --- helpers -------------------------------------------------------------------------------
+def make_tuner(folder, data_dir, space=None, name="grid.yaml", **dataset):
+    path = write_tuner_config(folder, data_dir, {**FAST, **(space or {})}, name=name)
+    if dataset:
+        config = yaml.safe_load(path.read_text())
+        config["dataset_config"][DATASET].update(dataset)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def expids_of(tuner_yaml):
+    text = (Path(tuner_yaml).with_suffix("") / "model_config.yaml").read_text()
+    return list(yaml.safe_load(text))
+
+
+def checkpoints(folder):
+    return Path(folder) / "checkpoints" / DATASET
+
+
+def predict(folder, config_dir, *extra):
+    return run_cli("prediction.py", "--config", config_dir, *extra, cwd=folder)
+
+
+def zip_bytes(path):
+    with zipfile.ZipFile(path) as zf:
+        return zf.read("prediction.csv")
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def last_error(done):
+    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+
+
+# --- 1. a submission always comes from the run it claims ------------------------------------
+def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_data, tmp_path):
+    """The scenario of the issue: a copy of a config with other data (here another item_info)
+    is tuned after the first; --expid best on the first still predicts with its own model."""
+    other = tmp_path / "other_item_info.parquet"
+    items = pd.read_parquet(small_data / "MicroLens_1M_x1" / "item_info.parquet")
+    items["item_emb_d128"] = items["item_emb_d128"].apply(lambda v: list(reversed(v)))
+    items.to_parquet(other)
+    first = make_tuner(tmp_path, small_data, name="first.yaml")
+    second = make_tuner(tmp_path, small_data, name="second.yaml", item_info=str(other))
+    assert tune_cli(tmp_path, first, slots=1).returncode == 0
+    before = predict(tmp_path, first.with_suffix(""), "--out", tmp_path / "before")
+    assert before.returncode == 0, before.stderr[-2000:]
+    assert expids_of(first) != expids_of_after_expand(second)  # the dataset block is in the expid
+    assert tune_cli(tmp_path, second, slots=1).returncode == 0
+    after = predict(tmp_path, first.with_suffix(""), "--out", tmp_path / "after")
+    assert after.returncode == 0, after.stderr[-2000:]
+    name = expids_of(first)[0]
+    assert zip_bytes(tmp_path / "before" / f"{name}.zip") == \
+        zip_bytes(tmp_path / "after" / f"{name}.zip")
+
+
+def test_a_foreign_or_replaced_checkpoint_is_refused_and_retrained(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e-2]})
+    assert tune_cli(tmp_path, tuner_yaml).returncode == 0
+    config_dir = tuner_yaml.with_suffix("")
+    a, b = expids_of(tuner_yaml)
+    best_line = [line for line in (tmp_path / "grid.csv").read_text().splitlines()]
+    assert len(best_line) == 2
+    model_a, model_b = checkpoints(tmp_path) / f"{a}.model", checkpoints(tmp_path) / f"{b}.model"
+    saved_a = model_a.read_bytes()
+
+    # another experiment's checkpoint in its place: refused, naming what differs
+    model_a.write_bytes(model_b.read_bytes())
+    refused = predict(tmp_path, config_dir, "--expid", a)
+    assert refused.returncode == 2
+    assert "was not made by experiment" in last_error(refused) and "learning_rate" in \
+        last_error(refused) and "Fix: retrain" in last_error(refused)
+    assert not list((tmp_path / "submission").glob("*.zip"))
+
+    # the same config's checkpoint, but from another run than the result line: refused
+    checkpoint = torch.load(model_b, weights_only=True)
+    checkpoint["run_id"] = "some-other-run"
+    atomic_save(checkpoint, model_b)
+    refused = predict(tmp_path, config_dir, "--expid", b)
+    assert refused.returncode == 2 and "was written by run some-other-run" in last_error(refused)
+
+    # the tuner does not call either experiment done: both train again
+    model_a.write_bytes(saved_a[:len(saved_a) // 2])  # and a truncated checkpoint
+    refused = predict(tmp_path, config_dir, "--expid", a)
+    assert refused.returncode == 2 and "is unreadable (truncated or corrupt" in last_error(refused)
+    assert "weights_only" not in refused.stderr
+    rerun = tune_cli(tmp_path, tuner_yaml)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "done before" not in rerun.stdout and rerun.stdout.count(" ok ") == 2
+    assert predict(tmp_path, config_dir).returncode == 0
+
+
+def test_a_capped_run_never_replaces_the_full_run(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data)
+    assert tune_cli(tmp_path, tuner_yaml, slots=1).returncode == 0
+    (expid,) = expids_of(tuner_yaml)
+    config_dir = tuner_yaml.with_suffix("")
+    full = (checkpoints(tmp_path) / f"{expid}.model").read_bytes()
+    first = predict(tmp_path, config_dir, "--out", tmp_path / "first")
+    capped = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, "--max-steps", 1,
+                     cwd=tmp_path)
+    assert capped.returncode == 0, capped.stderr[-2000:]
+    assert (checkpoints(tmp_path) / f"{expid}.model").read_bytes() == full
+    assert (checkpoints(tmp_path) / f"{expid}.max_steps_1.model").exists()
+    assert f"[exp_id] {expid}.max_steps_1," in (tmp_path / "grid.csv").read_text()
+    second = predict(tmp_path, config_dir, "--out", tmp_path / "second")
+    assert first.returncode == second.returncode == 0
+    assert zip_bytes(tmp_path / "first" / f"{expid}.zip") == \
+        zip_bytes(tmp_path / "second" / f"{expid}.zip")
+
+
+def test_best_is_chosen_among_the_current_grid_as_in_the_summary(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
+    assert tune_cli(tmp_path, tuner_yaml).returncode == 0
+    old = set(expids_of(tuner_yaml))
+    # the grid edited: its old lines stay in the result file but are no longer candidates
+    make_tuner(tmp_path, small_data, {"learning_rate": 1.e-4})
+    done = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert done.returncode == 0
+    (new,) = expids_of(tuner_yaml)
+    assert new not in old
+    summary = pd.read_csv(tmp_path / "grid_summary.csv")
+    assert list(summary["expid"]) == [new]
+    predicted = predict(tmp_path, tuner_yaml.with_suffix(""))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert f"submission/{new}.zip" in predicted.stdout
+    assert "not in this grid left out" in predicted.stderr
+
+
+def test_ensemble_of_the_two_best(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
+    assert tune_cli(tmp_path, tuner_yaml).returncode == 0
+    config_dir = tuner_yaml.with_suffix("")
+    done = predict(tmp_path, config_dir, "--expid", "best:2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("OK: ") == 1  # the verdict once
+    assert "ensemble of 2: validation AUC" in done.stderr
+    zips = sorted((tmp_path / "submission").glob("*.zip"))
+    assert [z.name[:10] for z in zips] == ["ensemble2_"]
+    singles = []
+    for expid in expids_of(tuner_yaml):
+        assert predict(tmp_path, config_dir, "--expid", expid).returncode == 0
+        singles.append(pd.read_csv(tmp_path / "submission" / expid / "prediction.csv"))
+    ensemble = pd.read_csv(tmp_path / "submission" / zips[0].stem / "prediction.csv")
+    mean = (singles[0]["Task2"] + singles[1]["Task2"]) / 2
+    assert (ensemble["Task2"] - mean).abs().max() <= 1e-8  # printed with 8 decimals
+    asked = predict(tmp_path, config_dir, "--expid", "best:3")
+    assert asked.returncode == 2 and "only 2 experiment(s)" in last_error(asked)
+
+
+# --- 2. one writer per grid and per experiment ----------------------------------------------
+SLOW = {"batch_size": 256, "eval_steps": 1, "early_stop_patience": 100, "epochs": 3}
+
+
+def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
+    (expid,) = expids_of_after_expand(tuner_yaml)
+    first = subprocess.Popen([sys.executable, str(REPO / "run_param_tuner.py"), "--config",
+                              str(tuner_yaml), "--gpu", "-1"], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = checkpoints(tmp_path) / f"{expid}.log"
+    try:
+        wait_for(lambda: log.exists() and "Evaluation" in log.read_text(), 120, "training")
+        second = tune_cli(tmp_path, tuner_yaml, slots=1)
+        assert second.returncode == 2
+        assert f"is in use by pid {first.pid} on host" in last_error(second)
+        direct = run_cli("run_expid.py", "--config", tuner_yaml.with_suffix(""), "--expid", expid,
+                         cwd=tmp_path)
+        assert direct.returncode == 2 and f"experiment {expid} is in use by pid" in \
+            last_error(direct)
+        first.kill()  # kill -9 the tuner: its run is now an orphan
+        first.wait()
+        child = [p for p in _pids_mentioning(str(tuner_yaml.with_suffix(""))) if p != first.pid]
+        wait_for(lambda: not any(_alive(p) for p in child), 60, "the orphan to stop")
+    finally:
+        first.kill()
+    assert "the tuner (pid" in log.read_text() and "is gone" in log.read_text()
+    rerun = tune_cli(tmp_path, tuner_yaml, slots=1)  # the dead tuner's lock is taken over
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "Resumed from the training state" in log.read_text()
+
+
+def expids_of_after_expand(tuner_yaml):
+    from src.tuning.grid import expand
+    return expand(tuner_yaml).expids
+
+
+def _pids_mentioning(text):
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+# --- 3. checks before training ---------------------------------------------------------------
+@pytest.mark.parametrize("key, value, message", [
+    ("learning_rate", "fast", "learning_rate='fast' must be a number > 0"),
+    ("learning_rate", "1e-2", "YAML reads 1e-2 without a dot as a string; write 0.01"),
+    ("batch_size", -5, "batch_size=-5 must be a whole number >= 1"),
+    ("net_dropout", 1.5, "net_dropout=1.5 must be a number in [0, 1)"),
+    ("embedding_dim", 0, "embedding_dim=0 must be a whole number >= 1"),
+    ("optimizer", "nosuch", "optimizer='nosuch' must be one of adam"),
+    ("dnn_activations", "relux", "dnn_activations='relux' must be one of relu"),
+])
+def test_bad_grid_values_are_refused_before_anything_runs(small_data, tmp_path, key, value,
+                                                           message):
+    tuner_yaml = make_tuner(tmp_path, small_data, {key: [value, FAST.get(key, 0.1)]}
+                            if key != "learning_rate" else {key: [3.e-3, value]})
+    done = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert done.returncode == 2
+    assert message in last_error(done) and "(in DIN_MicroLens_tiny_x1_00" in last_error(done)
+    assert len(done.stderr.strip().splitlines()) == 1  # one line, nothing before it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_misspelt_key_gets_a_did_you_mean_and_writes_nothing(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learnig_rate": [1.e-3]})
+    done = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert done.returncode == 2
+    assert "tuner_space key 'learnig_rate'" in last_error(done)
+    assert "did you mean 'learning_rate'?" in last_error(done)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_data_error_leaves_no_grid_folder(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, train_data=str(tmp_path / "missing.parquet"))
+    done = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert done.returncode == 2 and "missing.parquet" in last_error(done)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_unwritable_model_root_is_refused_before_training(small_data, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    tuner_yaml = make_tuner(tmp_path, small_data, {"model_root": str(blocker / "checkpoints")})
+    done = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert done.returncode == 2
+    assert f"model_root {blocker / 'checkpoints'} is not writable" in last_error(done)
+
+
+def test_a_failed_save_names_the_path_and_leaves_no_temporary_file(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    target = blocker / "x.model"
+    with pytest.raises(UserError, match=f"cannot write the checkpoint {target}"):
+        atomic_save({"w": torch.zeros(3)}, target)
+    folder = tmp_path / "ok"
+    folder.mkdir()
+    atomic_save({"w": torch.zeros(3)}, folder / "x.model")
+    assert sorted(p.name for p in folder.iterdir()) == ["x.model"]
+
+
+def test_gpu_without_cuda_is_refused_before_any_data_is_read(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    tuner_yaml = make_tuner(tmp_path, tmp_path / "no_data")
+    done = run_cli("run_param_tuner.py", "--config", tuner_yaml, "--gpu", "0", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--gpu 0: torch" in last_error(done) and "sees 0 CUDA device(s)" in last_error(done)
+    assert "install a CUDA build of torch" in last_error(done)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_each_gpu_slot_sees_only_its_gpu():
+    env, gpu = slot_environment([2, 3], 1, base_env={})
+    assert (env["CUDA_VISIBLE_DEVICES"], gpu) == ("3", 0)
+    env, gpu = slot_environment([0, 1], 1, base_env={"CUDA_VISIBLE_DEVICES": "4,6"})
+    assert (env["CUDA_VISIBLE_DEVICES"], gpu) == ("6", 0)
+    env, gpu = slot_environment([-1, -1], 0, base_env={})
+    assert gpu == -1 and "CUDA_VISIBLE_DEVICES" not in env and env["OMP_NUM_THREADS"]
+
+
+# --- 4. logs ------------------------------------------------------------------------------------
+def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_path):
+    # 4095 rows in batches of 2047: the last batch has one row, which batch norm cannot train on
+    # (a crash inside torch: the traceback must reach the run's log)
+    data = tmp_path / "data"
+    (data / "MicroLens_1M_x1").mkdir(parents=True)
+    for name in ("valid", "test", "item_info"):
+        (data / "MicroLens_1M_x1" / f"{name}.parquet").write_bytes(
+            (small_data / "MicroLens_1M_x1" / f"{name}.parquet").read_bytes())
+    pd.read_parquet(small_data / "MicroLens_1M_x1" / "train.parquet").head(4095).to_parquet(
+        data / "MicroLens_1M_x1" / "train.parquet")
+    tuner_yaml = make_tuner(tmp_path, data, {"batch_size": [2047, 4096]})
+    done = tune_cli(tmp_path, tuner_yaml)
+    assert done.returncode == 2
+    crashed, fine = expids_of(tuner_yaml)
+    log = (checkpoints(tmp_path) / f"{crashed}.log").read_text()
+    assert "Traceback" in log and "Expected more than 1 value per channel" in log
+    assert f"read their logs (checkpoints/{DATASET}/<expid>.log)" in last_error(done)
+
+    # the finished run's log survives a refused rerun (here: refused for a GPU it cannot have)
+    fine_log = checkpoints(tmp_path) / f"{fine}.log"
+    before = fine_log.read_bytes()
+    refused = run_cli("run_expid.py", "--config", tuner_yaml.with_suffix(""), "--expid", fine,
+                      "--gpu", "7", cwd=tmp_path)
+    assert refused.returncode == 2 and fine_log.read_bytes() == before
+
+    # the params block is in the log, not on the console; progress lines are in both
+    assert "INFO Params:\n" in before.decode() and "\n  batch_size: 4096\n" in before.decode()
+    rerun = run_cli("run_expid.py", "--config", tuner_yaml.with_suffix(""), "--expid", fine,
+                    cwd=tmp_path)
+    assert rerun.returncode == 0 and "Params:" not in rerun.stderr
+    assert "epoch 1: 100% (1/1 batches)" in rerun.stderr and "rows/s" in rerun.stderr
+
+
+def test_a_run_stopped_by_sigterm_says_so_in_its_log(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
+    (expid,) = expids_of_after_expand(tuner_yaml)
+    from src.tuning.tuner import expand_grid
+    config_dir, _ = expand_grid(tuner_yaml)
+    run = subprocess.Popen([sys.executable, str(REPO / "run_expid.py"), "--config", config_dir,
+                            "--expid", expid], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    log = checkpoints(tmp_path) / f"{expid}.log"
+    try:
+        wait_for(lambda: log.exists() and "Evaluation" in log.read_text(), 120, "training")
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == -signal.SIGTERM
+    assert "Stopped by SIGTERM" in log.read_text()
+
+
+# --- 5. resume inside a run ---------------------------------------------------------------------
+def test_a_killed_run_resumes_to_the_same_result(small_data, tmp_path):
+    """deterministic: True; one run uninterrupted, one killed by SIGKILL mid-epoch and
+    started again: the same validation result and the same weights."""
+    space = {"batch_size": 64, "eval_steps": 16, "epochs": 2, "early_stop_patience": 100,
+             "net_dropout": 0.2, "deterministic": True}
+    results = {}
+    for name in ("whole", "killed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        tuner_yaml = make_tuner(folder, small_data, space)
+        from src.tuning.tuner import expand_grid
+        config_dir, (expid,) = expand_grid(tuner_yaml)
+        log = checkpoints(folder) / f"{expid}.log"
+        cmd = ["run_expid.py", "--config", config_dir, "--expid", expid]
+        if name == "killed":
+            run = subprocess.Popen([sys.executable, str(REPO / cmd[0]), *cmd[1:]], cwd=folder,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:  # 64 batches per epoch, an evaluation and a state save every 16
+                wait_for(lambda: log.exists() and "batch 32:" in log.read_text(), 120,
+                         "the second evaluation")
+                run.kill()
+                run.wait()
+            finally:
+                run.kill()
+            assert "Training finished" not in log.read_text()
+        done = run_cli(*cmd, cwd=folder)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[name] = ((folder / "grid.csv").read_text().split("[val] ")[1],
+                         torch.load(checkpoints(folder) / f"{expid}.model",
+                                    weights_only=True)["state_dict"])
+        assert not (checkpoints(folder) / f"{expid}.state").exists()
+    resumed = log.read_text()
+    assert "Resuming epoch 1 at batch" in resumed  # mid-epoch, not from an epoch boundary
+    assert results["whole"][0] == results["killed"][0]
+    whole, killed = results["whole"][1], results["killed"][1]
+    assert all(torch.equal(whole[k], killed[k]) for k in whole)
+
+
+# --- 6. messages ---------------------------------------------------------------------------------
+def test_unknown_expid_lists_the_known_ones_and_best_hint_fits_the_cpu(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
+    from src.tuning.tuner import expand_grid
+    config_dir, expids = expand_grid(tuner_yaml)
+    done = predict(tmp_path, config_dir, "--expid", "nosuch")
+    assert done.returncode == 2 and all(e in last_error(done) for e in expids)
+    best = predict(tmp_path, config_dir)
+    assert best.returncode == 2 and "--gpu -1" in last_error(best)
+
+
+def test_non_utf8_result_file_names_file_and_line(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data)
+    from src.tuning.tuner import expand_grid
+    expand_grid(tuner_yaml)
+    (tmp_path / "grid.csv").write_bytes(b" 2026,[exp_id] x,[val] AUC: 0.5\n\xff\xfe broken\n")
+    done = predict(tmp_path, tuner_yaml.with_suffix(""))
+    assert done.returncode == 2
+    assert "result file grid.csv, line 2: not UTF-8 text" in last_error(done)
+    assert "Traceback" not in done.stderr
+
+
+def test_every_option_key_can_be_tuned(small_data, tmp_path):
+    """Option keys are gridded like any other key, also absent from the model block."""
+    from src.tuning.grid import expand
+    tuner_yaml = make_tuner(tmp_path, small_data, {
+        "amp_bf16": [False, True], "lr_scheduler": ["plateau", "cosine"], "weight_decay": 1.e-5,
+        "deterministic": True, "max_steps": 5})
+    grid = expand(tuner_yaml)
+    assert len(grid.expids) == 4
+    assert {(p["amp_bf16"], p["lr_scheduler"]) for p in map(grid.params, grid.expids)} == {
+        (False, "plateau"), (False, "cosine"), (True, "plateau"), (True, "cosine")}
+    assert os.listdir(tmp_path) == ["grid.yaml"]  # expand writes nothing
