@@ -75,7 +75,9 @@ def read_embedding(path):
                         fix="pass an item_info parquet file") from None
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
     check_ids_are_row_numbers(ids, path)
-    emb = list_column_to_2d(table.column(EMB_COLUMN), path, EMB_COLUMN, np.float32)
+    emb = list_column_to_2d(table.column(EMB_COLUMN), path, EMB_COLUMN, np.float32,
+                            null_fix="rebuild the file: every item needs a full embedding "
+                                     "(row 0, the padding item, all zeros)")
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
