@@ -80,7 +80,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .features import FROM_SPLITS, ITEM_FILE, check_task2_keys
-from .files import as_list_array, first_null_row, is_list_type, open_parquet
+from .files import as_list_array, first_null_row, is_list_type, iter_batches, open_parquet
 from .vocab import column_range, has_auto, resolve_vocab_sizes, vocab_fix
 from ..errors import ConfigError, DataError, UserError
 
@@ -427,7 +427,7 @@ def _scan(path, pfile, columns):
     names = list(columns)
     keyed = any(spec.zero_at_item0 for spec in columns.values())
     offset = 0
-    for batch in pfile.iter_batches(batch_size=BATCH_ROWS, columns=names):
+    for batch in iter_batches(pfile, path, names, BATCH_ROWS):
         for j, name in enumerate(names):
             _check_array(path, columns[name], batch.column(j), offset)
         if keyed:

@@ -33,6 +33,59 @@ def open_parquet(path, key=None):
                             f"{key or 'the path'}") from e
 
 
+def _first_null_row_by_polars(path, name):
+    """Row of the first null of a column, read by polars; None if polars cannot tell."""
+    try:
+        import polars as pl  # installed with fuxictr; only needed on this error path
+    except ImportError:
+        return None
+    try:
+        rows = pl.read_parquet(path, columns=[name])[name].is_null().arg_true()
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+    return int(rows[0]) if len(rows) else None
+
+
+def undecodable(path, columns, err):
+    """The DataError for columns pyarrow fails to decode, naming the column that fails.
+
+    The case met in practice: polars writes a null row of a fixed-size list (its Array type)
+    as an empty list, which pyarrow 17 refuses to read ("Expected all lists to be of
+    size=..."). polars then finds the row for the message.
+    """
+    for name in columns:
+        try:
+            pq.ParquetFile(path).read(columns=[name])
+        except pa.ArrowException as column_err:
+            row = _first_null_row_by_polars(path, name)
+            if row is not None:
+                return DataError(path, "null (missing) row in a fixed-size list column, which "
+                                 "pyarrow cannot read", column=name, row=row,
+                                 fix="fill or drop the rows without a list before writing "
+                                     f"(polars: df.filter(pl.col({name!r}).is_not_null())), "
+                                     "or write the column as a plain list")
+            return DataError(path, f"pyarrow cannot decode this column ({column_err})",
+                             column=name, fix="rewrite the file with pyarrow or pandas")
+    return DataError(path, f"pyarrow cannot read the file ({err})",
+                     fix="rewrite the file with pyarrow or pandas")
+
+
+def iter_batches(pfile, path, columns, batch_size):
+    """pfile.iter_batches, with decoding failures turned into one DataError (undecodable)."""
+    try:
+        yield from pfile.iter_batches(batch_size=batch_size, columns=columns)
+    except pa.ArrowException as err:
+        raise undecodable(path, columns, err) from None
+
+
+def read_table(pfile, path, columns):
+    """pfile.read(columns), with decoding failures turned into one DataError (undecodable)."""
+    try:
+        return pfile.read(columns=columns)
+    except pa.ArrowException as err:
+        raise undecodable(path, columns, err) from None
+
+
 def is_list_type(typ):
     """list, large_list or fixed_size_list (what polars' Array type writes): one list per row."""
     return pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
@@ -135,7 +188,7 @@ def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=No
     num_rows = parquet.metadata.num_rows
     arrays = {}  # filled in place: no second copy from concatenating per-batch chunks
     start = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+    for batch in iter_batches(parquet, path, columns, batch_rows):
         for name in columns:
             col = batch.column(batch.schema.get_field_index(name))
             if name in list_dtypes:

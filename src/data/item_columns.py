@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from .files import list_column_to_2d, open_parquet, scalar_column
+from .files import list_column_to_2d, open_parquet, read_table, scalar_column
 from .vocab import vocab_fix
 from ..errors import DataError
 
@@ -34,7 +34,7 @@ def item_rows(path, ids, n_items):
     bad = (ids < 0) | (ids >= n_items)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise DataError(path, f"item_id {ids[row]} is outside 0..{n_items - 1} (item_info has "
+        raise DataError(path, f"value {ids[row]} is outside [0, {n_items - 1}] (item_info has "
                         f"{n_items} rows, one per item id)", column=ITEM_ID, row=row,
                         fix="use a file of the same release as item_info (or an item_info "
                             "that covers these items)")
@@ -86,7 +86,7 @@ def read_item_file(path, features, n_items):
     if missing:
         raise DataError(path, f"missing column; found {pfile.schema_arrow.names}",
                         column=missing[0], fix="fix item_file or column in the feature's entry")
-    table = pfile.read(columns=list(dict.fromkeys(columns)))
+    table = read_table(pfile, path, list(dict.fromkeys(columns)))
     ids = scalar_column(table.column(ITEM_ID), path, ITEM_ID, np.int64,
                         null_fix="every row needs its item id")
     item_rows(path, ids, n_items)
@@ -95,7 +95,7 @@ def read_item_file(path, features, n_items):
         values = _read_values(path, spec["column"], spec, table)
         padding = np.flatnonzero(ids == 0)
         if padding.size and np.any(values[padding[0]] != 0):
-            raise DataError(path, "the row of item 0 (padding) is not all zeros",
+            raise DataError(path, "the row of item_id 0 (padding) is not all zeros",
                             column=spec["column"], row=int(padding[0]),
                             fix="item ids start at 1 (0 is padding): if the file numbers its "
                                 "first item 0, add 1 to every item_id; else zero that row or drop it")
@@ -120,7 +120,7 @@ def mode_per_item(split_files, column, n_items, vocab_size):
             raise DataError(path, f"missing column (from_splits: {column} reads it from every "
                             "split file)", column=missing[0],
                             fix="add the column, or fix from_splits in the dataset config")
-        table = pfile.read(columns=[ITEM_ID, column])
+        table = read_table(pfile, path, [ITEM_ID, column])
         item = scalar_column(table.column(ITEM_ID), path, ITEM_ID, np.int64)
         value = scalar_column(table.column(column), path, column, np.int64,
                               null_fix="fill the value (0 is the padding level) or drop the row")

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .features import (FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys, is_auto)
-from .files import as_list_array, is_list_type, open_parquet
+from .files import as_list_array, is_list_type, iter_batches, open_parquet
 from ..errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def column_range(path, column, key=None):
                         fix="write the ids as int64 (pre-encoded, 0 = padding)")
     low = high = None
     offset = 0
-    for batch in pfile.iter_batches(batch_size=BATCH_ROWS, columns=[column]):
+    for batch in iter_batches(pfile, path, [column], BATCH_ROWS):
         array = batch.column(0)
         values = as_list_array(array, path, column).flatten() if is_list_type(array.type) \
             else array

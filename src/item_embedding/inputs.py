@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..data.files import (as_list_array, check_ids_are_row_numbers, first_null_row,
-                          list_column_to_2d, scalar_column)
+                          list_column_to_2d, read_table, scalar_column)
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def read_parquet(path, columns):
     if missing:
         raise DataError(path, f"missing column; found {parquet.schema_arrow.names}",
                         column=missing[0], fix="use the challenge's release of this file")
-    return parquet.read(columns=columns)
+    return read_table(parquet, path, columns)
 
 
 def num_items(data_dir):
