@@ -246,9 +246,11 @@ def test_deterministic_per_seed(data, tmp_path, capsys):
 def _read_vocab_sizes(root):
     """The five vocabulary sizes, computed from the written files with pandas."""
     info = _read(root, "MicroLens_1M_x1/item_info.parquet").to_pandas()
-    rows = [_read(root, f"MicroLens_1M_x1/{s}.parquet").to_pandas() for s in ("train", "valid", "test")]
+    rows = [_read(root, f"MicroLens_1M_x1/{s}.parquet").to_pandas()
+            for s in ("train", "valid", "test")]
     top = {c: max(int(r[c].max()) for r in rows) for c in ("user_id", "likes_level", "views_level")}
-    return {"item_id": len(info), "item_tags": int(np.concatenate(info.item_tags.to_numpy()).max()) + 1,
+    tags = np.concatenate(info.item_tags.to_numpy())
+    return {"item_id": len(info), "item_tags": int(tags.max()) + 1,
             "user_id": top["user_id"] + 1, "likes_level": top["likes_level"] + 1,
             "views_level": top["views_level"] + 1}
 

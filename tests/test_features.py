@@ -73,4 +73,5 @@ def test_task2_keys_reach_the_map_and_fuxictr_ignores_them(tmp_path):
     assert specs["item_emb_d128_v1"]["column"] == "item_emb_d128_v1"
     assert item_features(feature_map)[-2:] == ["item_likes_level", "item_emb_d128_v1"]
     layers = FeatureEmbedding(feature_map, 8).embedding_layer.embedding_layers
-    assert layers["user_id"].num_embeddings == 1000 and layers["item_likes_level"].num_embeddings == 11
+    assert layers["user_id"].num_embeddings == 1000
+    assert layers["item_likes_level"].num_embeddings == 11

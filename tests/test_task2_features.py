@@ -163,7 +163,8 @@ def test_auto_vocab_of_item_levels_reads_the_split_column(params):
     add_item_levels(params, vocab_size="auto")
     resolved = resolve_vocab_sizes(params)
     assert feature(resolved, "item_views_level")["vocab_size"] == 18
-    assert feature(resolved, "item_likes_level")["vocab_size"] == splits(params).likes_level.max() + 1
+    largest = splits(params).likes_level.max()
+    assert feature(resolved, "item_likes_level")["vocab_size"] == largest + 1
 
 
 def test_split_value_beyond_the_item_level_vocab(params):

@@ -137,7 +137,7 @@ class _Column:
     zero_at_item0: bool = False  # keyed item files: the row of item_id 0, if any, is zeros
     unique: bool = False  # test ID, item_id of a keyed item file
     unique_fix: str = ""
-    vocab_of: str = None  # the feature whose vocab_size sets `high`: its errors name the size needed
+    vocab_of: str = None  # the feature whose vocab_size sets `high` (errors name the size needed)
     row_feature: bool = False  # a feature of the split rows (oov: True is then an option)
     null_fix: str = ""  # how to fix a null in this column; "" = by kind (_null_fix)
     collected: list = field(default_factory=list)  # per-batch lengths or ids for file-wide checks
@@ -278,14 +278,15 @@ def _null_fix(spec, inside_list):
     if spec.kind == "float_list":
         if inside_list:
             return ("empty (null) element inside the embedding",
-                    spec.null_fix or "recompute the embedding of that row; every element is a number")
+                    spec.null_fix or "recompute the embedding of that row (every element a number)")
         return "empty (null) embedding", spec.null_fix or "recompute the embedding of that row"
     if spec.kind == "number":
         return ("empty (null) value",
                 spec.null_fix or "fill the value (e.g. with the column mean) or drop the row")
     if inside_list:
         return "empty (null) element inside the list", "fill missing elements with 0 (padding)"
-    return "empty (null) value", spec.null_fix or "fill the value (0 is the padding id/level) or drop the row"
+    return ("empty (null) value",
+            spec.null_fix or "fill the value (0 is the padding id/level) or drop the row")
 
 
 def _range_error(path, spec, value, row):
@@ -297,7 +298,7 @@ def _range_error(path, spec, value, row):
         if value < spec.low:
             fix = "ids must be >= 0 (0 is padding): re-encode the column"
         else:
-            largest = column_range(path, spec.name)[1]
+            largest = column_range(path, spec.name, negatives_ok=True)[1]
             problem += f"; the largest value in this column is {largest}"
             fix = vocab_fix(largest, spec.row_feature)
             if spec.vocab_of != spec.name:
@@ -513,9 +514,10 @@ def _split_columns(features, labels, split, n_items, max_len):
                 required[f.from_splits] = f"{f.key} (from_splits)"
                 _bound_by(columns, f.from_splits, f)
     if split == "test":
-        columns[TEST_ID] = _Column(TEST_ID, "int", unique=True,
-                                   unique_fix="give every test row its own ID (the release uses 0..N-1)",
-                                   null_fix="give every test row its ID (the release uses 0..N-1)")
+        columns[TEST_ID] = _Column(
+            TEST_ID, "int", unique=True,
+            unique_fix="give every test row its own ID (the release uses 0..N-1)",
+            null_fix="give every test row its ID (the release uses 0..N-1)")
         required[TEST_ID] = "the submission, whose IDs come from the test file"
     else:
         for name in labels:

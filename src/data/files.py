@@ -114,15 +114,18 @@ def first_null_row(column):
     return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
 
 
-def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0,
-                      null_fix="replace nulls by 0 (padding)"):
+def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0, null_fix=None):
     """A list column (list, large_list or fixed_size_list) of equal-length rows as a
     (rows, length) array of dtype.
 
     keep_last keeps only the last positions of each row (histories are left-padded, so the
     most recent items are at the end). row_offset is added to row numbers in errors when the
-    column is one batch of a larger file. null_fix is the fix named for a null row or element.
+    column is one batch of a larger file. null_fix is the fix named for a null row or element
+    (by default one that fits ids or, for a float dtype, embeddings).
     """
+    if null_fix is None:
+        null_fix = ("recompute the vector of that row" if np.dtype(dtype).kind == "f"
+                    else "replace nulls by 0 (padding)")
     column = as_list_array(column, path, name)
     if column.null_count:
         raise DataError(path, "null (missing) list", column=name,
@@ -146,7 +149,8 @@ def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0,
     return np.array(matrix, dtype=dtype, order="C")  # a writable copy, owned by numpy
 
 
-def scalar_column(column, path, name, dtype, row_offset=0, null_fix="fill every row"):
+def scalar_column(column, path, name, dtype, row_offset=0,
+                  null_fix="fill the value or drop the row"):
     """A scalar number column as a 1-D array of dtype; nulls are an error naming the first row."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -169,17 +173,18 @@ def scalar_column(column, path, name, dtype, row_offset=0, null_fix="fill every 
 
 
 def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=None,
-                 batch_rows=65_536, scalar_dtypes=None):
+                 batch_rows=65_536, scalar_dtypes=None, null_fixes=None):
     """Read columns of a parquet file into numpy, a row group batch at a time.
 
     Reading in batches and converting each batch at once keeps the peak memory near the size of
     the final arrays instead of arrow's int64 copy plus numpy's copy of a whole list column.
     list_dtypes maps list column names to their numpy dtype; other columns get scalar_dtype,
     or their entry in scalar_dtypes. keep_last maps list column names to how many trailing
-    positions to keep.
+    positions to keep. null_fixes maps column names to the fix a null in them names.
     """
     keep_last = keep_last or {}
     scalar_dtypes = scalar_dtypes or {}
+    null_fixes = null_fixes or {}
     parquet = open_parquet(path)
     missing = [c for c in columns if c not in parquet.schema_arrow.names]
     if missing:
@@ -193,10 +198,12 @@ def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=No
             col = batch.column(batch.schema.get_field_index(name))
             if name in list_dtypes:
                 part = list_column_to_2d(col, path, name, list_dtypes[name], keep_last.get(name),
-                                         row_offset=start)
+                                         row_offset=start, null_fix=null_fixes.get(name))
             else:
                 part = scalar_column(col, path, name, scalar_dtypes.get(name, scalar_dtype),
-                                     row_offset=start)
+                                     row_offset=start, null_fix=null_fixes.get(
+                                         name, "fill the value (0 is the padding id/level) or "
+                                               "drop the row"))
             if name not in arrays:
                 arrays[name] = np.empty((num_rows, *part.shape[1:]), dtype=part.dtype)
             elif part.shape[1:] != arrays[name].shape[1:]:

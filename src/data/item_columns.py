@@ -55,11 +55,13 @@ def _read_values(path, column, spec, table):
         values = list_column_to_2d(table.column(column), path, column, dtype,
                                    null_fix="fill the row (an item without a value can be "
                                             "left out of the file: it gets zeros)")
-        width = spec.get("pretrain_dim", spec.get("embedding_dim")) if ftype == "embedding" \
-            else spec["max_len"]
+        if ftype == "embedding":
+            width, what = spec.get("pretrain_dim", spec.get("embedding_dim")), "embedding dim"
+        else:
+            width, what = spec["max_len"], "max_len"
         if width is not None and len(values) and values.shape[1] != int(width):
             raise DataError(path, f"lists hold {values.shape[1]} values, expected {width} "
-                            f"(the feature's {'embedding dim' if ftype == 'embedding' else 'max_len'})",
+                            f"(the feature's {what})",
                             column=column, row=0,
                             fix="point item_file/column at the right column, or fix the dim in "
                                 "the config")
@@ -98,7 +100,8 @@ def read_item_file(path, features, n_items):
             raise DataError(path, "the row of item_id 0 (padding) is not all zeros",
                             column=spec["column"], row=int(padding[0]),
                             fix="item ids start at 1 (0 is padding): if the file numbers its "
-                                "first item 0, add 1 to every item_id; else zero that row or drop it")
+                                "first item 0, add 1 to every item_id; else zero that row or "
+                                "drop it")
         out = np.zeros((n_items, *values.shape[1:]), values.dtype)
         out[ids] = values
         arrays[name] = out

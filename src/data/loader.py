@@ -68,7 +68,9 @@ class MMCTRDataLoader:
         # columns are read as int64, so any id (even one beyond int32) maps to the OOV row.
         arrays = read_columns(self.data_path, self.columns, {HISTORY: np.int32},
                               scalar_dtype=np.int32, keep_last={HISTORY: self.max_len},
-                              scalar_dtypes={name: np.int64 for name in oov})
+                              scalar_dtypes={name: np.int64 for name in oov},
+                              null_fixes={label: "drop the rows without a label or fill them"
+                                          for label in self.labels})
         for name, oov_idx in oov.items():
             arrays[name] = map_oov(arrays[name], oov_idx, self.data_path, name)
         if arrays[HISTORY].shape[1] < self.max_len:

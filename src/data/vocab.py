@@ -48,10 +48,10 @@ def _first_negative_row(array):
     return int(np.flatnonzero(values < 0)[0])
 
 
-def column_range(path, column, key=None):
+def column_range(path, column, key=None, negatives_ok=False):
     """(smallest, largest) value of an integer column or list column of a parquet file, nulls
-    ignored; (None, None) when it holds no values. key is the config key of path, for
-    messages."""
+    ignored; (None, None) when it holds no values. A negative value is a DataError naming its
+    row unless negatives_ok. key is the config key of path, for messages."""
     pfile = open_parquet(path, key)
     if column not in pfile.schema_arrow.names:
         raise DataError(path, f"missing column; found {pfile.schema_arrow.names}", column=column,
@@ -69,7 +69,7 @@ def column_range(path, column, key=None):
             else array
         stats = pc.min_max(values).as_py()
         if stats["min"] is not None:
-            if stats["min"] < 0:
+            if stats["min"] < 0 and not negatives_ok:
                 raise DataError(path, f"negative id {stats['min']}", column=column,
                                 row=offset + _first_negative_row(array),
                                 fix="ids must be 0 (padding) or positive: re-encode the column")
