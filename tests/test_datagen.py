@@ -232,12 +232,33 @@ def test_modalities_are_complementary(data):
 def test_deterministic_per_seed(data, tmp_path, capsys):
     root, _ = data
     datagen.main(["--scale", "tiny", "--out", str(tmp_path / "again"), "--quiet"])
-    assert "best achievable AUC: valid 0." in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "best achievable AUC: valid 0." in printed
+    sizes = ", ".join(f"{k} {v}" for k, v in _read_vocab_sizes(root).items())
+    assert f"vocab sizes for the dataset config (what vocab_size: auto computes): {sizes};" in printed
     for rel in SCHEMAS:
         assert (root / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
     datagen.generate(tmp_path / "other", scale="tiny", seed=1, progress=False)
     for rel in ("MicroLens_1M_x1/train.parquet", "item_seq.parquet", "item_feature.parquet"):
         assert not _read(root, rel).equals(_read(tmp_path / "other", rel)), rel
+
+
+def _read_vocab_sizes(root):
+    """The five vocabulary sizes, computed from the written files with pandas."""
+    info = _read(root, "MicroLens_1M_x1/item_info.parquet").to_pandas()
+    rows = [_read(root, f"MicroLens_1M_x1/{s}.parquet").to_pandas()
+            for s in ("train", "valid", "test")]
+    top = {c: max(int(r[c].max()) for r in rows) for c in ("user_id", "likes_level", "views_level")}
+    tags = np.concatenate(info.item_tags.to_numpy())
+    return {"item_id": len(info), "item_tags": int(tags.max()) + 1,
+            "user_id": top["user_id"] + 1, "likes_level": top["likes_level"] + 1,
+            "views_level": top["views_level"] + 1}
+
+
+def test_summary_holds_the_vocab_sizes(data):
+    root, summary = data
+    assert summary["vocab_sizes"] == _read_vocab_sizes(root)
+    assert summary["vocab_sizes"]["item_id"] == CFG["n_items"] + 1
 
 
 def test_bad_arguments(tmp_path):

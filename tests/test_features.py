@@ -52,3 +52,26 @@ def test_categorical_without_vocab_size_is_refused(tmp_path):
     del params["feature_cols"][2]["vocab_size"]
     with pytest.raises(ConfigError, match="likes_level.*vocab_size"):
         build_feature_map(params)
+
+
+def test_task2_keys_reach_the_map_and_fuxictr_ignores_them(tmp_path):
+    from fuxictr.pytorch.layers import FeatureEmbedding
+    params = seed_dataset_params(tmp_path)
+    params["feature_cols"] = [dict(c, type="categorical", vocab_size=1000, oov=True)
+                              if c["name"] == "user_id" else c for c in params["feature_cols"]] + [
+        {"name": "item_likes_level", "type": "categorical", "source": "item", "vocab_size": 11,
+         "from_splits": "likes_level"},
+        {"name": "item_emb_d128_v1", "type": "embedding", "source": "item", "embedding_dim": 128,
+         "item_file": "./data/item_emb.parquet"}]
+    feature_map = build_feature_map(params)
+    specs = feature_map.features
+    assert specs["user_id"]["oov_idx"] == 999 and specs["user_id"]["source"] == ""
+    assert specs["item_likes_level"]["from_splits"] == "likes_level"
+    assert specs["item_likes_level"]["split_files"] == [params[f"{s}_data"]
+                                                        for s in ("train", "valid", "test")]
+    assert specs["item_emb_d128_v1"]["item_file"] == "./data/item_emb.parquet"
+    assert specs["item_emb_d128_v1"]["column"] == "item_emb_d128_v1"
+    assert item_features(feature_map)[-2:] == ["item_likes_level", "item_emb_d128_v1"]
+    layers = FeatureEmbedding(feature_map, 8).embedding_layer.embedding_layers
+    assert layers["user_id"].num_embeddings == 1000
+    assert layers["item_likes_level"].num_embeddings == 11

@@ -15,6 +15,8 @@ from src.data import checks as validation
 from src.errors import ConfigError, DataError, UserError
 from src.data.checks import validate_dataset
 
+from .parquet_layouts import to_fixed_size
+
 REPO = Path(__file__).resolve().parents[1]
 N_ITEMS, TAG_VOCAB, SEQ_LEN, TAG_LEN, EMB_DIM = 50, 20, 64, 5, 128
 ROWS = {"train": 300, "valid": 100, "test": 120}
@@ -132,9 +134,20 @@ def params(tmp_path):
     return make_dataset(tmp_path / "data")
 
 
+@pytest.fixture(params=["list", "fixed_size"])
+def any_layout(request, tmp_path):
+    """The tiny dataset with its list columns stored as list, or as fixed_size_list."""
+    params = make_dataset(tmp_path / "data")
+    if request.param == "fixed_size":
+        rewritten = [to_fixed_size(params[key])
+                     for key in ("item_info", "train_data", "valid_data", "test_data")]
+        assert rewritten == [["item_tags", "item_emb_d128"]] + [["item_seq"]] * 3
+    return params
+
+
 # --- the good case -------------------------------------------------------------------------
-def test_valid_dataset_passes_and_counts_rows(params):
-    summary = validate_dataset(params)
+def test_valid_dataset_passes_and_counts_rows(any_layout):
+    summary = validate_dataset(any_layout)
     assert summary == {"item_info": N_ITEMS, "train": 300, "valid": 100, "test": 120}
 
 
@@ -276,9 +289,9 @@ def test_item_seq_ragged_above_max_len(params):
     assert "same length" in str(err.value)
 
 
-def test_item_seq_longer_than_max_len_everywhere_is_fine(params):
-    params["max_len"] = 32
-    assert validate_dataset(params)["train"] == 300
+def test_item_seq_longer_than_max_len_everywhere_is_fine(any_layout):
+    any_layout["max_len"] = 32
+    assert validate_dataset(any_layout)["train"] == 300
 
 
 def test_item_tags_wrong_length(params):
@@ -317,11 +330,11 @@ def test_padding_item_as_target(params):
     assert_names(err, params["test_data"], "item_id", 5)
 
 
-def test_item_seq_id_out_of_range(params):
-    edit(params["train_data"], set_element("item_seq", 41, 63, 77))
+def test_item_seq_id_out_of_range(any_layout):
+    edit(any_layout["train_data"], set_element("item_seq", 41, 63, 77))
     with pytest.raises(DataError) as err:
-        validate_dataset(params)
-    assert_names(err, params["train_data"], "item_seq", 41)
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["train_data"], "item_seq", 41)
     assert "value 77" in str(err.value)
 
 
@@ -342,11 +355,53 @@ def test_categorical_out_of_vocab(params):
     assert "vocab_size=11" in str(err.value)
 
 
-def test_item_tag_out_of_vocab(params):
-    edit(params["item_info"], set_element("item_tags", 33, 4, TAG_VOCAB))
+def test_out_of_vocab_error_names_the_size_needed(params):
+    """The first bad row is named; the fix names the size that holds the column's largest
+    value, found by a second scan of the whole file."""
+    edit(params["item_info"], set_element("item_tags", 17, 4, TAG_VOCAB + 5))
+    edit(params["item_info"], set_element("item_tags", 30, 3, TAG_VOCAB + 11))
     with pytest.raises(DataError) as err:
         validate_dataset(params)
-    assert_names(err, params["item_info"], "item_tags", 33)
+    assert_names(err, params["item_info"], "item_tags", 17)
+    assert str(err.value).endswith(
+        f"row 17: value {TAG_VOCAB + 5} is outside [0, {TAG_VOCAB - 1}] (vocab_size={TAG_VOCAB}); "
+        f"the largest value in this column is {TAG_VOCAB + 11}. "
+        f"Fix: set vocab_size: {TAG_VOCAB + 12} (or vocab_size: auto)")
+    params["feature_cols"][5]["vocab_size"] = "auto"  # the other fix the message offers
+    assert validate_dataset(params)["item_info"] == N_ITEMS
+
+
+def test_row_feature_out_of_vocab_also_offers_oov(params):
+    edit(params["train_data"], set_cell("likes_level", 3, 14))
+    with pytest.raises(DataError) as err:
+        validate_dataset(params)
+    assert_names(err, params["train_data"], "likes_level", 3)
+    assert "largest value in this column is 14" in str(err.value)
+    assert "set vocab_size: 15 (or vocab_size: auto); or oov: True" in str(err.value)
+
+
+def test_negative_id_fix_is_not_a_bigger_vocabulary(params):
+    edit(params["valid_data"], set_cell("likes_level", 6, -2))
+    with pytest.raises(DataError) as err:
+        validate_dataset(params)
+    assert_names(err, params["valid_data"], "likes_level", 6)
+    assert "vocab_size:" not in str(err.value) and ">= 0" in str(err.value)
+
+
+def test_vocab_size_auto_is_resolved_before_the_checks(params):
+    """auto takes the sizes from the data: the largest split value + 1 passes where the
+    config's 11 fails."""
+    edit(params["valid_data"], set_cell("views_level", 8, 11))
+    params["feature_cols"][3]["vocab_size"] = "auto"
+    assert validate_dataset(params)["valid"] == ROWS["valid"]
+    assert params["feature_cols"][3]["vocab_size"] == "auto"  # the caller's params unchanged
+
+
+def test_item_tag_out_of_vocab(any_layout):
+    edit(any_layout["item_info"], set_element("item_tags", 33, 4, TAG_VOCAB))
+    with pytest.raises(DataError) as err:
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["item_info"], "item_tags", 33)
 
 
 def test_null_value(params):
@@ -357,19 +412,74 @@ def test_null_value(params):
     assert "null" in str(err.value)
 
 
-def test_null_inside_list(params):
-    edit(params["train_data"], set_element("item_seq", 60, 10, None))
+def test_null_label_is_a_label_problem(params):
+    edit(params["train_data"], set_cell("label", 9, None))
     with pytest.raises(DataError) as err:
         validate_dataset(params)
-    assert_names(err, params["train_data"], "item_seq", 60)
+    assert_names(err, params["train_data"], "label", 9)
+    assert "label is missing (null/NaN), expected 0 or 1" in str(err.value)
+    assert "Fix: drop the rows without a label or fill them" in str(err.value)
+    assert "padding" not in str(err.value)
+
+
+def test_nan_label_is_a_missing_label(params):
+    def to_float(columns):
+        columns["label"] = [float(v) for v in columns["label"]]
+        columns["label"][21] = float("nan")
+    edit(params["valid_data"], to_float, types={"label": pa.float64()})
+    with pytest.raises(DataError) as err:
+        validate_dataset(params)
+    assert_names(err, params["valid_data"], "label", 21)
+    assert "label is missing (null/NaN)" in str(err.value)
+
+
+def test_null_embedding_fix_is_not_padding(params):
+    edit(params["item_info"], set_cell("item_emb_d128", 14, None))
+    with pytest.raises(DataError) as err:
+        validate_dataset(params)
+    assert_names(err, params["item_info"], "item_emb_d128", 14)
+    assert "null" in str(err.value) and "embedding" in str(err.value)
+    assert "0 is the padding" not in str(err.value)
+
+
+def test_null_inside_list(any_layout):
+    edit(any_layout["train_data"], set_element("item_seq", 60, 10, None))
+    with pytest.raises(DataError) as err:
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["train_data"], "item_seq", 60)
+
+
+def test_fixed_size_list_of_the_wrong_width(params):
+    """A fixed-size item_tags of width 4: every row is short, row 0 is the first one named."""
+    edit(params["item_info"], lambda c: c.update(item_tags=[t[1:] for t in c["item_tags"]]),
+         types={"item_tags": pa.list_(pa.int64(), TAG_LEN - 1)})
+    with pytest.raises(DataError) as err:
+        validate_dataset(params)
+    assert_names(err, params["item_info"], "item_tags", 0)
+    assert "length 4, expected 5" in str(err.value)
+
+
+def test_null_row_of_a_polars_fixed_size_list(params):
+    """polars writes a null row of an Array column in a form pyarrow cannot read back; the
+    validator still names the file, column and row."""
+    import polars as pl
+    frame = pl.read_parquet(params["valid_data"])
+    rows = frame["item_seq"].to_list()
+    rows[42] = None
+    frame = frame.with_columns(pl.Series("item_seq", rows).list.to_array(SEQ_LEN))
+    frame.write_parquet(params["valid_data"])
+    with pytest.raises(DataError) as err:
+        validate_dataset(params)
+    assert_names(err, params["valid_data"], "item_seq", 42)
+    assert "null" in str(err.value)
 
 
 # --- item_info layout ----------------------------------------------------------------------------
-def test_item_info_row0_not_padding(params):
-    edit(params["item_info"], set_element("item_emb_d128", 0, 5, 0.25))
+def test_item_info_row0_not_padding(any_layout):
+    edit(any_layout["item_info"], set_element("item_emb_d128", 0, 5, 0.25))
     with pytest.raises(DataError) as err:
-        validate_dataset(params)
-    assert_names(err, params["item_info"], "item_emb_d128", 0)
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["item_info"], "item_emb_d128", 0)
     assert "padding" in str(err.value)
 
 
@@ -397,19 +507,19 @@ def test_item_id_not_row_number(params):
 
 
 # --- NaN, inf, labels --------------------------------------------------------------------------
-def test_nan_in_embedding(params):
-    edit(params["item_info"], set_element("item_emb_d128", 7, 100, float("nan")))
+def test_nan_in_embedding(any_layout):
+    edit(any_layout["item_info"], set_element("item_emb_d128", 7, 100, float("nan")))
     with pytest.raises(DataError) as err:
-        validate_dataset(params)
-    assert_names(err, params["item_info"], "item_emb_d128", 7)
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["item_info"], "item_emb_d128", 7)
     assert "NaN" in str(err.value)
 
 
-def test_inf_in_embedding(params):
-    edit(params["item_info"], set_element("item_emb_d128", 3, 0, float("-inf")))
+def test_inf_in_embedding(any_layout):
+    edit(any_layout["item_info"], set_element("item_emb_d128", 3, 0, float("-inf")))
     with pytest.raises(DataError) as err:
-        validate_dataset(params)
-    assert_names(err, params["item_info"], "item_emb_d128", 3)
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["item_info"], "item_emb_d128", 3)
     assert "inf" in str(err.value)
 
 
@@ -457,12 +567,12 @@ def test_duplicate_test_id(params):
 
 
 # --- rows across read batches --------------------------------------------------------------
-def test_row_numbers_count_across_batches(params, monkeypatch):
+def test_row_numbers_count_across_batches(any_layout, monkeypatch):
     monkeypatch.setattr(validation, "BATCH_ROWS", 64)
-    edit(params["train_data"], set_element("item_seq", 150, 63, 99))
+    edit(any_layout["train_data"], set_element("item_seq", 150, 63, 99))
     with pytest.raises(DataError) as err:
-        validate_dataset(params)
-    assert_names(err, params["train_data"], "item_seq", 150)
+        validate_dataset(any_layout)
+    assert_names(err, any_layout["train_data"], "item_seq", 150)
 
 
 def test_duplicate_id_across_batches(params, monkeypatch):

@@ -5,6 +5,18 @@ feature_map.json, a vocab file and a pickle into the data folder on every run; p
 runs race on those files and a read-only data folder breaks it. The map is a pure function of
 the config, so we build it here and write nothing. tests/test_features.py checks that the
 result equals FuxiCTR's for the seed config.
+
+Task-2 keys of a feature_cols entry (docs/task2_features.md), each optional:
+- `oov: True` (categorical row features, e.g. user_id): values outside [0, vocab_size - 2]
+  share the last row, vocab_size - 1. The map records it as FuxiCTR's `oov_idx` (its own
+  tokenizers also put __OOV__ last); the loader maps the values as it reads the split.
+- `item_file: PATH` (source: item): the feature is column `column` (default: the feature's
+  name) of another parquet, matched to items by its item_id column.
+- `from_splits: COLUMN` (source: item, categorical): the feature of item i is the most
+  frequent value of COLUMN over the split rows whose target is i (train, valid and test).
+  The map records the split files it is computed from under `split_files`.
+The ItemTable reads these keys from the map; FuxiCTR's embedding layers ignore them.
+`vocab_size: auto` must be resolved before the map is built (src/data/vocab.py).
 """
 from collections import OrderedDict
 
@@ -16,6 +28,63 @@ FEATURE_TYPES = ("meta", "categorical", "sequence", "embedding", "numeric")
 # Keys of a feature spec that FuxiCTR copies from the config into the feature map.
 _COPIED_KEYS = ("feature_encoder", "embedding_dim", "emb_output_dim", "share_embedding",
                 "pretrain_dim")
+# Where an item-side feature comes from: item_info (positional), another file, the splits.
+ITEM_INFO, ITEM_FILE, FROM_SPLITS = "item_info", "item_file", "from_splits"
+SPLIT_KEYS = ("train_data", "valid_data", "test_data")
+
+
+def is_auto(value):
+    """vocab_size: auto (any case) asks for the size to be taken from the data."""
+    return isinstance(value, str) and value.strip().lower() == "auto"
+
+
+def check_task2_keys(col, where):
+    """ConfigError for a task-2 key used where it cannot work; where names the entry."""
+    ftype, source = col.get("type"), col.get("source") or ""
+    name = col.get("name")
+    if col.get("oov") not in (None, True, False):
+        raise ConfigError(f"{where}: oov={col['oov']!r} is not True or False. "
+                          "Fix: write oov: True to give unknown ids one shared row")
+    if col.get("oov"):
+        if ftype != "categorical" or source == "item":
+            raise ConfigError(f"{where}: oov: True applies to categorical features of the split "
+                              f"rows (e.g. user_id), not to type={ftype!r} source={source!r}. "
+                              "Fix: remove oov from this entry")
+        if isinstance(col.get("vocab_size"), int) and col["vocab_size"] < 2:
+            raise ConfigError(f"{where}: vocab_size={col['vocab_size']} leaves no room for the "
+                              "OOV row. Fix: vocab_size >= 2 (largest id + 2), or vocab_size: auto")
+    if ITEM_FILE in col and FROM_SPLITS in col:
+        raise ConfigError(f"{where}: item_file and from_splits both set. Fix: keep one: "
+                          "item_file reads a column of another file, from_splits derives one "
+                          "from the split files")
+    for key in (ITEM_FILE, FROM_SPLITS):
+        if key not in col:
+            continue
+        if source != "item":
+            raise ConfigError(f"{where}: {key} needs source: item (it makes an item-side "
+                              "feature). Fix: add source: item to the entry")
+        if name == "item_id":
+            raise ConfigError(f"{where}: item_id is the item table's key and comes from "
+                              f"item_info. Fix: remove {key}, or give the feature another name")
+        if not isinstance(col[key], str) or not col[key]:
+            raise ConfigError(f"{where}: {key}={col[key]!r} is not a "
+                              f"{'path' if key == ITEM_FILE else 'column name'}. Fix: set it")
+    if FROM_SPLITS in col and ftype != "categorical":
+        raise ConfigError(f"{where}: from_splits gives one level per item (the most frequent "
+                          f"value), so the type must be categorical, not {ftype!r}")
+    if "column" in col and ITEM_FILE not in col:
+        raise ConfigError(f"{where}: column={col['column']!r} is only used with item_file. "
+                          "Fix: remove it, or add item_file: PATH")
+
+
+def item_origin(spec):
+    """Where the item table reads an item-side feature from: ITEM_INFO, ITEM_FILE or
+    FROM_SPLITS."""
+    if ITEM_FILE in spec:
+        return ITEM_FILE
+    if FROM_SPLITS in spec:
+        return FROM_SPLITS
+    return ITEM_INFO
 
 
 def _expand_names(feature_cols):
@@ -26,13 +95,14 @@ def _expand_names(feature_cols):
             yield dict(col, name=name)
 
 
-def _feature_spec(col):
+def _feature_spec(col, params):
     ftype = col.get("type")
     if ftype not in FEATURE_TYPES:
         raise ConfigError(f"feature_cols: feature {col['name']!r} has type={ftype!r}; "
                           f"allowed types are {', '.join(FEATURE_TYPES)}")
     if ftype == "meta":
         return {"type": "meta"}
+    check_task2_keys(col, f"feature_cols: feature {col['name']!r}")
     spec = {"source": col.get("source", ""), "type": ftype}
     if ftype == "sequence":
         # FuxiCTR mean-pools sequence features over non-zero ids unless told otherwise.
@@ -46,12 +116,28 @@ def _feature_spec(col):
         if "vocab_size" not in col:
             raise ConfigError(f"feature_cols: feature {col['name']!r} of type {ftype} needs a "
                               f"vocab_size (number of ids, padding id 0 included)")
+        if is_auto(col["vocab_size"]):
+            raise ConfigError(f"feature_cols: feature {col['name']!r} has vocab_size: auto, "
+                              "which must be resolved from the data before the feature map is "
+                              "built. Fix (code): params = src.data.vocab.resolve_vocab_sizes("
+                              "params) first")
         spec["padding_idx"] = 0
         if ftype == "sequence":
             if "max_len" not in col:
                 raise ConfigError(f"feature_cols: sequence feature {col['name']!r} needs max_len")
             spec["max_len"] = int(col["max_len"])
         spec["vocab_size"] = int(col["vocab_size"])
+        if col.get("oov"):
+            spec["oov_idx"] = spec["vocab_size"] - 1
+    if ITEM_FILE in col:
+        spec[ITEM_FILE] = str(col[ITEM_FILE])
+        spec["column"] = str(col.get("column", col["name"]))
+    if FROM_SPLITS in col:
+        spec[FROM_SPLITS] = str(col[FROM_SPLITS])
+        spec["split_files"] = [str(params[key]) for key in SPLIT_KEYS if params.get(key)]
+        if not spec["split_files"]:
+            raise ConfigError(f"feature_cols: feature {col['name']!r} has from_splits but none "
+                              f"of {', '.join(SPLIT_KEYS)} is set. Fix: set the split paths")
     return spec
 
 
@@ -69,7 +155,7 @@ def build_feature_map(params):
     features = OrderedDict()
     for col in _expand_names(params["feature_cols"]):
         if col.get("active", True):
-            features[col["name"]] = _feature_spec(col)
+            features[col["name"]] = _feature_spec(col, params)
     if params.get("use_features"):
         features = OrderedDict((name, features[name]) for name in params["use_features"])
     feature_map.features = features

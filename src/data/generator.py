@@ -25,6 +25,8 @@ Latent model, in the order it is drawn:
     sub-sampling, so it is the true P(label=1 | row) and its AUC is the best achievable.
 
 Run: python -m src.datagen --scale {tiny,small,medium,full} --out DIR [--seed N] [--quiet]
+It ends by printing the vocabulary sizes to put in a dataset config (the numbers
+`vocab_size: auto` computes from the written files, src/data/vocab.py).
 """
 import argparse
 import json
@@ -38,6 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
+
+from .vocab import dataset_vocab_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -545,6 +549,9 @@ def generate(out_dir, scale="tiny", seed=0, progress=True):
             k: float(roc_auc_score(splits[k]["label"], blind[splits[k]["item"]]))
             for k in ("valid", "test")},
         click_bias=float(bias),
+        # what vocab_size: auto gives for these files: the values for a dataset config
+        vocab_sizes=dataset_vocab_sizes(data / "item_info.parquet", data / "train.parquet",
+                                        data / "valid.parquet", data / "test.parquet"),
     )
     tmp = truth / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -572,6 +579,10 @@ def main(argv=None):
           f"test {s['best_auc']['test']:.4f}; history-blind oracle: "
           f"valid {s['history_blind_oracle_auc']['valid']:.4f}, "
           f"test {s['history_blind_oracle_auc']['test']:.4f}")
+    sizes = s["vocab_sizes"]
+    print("vocab sizes for the dataset config (what vocab_size: auto computes): "
+          + ", ".join(f"{name} {size}" for name, size in sizes.items())
+          + f"; user_id with oov: True {sizes['user_id'] + 1}")
 
 
 if __name__ == "__main__":

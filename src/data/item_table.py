@@ -1,28 +1,71 @@
-"""The item-side features of item_info, loaded once and looked up by item id.
+"""The item-side features, loaded once and looked up by item id.
 
 Item lookups in the seed are positional: the features of item `i` are row `i` of item_info,
 row 0 being the all-zero padding row. We keep each item-side feature as one tensor with a
 row per item, so a lookup is a tensor index, on whatever device the table lives on.
+
+Most item-side features are columns of item_info. Task-2 features may come from another
+parquet keyed by item_id (`item_file`) or from the split files (`from_splits`); the feature
+map's specs carry the paths (src/data/features.py), src/data/item_columns.py reads them into
+the same one-row-per-item layout, so a model sees no difference.
 """
+from collections import defaultdict
+
 import numpy as np
 import torch
 from torch import nn
 
+from .features import FROM_SPLITS, ITEM_FILE, item_features, item_origin
 from .files import check_ids_are_row_numbers, read_columns
-from .features import item_features
+from .item_columns import mode_per_item, read_item_file
+from .vocab import vocab_fix
+from ..errors import DataError
+
+
+def _check_vocab(name, spec, array, item_info_path):
+    """Ids of a categorical/sequence item feature must index its embedding table."""
+    if spec["type"] not in ("categorical", "sequence") or not array.size:
+        return
+    low, high = int(array.min()), int(array.max())
+    if low >= 0 and high < spec["vocab_size"]:
+        return
+    bad = ((array < 0) | (array >= spec["vocab_size"])).reshape(len(array), -1).any(axis=1)
+    item = int(np.flatnonzero(bad)[0])
+    source = spec.get(ITEM_FILE) or (f"the split files ({spec[FROM_SPLITS]})"
+                                     if FROM_SPLITS in spec else item_info_path)
+    raise DataError(source, f"item {item} of feature {name!r} holds an id outside "
+                    f"[0, {spec['vocab_size'] - 1}] (vocab_size={spec['vocab_size']}); the "
+                    f"largest is {high}", column=spec.get("column", name),
+                    fix=vocab_fix(high) if low >= 0 else "ids must be >= 0 (0 is padding)")
 
 
 def load_item_arrays(item_info_path, feature_map):
     """{feature: numpy array with one row per item} for the item-side features of the map."""
     names = item_features(feature_map)
     specs = feature_map.features
+    from_info = [n for n in names if item_origin(specs[n]) == "item_info"]
     # float32 is what the model computes in; int32 ids halve the bytes each lookup gathers
     list_dtypes = {n: (np.float32 if specs[n]["type"] == "embedding" else np.int32)
-                   for n in names if specs[n]["type"] in ("sequence", "embedding")}
-    keep_last = {n: specs[n]["max_len"] for n in names if specs[n]["type"] == "sequence"}
-    columns = list(dict.fromkeys(["item_id"] + names))
-    arrays = read_columns(item_info_path, columns, list_dtypes, keep_last=keep_last)
+                   for n in from_info if specs[n]["type"] in ("sequence", "embedding")}
+    scalar_dtypes = {n: np.float32 for n in from_info if specs[n]["type"] == "numeric"}
+    keep_last = {n: specs[n]["max_len"] for n in from_info if specs[n]["type"] == "sequence"}
+    columns = list(dict.fromkeys(["item_id"] + from_info))
+    arrays = read_columns(item_info_path, columns, list_dtypes, keep_last=keep_last,
+                          scalar_dtypes=scalar_dtypes)
     check_ids_are_row_numbers(arrays["item_id"], item_info_path)
+    n_items = len(arrays["item_id"])
+    by_file = defaultdict(dict)
+    for name in names:
+        if item_origin(specs[name]) == ITEM_FILE:
+            by_file[specs[name][ITEM_FILE]][name] = specs[name]
+    for path, features in by_file.items():
+        arrays.update(read_item_file(path, features, n_items))
+    for name in names:
+        if item_origin(specs[name]) == FROM_SPLITS:
+            arrays[name] = mode_per_item(specs[name]["split_files"], specs[name][FROM_SPLITS],
+                                         n_items, specs[name]["vocab_size"])
+    for name in names:
+        _check_vocab(name, specs[name], arrays[name], item_info_path)
     return {name: arrays[name] for name in names}
 
 

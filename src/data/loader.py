@@ -4,6 +4,13 @@ The split is read once into numpy arrays (item_seq as int32 to halve its memory)
 slice of a permutation and one gather per column, with no pandas and no per-row Python.
 Item-side features are not looked up here: the model looks them up in its ItemTable, on its
 device, for the distinct items of the batch only.
+
+A categorical feature with `oov: True` (feature map key `oov_idx`, the last row of its
+vocabulary) is mapped as it is read: values outside [0, oov_idx - 1] (ids of users never seen
+when the vocabulary was sized, or beyond a vocab_size set smaller than the ids) become
+oov_idx, so they share one embedding row instead of raising an index error. The mapped value
+is what the batch carries under the feature's name, also when it is the group_id (user_id):
+group metrics then put all OOV users in one group, as FuxiCTR's own encoders do.
 """
 import logging
 
@@ -55,9 +62,17 @@ class MMCTRDataLoader:
         self.max_len = int(max_len)
         self.labels = [] if split == "test" else list(feature_map.labels)
         self.columns = split_columns(feature_map, split)
-        # int32 storage halves the memory of a full-size split; batches widen as needed
+        oov = {name: spec["oov_idx"] for name, spec in feature_map.features.items()
+               if "oov_idx" in spec and name in self.columns}
+        # int32 storage halves the memory of a full-size split; batches widen as needed. OOV
+        # columns are read as int64, so any id (even one beyond int32) maps to the OOV row.
         arrays = read_columns(self.data_path, self.columns, {HISTORY: np.int32},
-                              scalar_dtype=np.int32, keep_last={HISTORY: self.max_len})
+                              scalar_dtype=np.int32, keep_last={HISTORY: self.max_len},
+                              scalar_dtypes={name: np.int64 for name in oov},
+                              null_fixes={label: "drop the rows without a label or fill them"
+                                          for label in self.labels})
+        for name, oov_idx in oov.items():
+            arrays[name] = map_oov(arrays[name], oov_idx, self.data_path, name)
         if arrays[HISTORY].shape[1] < self.max_len:
             raise DataError(self.data_path, f"histories hold {arrays[HISTORY].shape[1]} items, "
                             f"fewer than max_len={self.max_len}", column=HISTORY,
@@ -85,6 +100,16 @@ class MMCTRDataLoader:
             else:  # file order: a plain slice, no copy
                 yield {name: tensor[start:start + self.batch_size]
                        for name, tensor in self.tensors.items()}
+
+
+def map_oov(values, oov_idx, path, name):
+    """values with everything outside [0, oov_idx - 1] replaced by oov_idx, as int32."""
+    outside = (values < 0) | (values >= oov_idx)
+    count = int(np.count_nonzero(outside))
+    if count:
+        logger.info("%s: %d of %d %s values are outside [0, %d]: mapped to the OOV row %d",
+                    path, count, len(values), name, oov_idx - 1, oov_idx)
+    return np.where(outside, oov_idx, values).astype(np.int32)
 
 
 def _gather(tensor, index):

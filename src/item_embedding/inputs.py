@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.files import check_ids_are_row_numbers, list_column_to_2d, scalar_column
+from ..data.files import (as_list_array, check_ids_are_row_numbers, first_null_row,
+                          list_column_to_2d, read_table, scalar_column)
 from ..errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def read_parquet(path, columns):
     if missing:
         raise DataError(path, f"missing column; found {parquet.schema_arrow.names}",
                         column=missing[0], fix="use the challenge's release of this file")
-    return parquet.read(columns=columns)
+    return read_table(parquet, path, columns)
 
 
 def num_items(data_dir):
@@ -80,7 +81,8 @@ def item_order(path, ids, n_items):
 def aligned_matrix(path, table, column, order, dtype):
     """(N + 1, dim) array of a list column, rows aligned by item id, row 0 zeros; NaN/inf
     is an error naming the file row it sits on."""
-    values = list_column_to_2d(table.column(column), path, column, dtype)
+    values = list_column_to_2d(table.column(column), path, column, dtype,
+                               null_fix="recompute the embedding of that item")
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -126,19 +128,19 @@ def load_histories(data_dir, n_items):
     path = data_path(data_dir, ITEM_SEQ)
     table = read_parquet(path, ["user_id", "item_seq"])
     users = scalar_column(table.column("user_id"), path, "user_id", np.int64)
-    column = table.column("item_seq").combine_chunks()
-    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
-        raise DataError(path, f"expected a list column, found {column.type}", column="item_seq")
+    column = as_list_array(table.column("item_seq"), path, "item_seq")
     if column.null_count:
-        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataError(path, "null history", column="item_seq", row=row)
+        raise DataError(path, "null (missing) history", column="item_seq",
+                        row=first_null_row(column), fix="drop the user's row or give it a history")
     offsets = column.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
     values = column.flatten()
     if values.null_count:
-        i = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        i = first_null_row(values)
         row = int(np.searchsorted(offsets, i, side="right") - 1)
-        raise DataError(path, "null item inside a history", column="item_seq", row=row)
+        raise DataError(path, "null (missing) item inside a history", column="item_seq", row=row,
+                        fix="drop the missing items from the history (full histories hold real "
+                            "item ids only)")
     items = values.to_numpy(zero_copy_only=False).astype(np.int64)
     bad = (items < 1) | (items > n_items)
     if bad.any():

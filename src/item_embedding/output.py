@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..data.files import check_ids_are_row_numbers, list_column_to_2d, scalar_column
+from ..data.files import check_ids_are_row_numbers, list_column_to_2d, read_table, scalar_column
 from ..errors import DataError
 
 EMB_COLUMN = "item_emb_d128"
@@ -69,13 +69,21 @@ def read_embedding(path):
         raise DataError(path, "file not found", fix="build it first: python -m src.item_embedding "
                                                     "build --method ... --out FILE")
     try:
-        table = pq.read_table(path, columns=["item_id", EMB_COLUMN])
-    except (pa.ArrowException, OSError, KeyError) as err:
-        raise DataError(path, f"cannot read item_id and {EMB_COLUMN} ({err})",
+        pfile = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(path, f"not a readable parquet file ({err})",
                         fix="pass an item_info parquet file") from None
+    missing = [c for c in ("item_id", EMB_COLUMN) if c not in pfile.schema_arrow.names]
+    if missing:
+        raise DataError(path, f"missing column; found {pfile.schema_arrow.names}",
+                        column=missing[0], fix="pass an item_info parquet file (item_id, "
+                                               f"item_tags, {EMB_COLUMN})")
+    table = read_table(pfile, path, ["item_id", EMB_COLUMN])
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
     check_ids_are_row_numbers(ids, path)
-    emb = list_column_to_2d(table.column(EMB_COLUMN), path, EMB_COLUMN, np.float32)
+    emb = list_column_to_2d(table.column(EMB_COLUMN), path, EMB_COLUMN, np.float32,
+                            null_fix="rebuild the file: every item needs a full embedding "
+                                     "(row 0, the padding item, all zeros)")
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
