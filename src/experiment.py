@@ -74,6 +74,12 @@ def make_loaders(feature_map, params, stage, model=None):
                           device=split_device(params, model, stage), **params).make_iterator()
 
 
+def resolve_vocab_sizes(params):
+    """params with every `vocab_size: auto` replaced by its number (src/data/vocab.py)."""
+    from .data.vocab import resolve_vocab_sizes as resolve
+    return resolve(params)
+
+
 def validate_inputs(params, splits):
     """Check data files against the config before any work (see src/data/checks.py)."""
     from .data.checks import validate_dataset
@@ -218,7 +224,8 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     with FileLock(paths.lock, f"experiment {paths.name}",
                   fix="wait for that run to finish (a tuner's run stops by itself once its tuner "
                       "is gone) or stop it"):
-        record = fingerprint_record(params)
+        record = fingerprint_record(params)  # of the config as written: `auto` and all
+        params = resolve_vocab_sizes(params)  # the numbers go into the checkpoint's config
         resume = _resume_state(paths, record, fresh)
         add_log_file(paths.log, append=resume is not None)
         logger.debug("Params: %s", params)
@@ -312,6 +319,7 @@ def load_checked_model(config_dir, expid, line, gpu):
     require_gpu(gpu)
     params = load_params(config_dir, expid, gpu)
     record = fingerprint_record(params)
+    params = resolve_vocab_sizes(params)
     model = build_model(params)
     saved = model.load_weights(model.checkpoint)
     made_by = saved.get("fingerprint")

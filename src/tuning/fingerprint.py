@@ -29,8 +29,8 @@ FOOTER_MAGIC = b"PAR1"
 def data_files(params):
     """{config key: path} of the parquet files that decide what a run trains: train, valid,
     item_info and item files named in feature_cols. The test file only when a feature takes
-    values from the split rows (item-side levels): otherwise a new test file may be scored by
-    a model trained before it existed."""
+    values from the split rows (`from_splits`, item-side levels): otherwise a new test file
+    may be scored by a model trained before it existed."""
     files = {key: params[key] for key in ("train_data", "valid_data", "item_info")
              if params.get(key)}
     for col in params.get("feature_cols") or []:
@@ -39,7 +39,7 @@ def data_files(params):
         for key, value in col.items():
             if isinstance(value, str) and value.endswith(".parquet"):
                 files[f"{col.get('name')}.{key}"] = value
-            if value == "splits" and params.get("test_data"):
+            if key == "from_splits" and params.get("test_data"):
                 files["test_data"] = params["test_data"]
     return files
 
