@@ -440,3 +440,76 @@ def test_every_option_key_can_be_tuned(small_data, tmp_path):
     assert {(p["amp_bf16"], p["lr_scheduler"]) for p in map(grid.params, grid.expids)} == {
         (False, "plateau"), (False, "cosine"), (True, "plateau"), (True, "cosine")}
     assert os.listdir(tmp_path) == ["grid.yaml"]  # expand writes nothing
+
+
+def test_the_tuner_does_not_train_beside_a_live_run_of_the_same_experiment(small_data, tmp_path,
+                                                                           monkeypatch):
+    """A run started by hand (or by another tool) holds its experiment's lock: the tuner waits
+    for it, then refuses that experiment instead of training it a second time beside it."""
+    from src.tuning import tuner
+    tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 100})
+    config_dir, (expid,) = tuner.expand_grid(tuner_yaml)
+    run = subprocess.Popen([sys.executable, str(REPO / "run_expid.py"), "--config", config_dir,
+                            "--expid", expid], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    log = checkpoints(tmp_path) / f"{expid}.log"
+    try:
+        wait_for(lambda: log.exists() and "Evaluation" in log.read_text(), 120, "training")
+        monkeypatch.setattr(tuner, "ORPHAN_WAIT_SECONDS", 1)
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(tuner.GridFailed):
+            tuner.tune(tuner_yaml, [-1])
+        status = pd.read_csv(tmp_path / "grid_summary.csv")["status"][0]
+        assert status.startswith(f"failed (busy: pid {run.pid} on host")
+        assert run.poll() is None  # the hand-started run goes on
+    finally:
+        run.kill()
+        run.wait()
+
+
+def test_room_for_checkpoints_is_checked_from_the_parameter_count(tmp_path):
+    from src.experiment import BYTES_PER_PARAMETER, check_room
+    from src.params import RunPaths
+    import shutil
+    paths = RunPaths({"model_id": "x", "dataset_id": "d", "model_root": str(tmp_path)})
+    paths.folder.mkdir(parents=True)
+    free = shutil.disk_usage(paths.folder).free
+    fits = torch.nn.Linear(10, 10)
+    check_room(fits, paths)
+
+    class Huge(torch.nn.Module):  # parameters on the meta device take no memory
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.empty(free // BYTES_PER_PARAMETER + 1,
+                                                    device="meta"))
+    with pytest.raises(UserError, match=f"model_root folder {paths.folder} has .* MB free"):
+        check_room(Huge(), paths)
+
+
+def test_an_unwritable_submission_folder_is_refused_before_scoring(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data)
+    assert tune_cli(tmp_path, tuner_yaml, slots=1).returncode == 0
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    done = predict(tmp_path, tuner_yaml.with_suffix(""), "--out", blocker / "sub")
+    assert done.returncode == 2
+    assert f"submission folder {blocker / 'sub'} is not writable" in last_error(done)
+    assert "scoring" not in done.stderr
+
+
+def test_vocab_size_auto_is_recorded_in_the_checkpoint(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data)
+    config = yaml.safe_load(tuner_yaml.read_text())
+    for col in config["dataset_config"][DATASET]["feature_cols"]:
+        if "vocab_size" in col:
+            col["vocab_size"] = "auto"
+    tuner_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = tune_cli(tmp_path, tuner_yaml, slots=1)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (expid,) = expids_of(tuner_yaml)
+    saved = torch.load(checkpoints(tmp_path) / f"{expid}.model", weights_only=True)
+    sizes = {c["name"]: c.get("vocab_size") for c in saved["config"]["feature_cols"]}
+    items = pd.read_parquet(small_data / "MicroLens_1M_x1" / "item_info.parquet")
+    assert sizes["item_id"] == len(items)
+    assert sizes["item_tags"] == max(max(t) for t in items["item_tags"]) + 1
+    assert predict(tmp_path, tuner_yaml.with_suffix("")).returncode == 0

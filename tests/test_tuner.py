@@ -375,8 +375,10 @@ def test_task1_refuses(change, monkeypatch):
 
 @pytest.mark.parametrize("key, value, refusal", [
     ("attention_hidden_units", [64], "attention_hidden_units=[64] (fixed DIN: [512, 256]"),
-    ("amp_bf16", True, "amp_bf16=True (fixed DIN: '<missing>'"),
-    ("max_steps", 100, "max_steps=100 (fixed DIN: '<missing>'"),
+    ("amp_bf16", True, "amp_bf16=True (fixed DIN: False"),
+    ("max_steps", 100, "max_steps=100 (fixed DIN: None"),
+    ("lr_scheduler", "cosine", "lr_scheduler='cosine' (fixed DIN: 'plateau'"),
+    ("deterministic", True, None),  # how it runs, not what is trained
     ("torch_compile", True, None),  # how it runs, not what is trained
     ("model_root", "/elsewhere/", None),
 ])

@@ -33,6 +33,7 @@ import yaml
 from fuxictr.utils import load_dataset_config, load_model_config
 
 from ..errors import ConfigError
+from ..params import with_option_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 FIXED_MODEL_DIR = REPO / "config" / "din_config"
@@ -43,7 +44,7 @@ SEED_DATASET_ID = "MicroLens_1M_x1"
 KNOBS = ("embedding_regularizer", "net_regularizer", "net_dropout", "learning_rate",
          "batch_size")
 BOOKKEEPING = ("model_root", "verbose", "num_workers", "debug_mode", "torch_compile",
-               "split_on_device")
+               "split_on_device", "deterministic")
 IDENTITY = ("model_id", "dataset_id")  # set by the tuner, not training settings
 PATH_KEYS = ("data_root", "train_data", "valid_data", "test_data", "item_info")
 DATA_FORMAT_KEYS = ("data_format", "rebuild_dataset")
@@ -65,8 +66,9 @@ def is_task1(tuner_config, path):
 
 
 def fixed_model_params():
-    """The organisers' DIN: Base merged with DIN_default of config/din_config."""
-    return load_model_config(str(FIXED_MODEL_DIR), FIXED_EXPID)
+    """The organisers' DIN: Base merged with DIN_default of config/din_config, with our
+    option keys at their defaults (a copy of the seed's file without them is the same DIN)."""
+    return with_option_defaults(load_model_config(str(FIXED_MODEL_DIR), FIXED_EXPID))
 
 
 def seed_dataset_params():
@@ -212,7 +214,8 @@ def check_task1(tuner_config, base_model_params, path):
     fixed = fixed_model_params()
     tuner_space = tuner_config.get("tuner_space") or {}
     problems = _check_tuner_space(tuner_space, fixed)
-    problems += _check_model(base_model_params, fixed, tuner_config.get("base_expid"))
+    problems += _check_model(with_option_defaults(base_model_params), fixed,
+                             tuner_config.get("base_expid"))
     problems += _check_dataset(_dataset_params(tuner_config, path), seed_dataset_params(), fixed)
     if problems:
         raise ConfigError(f"{path} is marked task1: true, but {RULE}. Offending: "
