@@ -167,7 +167,9 @@ def test_an_inverted_mask_makes_padding_change_outputs(params, batch, model_name
     model = make_model(params, cls=inverted_mask(available_models()[model_name]), batch=batch)
     before = logits(model, batch)
     change_padding_contents(model)
-    assert not logits_close(before, logits(model, batch))
+    after = logits(model, batch)
+    assert torch.isfinite(before).all() and torch.isfinite(after).all()
+    assert not logits_close(before, after)
 
 
 def test_rows_without_history_score_finite_and_see_their_target(params, batch, item_table):
@@ -177,6 +179,22 @@ def test_rows_without_history_score_finite_and_see_their_target(params, batch, i
     assert torch.isfinite(scores).all()
     other_targets = dict(empty, item_id=batch["item_id"].roll(1))
     assert not logits_close(scores, logits(model, other_targets))
+
+
+def short_history_rows(batch, longest=4):
+    """Rows with 1..longest history items: alone, they make a batch `longest` positions wide."""
+    lengths = (batch["item_seq"] > 0).sum(1)
+    rows = ((lengths > 0) & (lengths <= longest)).nonzero().reshape(-1)
+    assert len(rows) > 10 and lengths.max() > 2 * longest
+    return rows
+
+
+def test_a_rows_score_does_not_depend_on_the_other_rows_of_its_batch(params, batch, item_table):
+    """Short histories alone, and beside long ones (more padding for them in a dense layout)."""
+    model = make_model(params, item_table=item_table, batch=batch)
+    rows = short_history_rows(batch)
+    alone = logits(model, {name: values[rows] for name, values in batch.items()})
+    assert logits_close(logits(model, batch)[rows], alone)
 
 
 def test_a_permuted_batch_permutes_the_outputs(params, batch, item_table):
@@ -360,19 +378,24 @@ def test_sparse_target_attention_equals_the_dense_computation(scores):
 
 
 # ---- the Transformer's mask and length buckets ----
-def test_transformer_with_the_first_place_inverted_key_padding_mask_sees_padding(dataset,
-                                                                                 batch_dcn):
-    """1st place passed "1 = real item" as src_key_padding_mask (True = ignore): padding
-    contents then change the scores, where ours (padding contents test above) do not."""
+def test_transformer_with_the_first_place_inverted_key_padding_mask_breaks(dataset, batch_dcn):
+    """1st place passed "1 = real item" as src_key_padding_mask (True = ignore), so the encoder
+    attended to padding only: scores then depend on how much padding the batch adds (ours do
+    not: test_a_rows_score_does_not_depend_on_the_other_rows_of_its_batch), and a row whose
+    sequence has no padding at all gets NaN."""
     cls = available_models()["TransformerDCN"]
     buggy = type("FirstPlaceMaskTransformerDCN", (cls,),
                  {"key_padding_mask": staticmethod(lambda sequence_real: sequence_real)})
-    params = block_params(dataset, MODEL_BLOCKS["TransformerDCN"])
-    model = make_model(params, cls=buggy, batch=batch_dcn)
-    before = logits(model, batch_dcn)
-    change_padding_contents(model)
-    after = logits(model, batch_dcn)
-    assert not logits_close(before, after)
+    params = block_params(dataset, MODEL_BLOCKS["TransformerDCN"], length_buckets=1)
+    ours = make_model(params, batch=batch_dcn)
+    model = buggy(build_feature_map(params), item_table=ours.item_table, **params).eval()
+    model.load_state_dict(ours.state_dict())  # the same weights, only the mask differs
+    rows = short_history_rows(batch_dcn)
+    alone = logits(model, {name: values[rows] for name, values in batch_dcn.items()})
+    together = logits(model, batch_dcn)[rows]
+    finite = torch.isfinite(alone) & torch.isfinite(together)
+    assert not finite.all() and finite.any()
+    assert not logits_close(alone[finite], together[finite])
 
 
 @pytest.fixture(scope="module")
