@@ -50,7 +50,8 @@ def dataset_block(data_dir, dataset_config=None):
     split_dir = Path(data_dir) / "MicroLens_1M_x1"
     item_info = split_dir / "item_info.parquet"
     dataset.update(item_info=str(item_info),
-                   **{f"{s}_data": str(split_dir / f"{s}.parquet") for s in ("train", "valid", "test")})
+                   **{f"{s}_data": str(split_dir / f"{s}.parquet")
+                      for s in ("train", "valid", "test")})
     if dataset_config is None:  # the seed's vocabularies are the real data's: use the data's
         tags = pq.read_table(item_info, columns=["item_tags"]).column(0).combine_chunks()
         vocab = {"item_id": pq.ParquetFile(item_info).metadata.num_rows,
@@ -123,8 +124,8 @@ def measure(args):
 
 
 def table(results, args):
-    lines = [f"data {args.data}, threads {torch.get_num_threads()}, {args.steps} steps, "
-             f"best of {args.rounds} rounds",
+    lines = [(f"data {args.data}, threads {torch.get_num_threads()}, {args.steps} steps, "
+              f"best of {args.rounds} rounds"),
              "| block | model | parameters | batch | training samples/s |", "|---|---|---|---|---|"]
     for label, r in results.items():
         lines.append(f"| {label} | {r['model']} | {r['parameters']:,} | {r['batch_size']} | "
@@ -139,7 +140,8 @@ def table(results, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="generated data folder (python -m src.datagen)")
+    parser.add_argument("--data", required=True,
+                        help="generated data folder (python -m src.datagen)")
     parser.add_argument("--config-dir", default=str(REPO / "config" / "task2_config"),
                         help="folder of the model_config.yaml to read the blocks from")
     parser.add_argument("--expids", nargs="+", help="blocks to measure (default: all but Base)")

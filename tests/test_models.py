@@ -6,7 +6,7 @@ Logits are compared with logits_close after spread_output (tests/numerics.py), n
 probabilities with absolute tolerances; each invariance has a counterpart showing that the
 comparison sees a real change.
 """
-from pathlib import Path
+import math
 
 import pandas as pd
 import pytest
@@ -232,6 +232,17 @@ def test_a_few_training_steps_lower_the_loss_on_their_batch(params, batch, item_
         model.train_step(batch)
     after = bce(model, batch)
     assert after < 0.9 * before, (before, after)
+
+
+def test_bf16_autocast_trains_and_scores_in_float32(params, batch, item_table):
+    seed_everything(3)
+    model = build_model(dict(params, amp_bf16=True), build_feature_map(params),
+                        item_table=item_table)
+    model.train()
+    model._batch_index, model._epoch_index, model._max_gradient_norm = 0, 0, 10.0
+    assert math.isfinite(model.train_step(batch))
+    logit, _ = model.eval().scores(batch)
+    assert logit.dtype == torch.float32 and torch.isfinite(logit).all()
 
 
 # ---- configs ----

@@ -23,8 +23,6 @@ import torch
 from fuxictr.pytorch.layers import DIN_Attention, MultiHeadTargetAttention
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-
 
 def sum_by_row(values, history_row, num_rows):
     """(num_rows, ...) sums of values (N, ...) grouped by history_row."""
@@ -72,13 +70,11 @@ class SparseTargetAttention(MultiHeadTargetAttention):
 
     SCORES = ("softmax", "relu")
 
-    def __init__(self, input_dim, attention_dim, num_heads, scores="softmax", dropout_rate=0.,
-                 heads_key="num_heads"):
+    def __init__(self, input_dim, attention_dim, num_heads, scores="softmax", dropout_rate=0.):
         if scores not in self.SCORES:
             raise ValueError(f"scores={scores!r}: expected one of {self.SCORES}")
-        if int(num_heads) < 1 or attention_dim % int(num_heads):
-            raise ConfigError(f"{heads_key}={num_heads}: must divide the attention width "
-                              f"{attention_dim}. Fix: choose a divisor of {attention_dim}")
+        if int(num_heads) < 1 or attention_dim % int(num_heads):  # models check their keys first
+            raise ValueError(f"num_heads={num_heads} does not divide attention_dim={attention_dim}")
         super().__init__(input_dim, attention_dim, int(num_heads), dropout_rate, use_scale=True,
                          use_qkvo=True)
         self.scores = scores

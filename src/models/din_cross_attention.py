@@ -21,7 +21,7 @@ from fuxictr.pytorch.layers import Dice, MLP_Block
 from torch import nn
 
 from .attention import SparseTargetAttention, SplitDINAttention
-from .items import ItemSequenceModel
+from .items import ItemSequenceModel, check_divisible
 from .layers import with_float32_output
 
 
@@ -32,8 +32,7 @@ class CrossAttentionBlock(nn.Module):
         super().__init__()
         self.query_norm = nn.RMSNorm(dim)
         self.item_norm = nn.RMSNorm(dim)
-        self.attention = SparseTargetAttention(dim, attention_dim, num_heads, scores="softmax",
-                                               heads_key="cross_attention_heads")
+        self.attention = SparseTargetAttention(dim, attention_dim, num_heads, scores="softmax")
         self.ffn_norm = nn.RMSNorm(dim)
         self.ffn = MLP_Block(input_dim=dim, hidden_units=[ffn_dim], hidden_activations="ReLU",
                              output_dim=dim)
@@ -75,10 +74,12 @@ class DINCrossAttention(ItemSequenceModel):
                                                   hidden_activations=attention_hidden_activations,
                                                   output_activation=attention_output_activation,
                                                   dropout_rate=attention_dropout)
+        cross_attention_dim = int(cross_attention_dim or self.item_dim)
+        check_divisible("cross_attention_heads", cross_attention_heads, cross_attention_dim,
+                        "cross_attention_dim (default: the item vector)")
         self.cross_blocks = nn.ModuleList(
-            CrossAttentionBlock(self.item_dim, int(cross_attention_dim or self.item_dim),
-                                cross_attention_heads, int(cross_attention_ffn_dim),
-                                cross_attention_dropout)
+            CrossAttentionBlock(self.item_dim, cross_attention_dim, int(cross_attention_heads),
+                                int(cross_attention_ffn_dim), cross_attention_dropout)
             for _ in range(int(cross_attention_layers)))
         self.dnn = with_float32_output(MLP_Block(
             input_dim=self.row_dim + 3 * self.item_dim, output_dim=1,

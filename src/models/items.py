@@ -31,11 +31,11 @@ import logging
 import torch
 from fuxictr.pytorch.layers import FeatureEmbedding
 
-from .base import MMCTRModel
 from ..data.features import item_features
 from ..data.item_table import ItemTable
 from ..data.loader import HISTORY, TARGET
 from ..errors import ConfigError
+from .base import MMCTRModel
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +52,12 @@ def row_features(feature_map):
 
 
 def check_divisible(key, value, dim, what):
-    """ConfigError unless the head count `key=value` divides `dim` (the width of `what`)."""
+    """ConfigError unless the head count `key=value` divides `dim`, the width of `what`."""
     if int(value) < 1 or dim % int(value):
-        raise ConfigError(f"{key}={value}: must be a positive divisor of {dim}, the width of "
-                          f"{what}. Fix: set {key} to a divisor of {dim} (e.g. 1, 2 or 4 if "
-                          f"they divide it) or change the embedding sizes")
+        divisors = ", ".join(str(d) for d in (1, 2, 4, 8, 16) if dim % d == 0)
+        raise ConfigError(f"{key}={value}: the heads must split {what}, {dim} wide, evenly. "
+                          f"Fix: set {key} to a divisor of {dim} ({divisors}) or make the "
+                          f"width a multiple of {value}")
 
 
 class ItemSequenceModel(MMCTRModel):
@@ -83,6 +84,9 @@ class ItemSequenceModel(MMCTRModel):
         # The table is data, not weights: built from item_info unless the caller passes one.
         self.item_table = item_table or ItemTable.from_parquet(item_info, feature_map)
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        logger.info("%s: item vector %d dims (%s), row features %d dims (%s)",
+                    type(self).__name__, self.item_dim, ", ".join(self.item_feature_names),
+                    self.row_dim, ", ".join(self.row_feature_names) or "none")
 
     def finish_building(self, *compiled_blocks):
         """Optimiser and loss, FuxiCTR's initialisation, device; then torch_compile's blocks."""

@@ -26,10 +26,10 @@ import torch
 from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
-from .attention import SparseTargetAttention
-from .items import ItemSequenceModel
-from .layers import with_float32_output
 from ..errors import ConfigError
+from .attention import SparseTargetAttention
+from .items import ItemSequenceModel, check_divisible
+from .layers import with_float32_output
 
 
 class QuadraticInteractionLayer(nn.Module):
@@ -74,9 +74,12 @@ class QIN(ItemSequenceModel):
         if int(qin_heads) < 1 or int(qin_layers) < 0:
             raise ConfigError(f"qin_heads={qin_heads}, qin_layers={qin_layers}: need qin_heads "
                               f">= 1 and qin_layers >= 0. Fix: e.g. qin_heads: 16, qin_layers: 3")
-        self.target_attention = SparseTargetAttention(
-            self.item_dim, int(attention_dim or self.item_dim), attention_heads, scores="relu",
-            dropout_rate=attention_dropout, heads_key="attention_heads")
+        attention_dim = int(attention_dim or self.item_dim)
+        check_divisible("attention_heads", attention_heads, attention_dim,
+                        "attention_dim (default: the item vector)")
+        self.target_attention = SparseTargetAttention(self.item_dim, attention_dim,
+                                                      attention_heads, scores="relu",
+                                                      dropout_rate=attention_dropout)
         self.field_dim = int(embedding_dim)
         # one projection per field whose embedding is not field_dim wide
         names = self.row_feature_names + self.item_feature_names

@@ -21,17 +21,13 @@ the longest history among the rows encoded together). With length_buckets > 1, r
 sorted by history length and encoded in that many groups of equal size, each only as wide as
 its longest history; rows never interact in the encoder, so results do not depend on it.
 """
-import logging
-
 import torch
 from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
 from torch import nn
 
+from ..errors import ConfigError
 from .items import ItemSequenceModel, check_divisible
 from .layers import with_float32_output
-from ..errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 
 class TransformerDCN(ItemSequenceModel):
