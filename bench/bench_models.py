@@ -1,7 +1,8 @@
-"""Training speed of the model blocks of a model config, through our loader, on generated data.
+"""Training and scoring speed of the model blocks of a model config, on generated data.
 
-For each block: parameters and training samples/s (shuffled batches from MMCTRDataLoader,
-the model's full train_step: forward, loss, backward, optimiser step). Blocks of the DIN are
+For each block: parameters, training samples/s (shuffled batches from MMCTRDataLoader, the
+model's full train_step: forward, loss, backward, optimiser step) and scoring samples/s
+(eval mode, no gradients, as predict runs). Blocks of the DIN are
 also measured with split_attention=False (the attention MLP on the concatenation
 [t, h, t - h, t * h], as before the split), so the split's gain is read side by side.
 Variants are measured in turn, `--rounds` times each, interleaved so that a busy spell on a
@@ -70,12 +71,10 @@ def variants(config_dir, expids):
             yield f"{expid} [concat]", expid, {"split_attention": False}
 
 
-def train_rate(model, batches, steps):
-    """samples/s of train_step over `steps` batches, after one warm-up step."""
-    model.train()
-    model._batch_index, model._epoch_index, model._max_gradient_norm = 0, 0, 10.0
+def rate(work, batches, steps):
+    """samples/s of work(batch) over `steps` batches, after one warm-up batch."""
     iterator = iter(batches)
-    model.train_step(next(iterator))
+    work(next(iterator))
     start, samples = time.perf_counter(), 0
     for _ in range(steps):
         try:
@@ -83,9 +82,21 @@ def train_rate(model, batches, steps):
         except StopIteration:
             iterator = iter(batches)
             batch = next(iterator)
-        model.train_step(batch)
+        work(batch)
         samples += len(batch["label"])
     return samples / (time.perf_counter() - start)
+
+
+def train_rate(model, batches, steps):
+    model.train()
+    model._batch_index, model._epoch_index, model._max_gradient_norm = 0, 0, 10.0
+    return rate(model.train_step, batches, steps)
+
+
+def score_rate(model, batches, steps):
+    model.eval()
+    with torch.no_grad():
+        return rate(model.scores, batches, steps)
 
 
 def measure(args):
@@ -109,32 +120,37 @@ def measure(args):
                                                   split="train", batch_size=batch_size,
                                                   shuffle=True)
         loader_of[label] = loaders[batch_size]
-    rates = {label: [] for label, _, _ in runs}
+    rates = {(label, kind): [] for label, _, _ in runs for kind in ("train", "score")}
     for round_index in range(args.rounds):
         for label, _, _ in runs:
             np.random.seed(round_index)
-            rates[label].append(train_rate(models[label], loader_of[label], args.steps))
-            print(f"round {round_index + 1}: {label}: {rates[label][-1]:,.0f} samples/s",
-                  file=sys.stderr, flush=True)
+            rates[label, "train"].append(train_rate(models[label], loader_of[label], args.steps))
+            rates[label, "score"].append(score_rate(models[label], loader_of[label], args.steps))
+            print(f"round {round_index + 1}: {label}: train {rates[label, 'train'][-1]:,.0f}, "
+                  f"score {rates[label, 'score'][-1]:,.0f} samples/s", file=sys.stderr, flush=True)
     return {label: {"model": type(models[label]).__name__,
                     "parameters": sum(p.numel() for p in models[label].parameters()),
                     "batch_size": loader_of[label].batch_size,
-                    "samples_per_s": max(rates[label]), "rounds": rates[label]}
+                    "train_samples_per_s": max(rates[label, "train"]),
+                    "score_samples_per_s": max(rates[label, "score"]),
+                    "train_rounds": rates[label, "train"], "score_rounds": rates[label, "score"]}
             for label, _, _ in runs}
 
 
 def table(results, args):
     lines = [(f"data {args.data}, threads {torch.get_num_threads()}, {args.steps} steps, "
               f"best of {args.rounds} rounds"),
-             "| block | model | parameters | batch | training samples/s |", "|---|---|---|---|---|"]
+             "| block | model | parameters | batch | training samples/s | scoring samples/s |",
+             "|---|---|---|---|---|---|"]
     for label, r in results.items():
         lines.append(f"| {label} | {r['model']} | {r['parameters']:,} | {r['batch_size']} | "
-                     f"{r['samples_per_s']:,.0f} |")
+                     f"{r['train_samples_per_s']:,.0f} | {r['score_samples_per_s']:,.0f} |")
     for label, r in results.items():
         if label.endswith(" [concat]"):
             split = results[label[:-len(" [concat]")]]
-            lines.append(f"split attention vs concatenation, {label[:-9]}: "
-                         f"{split['samples_per_s'] / r['samples_per_s']:.2f}x")
+            lines.append(f"split attention vs concatenation, {label[:-9]}: training "
+                         f"{split['train_samples_per_s'] / r['train_samples_per_s']:.2f}x, "
+                         f"scoring {split['score_samples_per_s'] / r['score_samples_per_s']:.2f}x")
     return "\n".join(lines)
 
 

@@ -19,5 +19,6 @@ def test_model_benchmark_runs_on_tiny_data(tiny_data, tmp_path):
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"DIN_default_cpu", "DIN_default_cpu [concat]", "QIN_cpu"}
     for label, figures in results.items():
-        assert figures["samples_per_s"] > 0 and figures["parameters"] > 0, label
+        assert figures["train_samples_per_s"] > 0 and figures["score_samples_per_s"] > 0, label
+        assert figures["parameters"] > 0, label
     assert results["QIN_cpu"]["model"] == "QIN"
