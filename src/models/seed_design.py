@@ -90,7 +90,7 @@ class SeedDIN(DIN):
         if other:
             emb_list.append(self.embedding_layer(other, flatten_emb=True))
         item_emb = self.embedding_layer(item_dict, flatten_emb=True)
-        item_emb = item_emb.view(mask.shape[0], -1, self.item_info_dim)
+        item_emb = item_emb.view(mask.shape[0], -1, self.item_dim)
         target_emb, history_emb = item_emb[:, -1], item_emb[:, :-1]
         emb_list += [target_emb, self.attention_layers(target_emb, history_emb, mask)]
         return {"logit": self.dnn(torch.cat(emb_list, dim=-1))}

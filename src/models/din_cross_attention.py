@@ -1,0 +1,102 @@
+"""DIN plus multi-head target cross-attention (a public DIN variant of the challenge).
+
+Two views of the history, side by side, into the DNN:
+- DIN's pooled interest: the seed DIN's attention (attention.SplitDINAttention) over the
+  real history positions;
+- target cross-attention: cross_attention_layers blocks, each
+      q = q + Dropout(MHA(RMSNorm(q), RMSNorm(history)))      (pre-norm, residual)
+      q = q + Dropout(FFN(RMSNorm(q)))
+  with q starting as the target item vector and keys/values the real history items
+  (cross_attention_heads heads, softmax over each row's real positions; a row with no
+  history gets no attention term). attention.SparseTargetAttention computes keys and values
+  once per distinct item and one score per real position; padding is never seen.
+DNN input: [row features, target, DIN pooled, cross-attention output].
+
+The variant's other parts are data: a user_id embedding and the items' likes/views levels as
+item-side features come from the dataset config (user_id as a categorical row feature,
+levels as `source: item` columns of item_info); this model just uses the feature map.
+"""
+import torch
+from fuxictr.pytorch.layers import Dice, MLP_Block
+from torch import nn
+
+from .attention import SparseTargetAttention, SplitDINAttention
+from .items import ItemSequenceModel, check_divisible
+from .layers import with_float32_output
+
+
+class CrossAttentionBlock(nn.Module):
+    """One pre-norm residual block of target cross-attention plus feed-forward."""
+
+    def __init__(self, dim, attention_dim, num_heads, ffn_dim, dropout=0.):
+        super().__init__()
+        self.query_norm = nn.RMSNorm(dim)
+        self.item_norm = nn.RMSNorm(dim)
+        self.attention = SparseTargetAttention(dim, attention_dim, num_heads, scores="softmax")
+        self.ffn_norm = nn.RMSNorm(dim)
+        self.ffn = MLP_Block(input_dim=dim, hidden_units=[ffn_dim], hidden_activations="ReLU",
+                             output_dim=dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, query, item_emb, history_slot, history_row):
+        keys_values = self.attention.keys_values(self.item_norm(item_emb))
+        query = query + self.dropout(self.attention.attend(
+            self.query_norm(query), None, history_slot, history_row, keys_values))
+        return query + self.dropout(self.ffn(self.ffn_norm(query)))
+
+
+class DINCrossAttention(ItemSequenceModel):
+    def __init__(self,
+                 feature_map,
+                 model_id="DINCrossAttention",
+                 gpu=-1,
+                 embedding_dim=64,
+                 dnn_hidden_units=(1024, 512, 256),
+                 dnn_activations="ReLU",
+                 attention_hidden_units=(512, 256),
+                 attention_hidden_activations="ReLU",
+                 attention_output_activation=None,
+                 attention_dropout=0,
+                 cross_attention_layers=2,
+                 cross_attention_heads=4,
+                 cross_attention_dim=None,
+                 cross_attention_ffn_dim=512,
+                 cross_attention_dropout=0,
+                 net_dropout=0,
+                 batch_norm=False,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         **kwargs)
+        if isinstance(dnn_activations, str) and dnn_activations.lower() == "dice":
+            dnn_activations = [Dice(units) for units in dnn_hidden_units]
+        self.attention_layers = SplitDINAttention(self.item_dim,
+                                                  attention_units=list(attention_hidden_units),
+                                                  hidden_activations=attention_hidden_activations,
+                                                  output_activation=attention_output_activation,
+                                                  dropout_rate=attention_dropout)
+        cross_attention_dim = int(cross_attention_dim or self.item_dim)
+        check_divisible("cross_attention_heads", cross_attention_heads, cross_attention_dim,
+                        "cross_attention_dim (default: the item vector)")
+        self.cross_blocks = nn.ModuleList(
+            CrossAttentionBlock(self.item_dim, cross_attention_dim, int(cross_attention_heads),
+                                int(cross_attention_ffn_dim), cross_attention_dropout)
+            for _ in range(int(cross_attention_layers)))
+        self.dnn = with_float32_output(MLP_Block(
+            input_dim=self.row_dim + 3 * self.item_dim, output_dim=1,
+            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
+            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.finish_building(self.attention_layers, *self.cross_blocks, self.dnn)
+
+    def forward(self, inputs):
+        batch = self.prepare_items(inputs)
+        item_emb, target_emb = self.embed_item_batch(batch)
+        slot, row = batch["history_slot"], batch["history_row"]
+        pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
+        query = target_emb
+        for block in self.cross_blocks:
+            query = block(query, item_emb, slot, row)
+        features = [target_emb, pooled, query]
+        row_emb = self.embed_rows(inputs)
+        if row_emb is not None:
+            features.insert(0, row_emb)
+        return {"logit": self.dnn(torch.cat(features, dim=-1))}

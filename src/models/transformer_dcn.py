@@ -1,0 +1,140 @@
+"""Sequence Transformer + DCNv2: the 1st-place design of the challenge (arXiv:2505.03543).
+
+The history items and the target form ONE sequence, [h_1 .. h_n, target] (most recent history
+item next to the target), projected to transformer_dim, plus learned position embeddings by
+recency (target 0, most recent history item 1, ..., up to max_len), through a stack of
+transformer_layers nn.TransformerEncoderLayer (post-norm, as torch's default). From its
+outputs: the last_k_outputs most recent positions (the target and the last_k_outputs - 1
+most recent history items; cells a short history does not fill are 0) and a max-pool over
+the real positions (the target included, so it is never empty). Those, the row features and
+the target's item vector feed a DCNv2 cross network (FuxiCTR's CrossNetV2) beside an MLP;
+their concatenated outputs go through the head MLP to the Float32Linear logit.
+
+Mask convention: nn.TransformerEncoderLayer's src_key_padding_mask is True where a key is
+IGNORED, so we pass True for padding (`key_padding_mask`). The 1st-place code passed
+"1 = real item" there and so attended to padding only; tests/test_models.py shows that this
+inverted mask breaks padding invariance. The target is never padding, so every query has at
+least one key and rows with no history give no NaN.
+
+Speed: histories are the dense layout of items.py (real items packed to the right, width =
+the longest history among the rows encoded together). With length_buckets > 1, rows are
+sorted by history length and encoded in that many groups of equal size, each only as wide as
+its longest history; rows never interact in the encoder, so results do not depend on it.
+"""
+import torch
+from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
+from torch import nn
+
+from ..errors import ConfigError
+from .items import ItemSequenceModel, check_divisible
+from .layers import with_float32_output
+
+
+class TransformerDCN(ItemSequenceModel):
+    def __init__(self,
+                 feature_map,
+                 model_id="TransformerDCN",
+                 gpu=-1,
+                 embedding_dim=64,
+                 transformer_dim=128,
+                 transformer_heads=1,
+                 transformer_layers=2,
+                 transformer_ffn_dim=256,
+                 transformer_dropout=0.1,
+                 last_k_outputs=16,
+                 length_buckets=1,
+                 dcn_cross_layers=3,
+                 dnn_hidden_units=(1024, 512, 256),
+                 dnn_activations="ReLU",
+                 head_hidden_units=(64, 32),
+                 net_dropout=0,
+                 batch_norm=False,
+                 max_len=64,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         max_len=max_len, **kwargs)
+        check_divisible("transformer_heads", transformer_heads, int(transformer_dim),
+                        "transformer_dim")
+        for key, value in (("last_k_outputs", last_k_outputs), ("length_buckets", length_buckets),
+                           ("transformer_layers", transformer_layers)):
+            if int(value) < 1:
+                raise ConfigError(f"{key}={value}: must be at least 1. Fix: set {key} >= 1")
+        self.last_k = int(last_k_outputs)
+        self.length_buckets = int(length_buckets)
+        self.input_projection = nn.Linear(self.item_dim, int(transformer_dim))
+        # recency 0 (the target) .. max_len (the oldest history item kept)
+        self.position_emb = nn.Embedding(self.max_len + 1, int(transformer_dim))
+        self.encoder_layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(int(transformer_dim), int(transformer_heads),
+                                       dim_feedforward=int(transformer_ffn_dim),
+                                       dropout=transformer_dropout, batch_first=True)
+            for _ in range(int(transformer_layers)))
+        cross_dim = (self.row_dim + self.item_dim + (self.last_k + 1) * int(transformer_dim))
+        self.cross_net = CrossNetV2(cross_dim, int(dcn_cross_layers))
+        self.parallel_dnn = MLP_Block(input_dim=cross_dim, hidden_units=list(dnn_hidden_units),
+                                      hidden_activations=dnn_activations, output_dim=None,
+                                      dropout_rates=net_dropout, batch_norm=batch_norm)
+        dnn_dim = dnn_hidden_units[-1] if dnn_hidden_units else cross_dim
+        self.head = with_float32_output(MLP_Block(
+            input_dim=cross_dim + dnn_dim, hidden_units=list(head_hidden_units),
+            hidden_activations=dnn_activations, output_dim=1, output_activation=None,
+            dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        # nn.Embedding's default N(0, 1) would drown the projected item vectors
+        nn.init.normal_(self.position_emb.weight, std=0.02)
+
+    @staticmethod
+    def key_padding_mask(sequence_real):
+        """src_key_padding_mask for the encoder: True = padding (ignored as a key)."""
+        return ~sequence_real
+
+    def encode(self, cells, real, target):
+        """(last-k outputs flattened, max-pool) for rows whose packed history vectors are
+        cells (rows, width, d) with real (rows, width), and target vectors (rows, d)."""
+        rows, width, _ = cells.shape
+        sequence = torch.cat([cells, target.unsqueeze(1)], dim=1)
+        sequence_real = torch.cat([real, real.new_ones(rows, 1)], dim=1)
+        recency = torch.arange(width, -1, -1, device=cells.device)
+        x = sequence + self.position_emb(recency)
+        padding = self.key_padding_mask(sequence_real)
+        for layer in self.encoder_layers:
+            x = layer(x, src_key_padding_mask=padding)
+        keep = sequence_real.unsqueeze(-1)
+        pooled = x.masked_fill(~keep, -torch.inf).max(dim=1).values
+        last = (x * keep.to(x.dtype))[:, -self.last_k:]
+        if last.shape[1] < self.last_k:  # fewer cells than last_k: the oldest ones are empty
+            last = torch.cat([last.new_zeros(rows, self.last_k - last.shape[1], last.shape[2]),
+                              last], dim=1)
+        return torch.cat([last.reshape(rows, -1), pooled], dim=-1)
+
+    def sequence_features(self, item_emb, target_emb, batch):
+        """(batch, (last_k + 1) * transformer_dim) encoder features of every row, encoded in
+        length_buckets groups of rows of similar history length."""
+        projected = self.input_projection(item_emb)  # once per distinct item
+        target = self.input_projection(target_emb)
+        real = batch["dense_real"]
+        cells = self.dense_history(projected, batch)
+        if self.length_buckets == 1:
+            return self.encode(cells, real, target)
+        lengths = real.sum(1)
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for group in order.tensor_split(self.length_buckets):
+            if len(group) == 0:
+                continue
+            width = max(int(lengths[group[-1]]), 1)  # sorted: the last row is the longest
+            parts.append(self.encode(cells[group, -width:], real[group, -width:], target[group]))
+        return torch.cat(parts).index_select(0, torch.argsort(order))
+
+    def forward(self, inputs):
+        batch = self.prepare_items(inputs, dense=True)
+        item_emb, target_emb = self.embed_item_batch(batch)
+        features = [target_emb, self.sequence_features(item_emb, target_emb, batch)]
+        row_emb = self.embed_rows(inputs)
+        if row_emb is not None:
+            features.insert(0, row_emb)
+        x = torch.cat(features, dim=-1)
+        return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}
