@@ -185,7 +185,9 @@ SLOW = {"batch_size": 256, "eval_steps": 1, "early_stop_patience": 100, "epochs"
 
 
 def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
-    tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
+    # long enough to be caught training (3,000 steps), short enough to finish on the rerun
+    tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 1000, "eval_steps": 10,
+                                                   "max_steps": 3000})
     (expid,) = expids_of_after_expand(tuner_yaml)
     first = subprocess.Popen([sys.executable, str(REPO / "run_param_tuner.py"), "--config",
                               str(tuner_yaml), "--gpu", "-1"], cwd=tmp_path,

@@ -22,7 +22,7 @@ from src.data.item_table import ItemTable
 from src.data.loader import MMCTRDataLoader
 from src.errors import ConfigError
 from src.experiment import build_model
-from src.models import available_models
+from src.models import available_models, model_names
 from src.models.attention import SparseTargetAttention
 
 from .conftest import REPO, write_tuner_config
@@ -272,10 +272,28 @@ def test_a_head_count_that_does_not_divide_the_width_is_a_config_error(dataset, 
         build_model(params, build_feature_map(params), item_table=item_table)
 
 
-@pytest.mark.skip(reason="needs the out-of-vocabulary user_id feature of the data branch; "
-                         "added at integration")
-def test_an_unknown_user_id_scores_without_error():
-    pass
+@pytest.mark.parametrize("model_name", sorted(MODEL_BLOCKS))
+def test_an_unknown_user_id_scores_without_error(dataset, item_table, model_name):
+    """user_id embedded with a vocabulary of 100 ids and an out-of-vocabulary row: the tiny
+    data's users go up to 12,000, so most rows hold unknown users. They score, and any two
+    unknown ids score alike (one shared row), while a known id scores differently."""
+    feature_cols = [c for c in dataset["feature_cols"] if c["name"] != "user_id"] + [
+        {"name": "user_id", "active": True, "dtype": "int", "type": "categorical",
+         "vocab_size": 100, "oov": True}]
+    params = block_params(dict(dataset, feature_cols=feature_cols), MODEL_BLOCKS[model_name])
+    batch = valid_batch(params)
+    assert (batch["user_id"] == 99).float().mean() > 0.9  # the loader mapped them to row 99
+    model = make_model(params, item_table=item_table, batch=batch)
+    user_table = model.embedding_layer.embedding_layer.embedding_layers["user_id"].weight
+    with torch.no_grad():
+        user_table.normal_(0, 1)  # as visible as trained embeddings would be
+    before = logits(model, batch)
+    assert torch.isfinite(before).all()
+    unknown = dict(batch, user_id=torch.full_like(batch["user_id"], 99))
+    known = dict(batch, user_id=torch.full_like(batch["user_id"], 5))
+    rows = batch["user_id"] == 99
+    assert logits_close(before[rows], logits(model, unknown)[rows])
+    assert not logits_close(before[rows], logits(model, known)[rows])
 
 
 def test_extra_row_and_item_features_are_used_by_every_model(dataset, tmp_path):
@@ -420,3 +438,9 @@ def test_length_buckets_do_not_change_transformer_outputs(dataset, item_table, b
     four = make_model(dict(params, length_buckets=4), item_table=item_table, batch=batch_dcn)
     four.load_state_dict(one.state_dict())
     assert logits_close(logits(one, batch_dcn), logits(four, batch_dcn))
+
+
+def test_model_names_read_from_source_are_the_models():
+    """The tuner checks `model:` names without importing torch (model_names reads the
+    modules' source); both must agree, so a model is never refused or missed."""
+    assert model_names() == set(available_models())

@@ -141,7 +141,7 @@ def test_item_levels_reach_a_din_with_no_model_change(params, tmp_path):
                                   "attention_hidden_units": [8], "model_id": "task2", "gpu": -1,
                                   "model_root": str(tmp_path / "ckpt")})
     model = build_model(params)
-    assert model.item_info_dim == 8 + 8 + 128 + 8 + 8 + ALT_DIM
+    assert model.item_dim == 8 + 8 + 128 + 8 + 8 + ALT_DIM
     assert model.embedding_layer.embedding_layer.embedding_layers["user_id"].num_embeddings == \
         feature(params, "user_id")["vocab_size"]
     loader = MMCTRDataLoader(model.feature_map, params["train_data"], split="train", batch_size=16)

@@ -183,9 +183,11 @@ def expand(tuner_yaml, config=None):
     experiments = {}
     number = 0
     for base_expid, block in model_blocks.items():
-        # FuxiCTR renames a template block (dataset_id TBD) to <model>_<dataset_id>
-        prefix = (f"{block.get('model')}_{dataset_id}" if block.get("dataset_id") in (None, "TBD")
-                  else base_expid)
+        # FuxiCTR renames a template block (dataset_id TBD) to <model>_<dataset_id>; a grid
+        # of several blocks keeps their names, which tell two blocks of one model apart
+        template = block.get("dataset_id") in (None, "TBD")
+        prefix = (base_expid if len(model_blocks) > 1 else
+                  f"{block.get('model')}_{dataset_id}" if template else base_expid)
         model_axes = {k: _axis(v) for k, v in tuner_space.items()
                       if k not in dataset and (k in block or k in OPTION_DEFAULTS)}
         for values in itertools.product(*model_axes.values()):
