@@ -36,7 +36,10 @@ from fuxictr.utils import load_model_config  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.item_table import ItemTable  # noqa: E402
 from src.data.loader import MMCTRDataLoader  # noqa: E402
+from src.data.vocab import resolve_vocab_sizes  # noqa: E402
 from src.experiment import build_model  # noqa: E402
+
+FULL_TRAIN_ROWS = 3_600_000  # the real train split: seconds per epoch are derived from it
 
 SEED_DATASET = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
 
@@ -53,6 +56,9 @@ def dataset_block(data_dir, dataset_config=None):
     dataset.update(item_info=str(item_info),
                    **{f"{s}_data": str(split_dir / f"{s}.parquet")
                       for s in ("train", "valid", "test")})
+    # item files of the release (item_emb.parquet) sit beside the split folder
+    dataset["feature_cols"] = [dict(c, item_file=str(Path(data_dir) / Path(c["item_file"]).name))
+                               if "item_file" in c else c for c in dataset["feature_cols"]]
     if dataset_config is None:  # the seed's vocabularies are the real data's: use the data's
         tags = pq.read_table(item_info, columns=["item_tags"]).column(0).combine_chunks()
         vocab = {"item_id": pq.ParquetFile(item_info).metadata.num_rows,
@@ -106,8 +112,9 @@ def measure(args):
     for label, expid, overrides in runs:
         params = load_model_config(str(args.config_dir), expid)
         params.update(dataset)
-        params.update(dataset_id="bench", gpu=-1, verbose=0, model_root="/tmp/bench_models_ckpt",
-                      **overrides)
+        params.update(dataset_id="bench", gpu=0 if args.device == "cuda" else -1, verbose=0,
+                      model_root="/tmp/bench_models_ckpt", **overrides)
+        params = resolve_vocab_sizes(params)
         if args.batch_size:
             params["batch_size"] = args.batch_size
         feature_map = build_feature_map(params)
@@ -118,13 +125,19 @@ def measure(args):
         if batch_size not in loaders:
             loaders[batch_size] = MMCTRDataLoader(feature_map, params["train_data"],
                                                   split="train", batch_size=batch_size,
-                                                  shuffle=True)
+                                                  shuffle=True, device=args.device)
         loader_of[label] = loaders[batch_size]
     rates = {(label, kind): [] for label, _, _ in runs for kind in ("train", "score")}
+    peak_gb = {}
     for round_index in range(args.rounds):
         for label, _, _ in runs:
             np.random.seed(round_index)
+            if args.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             rates[label, "train"].append(train_rate(models[label], loader_of[label], args.steps))
+            if args.device == "cuda":
+                peak_gb[label] = max(peak_gb.get(label, 0.0),
+                                     torch.cuda.max_memory_allocated() / 1e9)
             rates[label, "score"].append(score_rate(models[label], loader_of[label], args.steps))
             print(f"round {round_index + 1}: {label}: train {rates[label, 'train'][-1]:,.0f}, "
                   f"score {rates[label, 'score'][-1]:,.0f} samples/s", file=sys.stderr, flush=True)
@@ -132,19 +145,25 @@ def measure(args):
                     "parameters": sum(p.numel() for p in models[label].parameters()),
                     "batch_size": loader_of[label].batch_size,
                     "train_samples_per_s": max(rates[label, "train"]),
+                    "full_epoch_seconds": FULL_TRAIN_ROWS / max(rates[label, "train"]),
+                    "peak_gpu_gb": peak_gb.get(label),
                     "score_samples_per_s": max(rates[label, "score"]),
                     "train_rounds": rates[label, "train"], "score_rounds": rates[label, "score"]}
             for label, _, _ in runs}
 
 
 def table(results, args):
-    lines = [(f"data {args.data}, threads {torch.get_num_threads()}, {args.steps} steps, "
-              f"best of {args.rounds} rounds"),
-             "| block | model | parameters | batch | training samples/s | scoring samples/s |",
-             "|---|---|---|---|---|---|"]
+    device = (torch.cuda.get_device_name(0) if args.device == "cuda"
+              else f"CPU, threads {torch.get_num_threads()}")
+    lines = [(f"data {args.data}, {device}, {args.steps} steps, best of {args.rounds} rounds"),
+             "| block | model | parameters | batch | training samples/s | scoring samples/s | "
+             "s per 3.6M-row epoch | peak GPU GB |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, r in results.items():
+        peak = f"{r['peak_gpu_gb']:.2f}" if r["peak_gpu_gb"] is not None else "-"
         lines.append(f"| {label} | {r['model']} | {r['parameters']:,} | {r['batch_size']} | "
-                     f"{r['train_samples_per_s']:,.0f} | {r['score_samples_per_s']:,.0f} |")
+                     f"{r['train_samples_per_s']:,.0f} | {r['score_samples_per_s']:,.0f} | "
+                     f"{r['full_epoch_seconds']:,.0f} | {peak} |")
     for label, r in results.items():
         if label.endswith(" [concat]"):
             split = results[label[:-len(" [concat]")]]
@@ -166,6 +185,8 @@ def main():
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per round")
     parser.add_argument("--rounds", type=int, default=2, help="measurements per block")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="cuda: model and split on GPU 0, peak GPU memory reported")
     parser.add_argument("--out", help="also write the figures as JSON here")
     args = parser.parse_args()
     if args.threads:

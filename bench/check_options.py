@@ -1,39 +1,51 @@
-"""Do amp_bf16 and torch_compile leave validation AUC alone? One epoch of the demo DIN on
-tiny generated data per option and training seed; the spread across seeds is the noise.
+"""Checks of the GPU path that need a real run: do amp_bf16 and torch_compile leave validation
+AUC alone, do bf16 scores stay distinct, and does deterministic: True repeat exactly?
+
+One epoch of the demo DIN on tiny generated data per option and training seed; the spread
+across seeds is the noise an option's effect is read against. `deterministic` runs fp32 twice
+with deterministic algorithms and reports whether the two AUCs (and all scores) are equal.
 
 Usage: python bench/check_options.py [--device cuda] [--seeds 0 1] [--data DIR]
 """
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from fuxictr.pytorch.torch_utils import seed_everything
+# before CUDA starts: the cuBLAS workspace setting deterministic algorithms need
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from fuxictr.pytorch.torch_utils import seed_everything  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_data_path import bench_params  # noqa: E402
+from src.data.features import build_feature_map  # noqa: E402
 from src.data.generator import generate  # noqa: E402
 from src.experiment import build_model, make_loaders  # noqa: E402
-from src.data.features import build_feature_map  # noqa: E402
 
 OPTIONS = {"fp32": {}, "amp_bf16": {"amp_bf16": True}, "torch_compile": {"torch_compile": True}}
 
 
-def one_epoch_auc(data_dir, device, seed, options, batch_size, learning_rate):
+def one_epoch(data_dir, device, seed, options, batch_size, learning_rate, deterministic=False):
+    """(validation AUC, validation scores) after one epoch."""
     params = bench_params(data_dir, "demo", batch_size, device)
     params.update(valid_data=str(Path(data_dir) / "MicroLens_1M_x1" / "valid.parquet"),
                   seed=seed, learning_rate=learning_rate, **options)
+    torch.use_deterministic_algorithms(deterministic)
     seed_everything(seed)
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
     train, valid = make_loaders(feature_map, params, "train", model)
     model.fit(train, validation_data=valid, epochs=1)
-    return model.evaluate(valid)["AUC"]
+    scores = model.predict(valid, progress_desc=None)
+    return model.evaluate(valid)["AUC"], scores
 
 
 def main():
@@ -52,18 +64,25 @@ def main():
     for name in args.options:
         for seed in args.seeds:
             start = time.perf_counter()
-            aucs[name, seed] = one_epoch_auc(data, args.device, seed, OPTIONS[name],
-                                             args.batch_size, args.learning_rate)
-            print(f"{name:14s} seed {seed}: valid AUC {aucs[name, seed]:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            aucs[name, seed], scores = one_epoch(data, args.device, seed, OPTIONS[name],
+                                                 args.batch_size, args.learning_rate)
+            distinct = len(np.unique(scores)) / len(scores)
+            print(f"{name:14s} seed {seed}: valid AUC {aucs[name, seed]:.4f}, distinct scores "
+                  f"{100 * distinct:.1f}% ({time.perf_counter() - start:.0f} s)", flush=True)
     base = [aucs["fp32", s] for s in args.seeds]
-    noise = max(base) - min(base)
-    print(f"fp32 spread across seeds (noise): {noise:.4f}")
+    print(f"fp32 spread across seeds (noise): {max(base) - min(base):.4f}")
     for name in args.options:
         if name != "fp32":
             diffs = [aucs[name, s] - aucs["fp32", s] for s in args.seeds]
             print(f"{name}: AUC minus fp32 per seed {', '.join(f'{d:+.4f}' for d in diffs)}")
-    print(f"device {args.device}, torch {torch.__version__}")
+    runs = [one_epoch(data, args.device, args.seeds[0], {}, args.batch_size, args.learning_rate,
+                      deterministic=True) for _ in range(2)]
+    same = runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
+    print(f"deterministic: two fp32 runs, seed {args.seeds[0]}: AUC {runs[0][0]:.6f} and "
+          f"{runs[1][0]:.6f}, every score equal: {same}")
+    print(f"device {args.device}"
+          f"{' (' + torch.cuda.get_device_name(0) + ')' if args.device == 'cuda' else ''}, "
+          f"torch {torch.__version__}")
 
 
 if __name__ == "__main__":
