@@ -139,6 +139,7 @@ class MMCTRModel(BaseModel):
         self.should_stop = None
         # training counters, also for callers that call train_step without fit (benchmarks)
         self._total_steps = self._batch_index = self._epoch_index = 0
+        self._stop_training = False
         self._max_gradient_norm = 10.0
         self._schedule_steps = 1
 
