@@ -1,5 +1,7 @@
-"""Write a shareable report of a tuner grid: learning curves, AUC against each tuned key, the
-results table; and the task-1 item-embedding comparison.
+"""Write a shareable HTML report of a tuner grid and of the task-1 item-embedding comparison.
+
+It shows the learning curves of every run, the validation AUC against each tuned key, the
+results table, and item-embedding AUCs with their seed spread beside the recall proxy.
 
 Usage: python -m src.report --config config/X [--item-embedding PATH] [--out reports/X]
 (from the folder the tuner ran in: X.csv and X_summary.csv are read there). Open

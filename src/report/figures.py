@@ -123,8 +123,13 @@ def knob_panels(report):
             ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0,
                           fontsize=8)
             ax.set_xlim(-0.5, len(labels) - 0.5)
-        elif log:
-            ax.set_xscale("log")
+        else:
+            if log:
+                ax.set_xscale("log")
+            distinct = sorted(set(xs))
+            if len(distinct) <= 8:  # a grid has few values: label exactly those
+                ax.set_xticks(distinct, [f"{v:g}" for v in distinct], fontsize=8)
+                ax.minorticks_off()
         ax.set_title(key)
         ax.set_gid(key)
         ax.set_ylabel("validation AUC")

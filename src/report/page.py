@@ -55,7 +55,7 @@ def _counts(runs):
 
 def grid_section(report, images):
     best = report.best
-    parts = [f"<h2>Grid {_e(report.name)}</h2>",
+    parts = [f"<h2>Grid {_e(report.config_dir)}</h2>",
              f'<p class="meta">{len(report.runs)} experiment(s): {_e(_counts(report.runs))}. '
              f"Results from <code>{_e(report.results_file)}</code>, statuses from "
              f"<code>{_e(report.summary_file)}</code> (where present) and the runs' files. "
