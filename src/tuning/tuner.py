@@ -284,6 +284,8 @@ def tune(tuner_yaml, gpus, force=False, executor=None):
         rows, path = write_summary(grid.config_dir, grid.expids, records)
     print(format_table(rows))
     print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
+    print(f"report: python -m src.report --config {grid.config_dir} writes "
+          f"reports/{grid.config_dir.name}/index.html (or run the tuner with --report)")
     if interrupted:
         print("Interrupted: rerun the same command to run the unfinished experiments",
               file=sys.stderr)
