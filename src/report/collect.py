@@ -109,8 +109,8 @@ def base_blocks(tuner_yaml):
         config = load_tuner_config(tuner_yaml)
         bases = config["base_expid"] if isinstance(config["base_expid"], list) \
             else [config["base_expid"]]
-        dataset = grid._dataset_block(config, config.get("dataset_id"), tuner_yaml)
-        return {b: with_option_defaults({**grid._model_block(config, b, tuner_yaml), **dataset})
+        dataset = grid.dataset_block(config, config.get("dataset_id"), tuner_yaml)
+        return {b: with_option_defaults({**grid.model_block(config, b, tuner_yaml), **dataset})
                 for b in bases}
     except (ConfigError, KeyError) as err:
         logger.warning("Differences from the base block left out: %s", err)
