@@ -352,5 +352,5 @@ def test_bad_input_gets_one_error_line_and_writes_nothing(small_data, tmp_path):
     config_dir, _ = expand_grid(tuner_yaml)
     done = report_cli(tmp_path, "--config", config_dir)  # written, never run
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith(f"error: nothing to report for ")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: nothing to report for ")
     assert "Traceback" not in done.stderr and not (tmp_path / "reports").exists()

@@ -199,10 +199,10 @@ def expand(tuner_yaml, config=None):
         model_axes = {k: _axis(v) for k, v in tuner_space.items()
                       if k not in dataset and (k in block or k in OPTION_DEFAULTS)}
         for values in itertools.product(*model_axes.values()):
-            for name, dataset_block in datasets.items():
+            for name, data_block in datasets.items():
                 params = dict(block, **dict(zip(model_axes, values)), dataset_id=name)
                 number += 1
-                expid = f"{prefix}_{number:03d}_{_digest(_identity(params), dataset_block)}"
+                expid = f"{prefix}_{number:03d}_{_digest(_identity(params), data_block)}"
                 experiments[expid] = params
     grid = Grid(tuner_yaml, config_dir_of(tuner_yaml), experiments, datasets)
     check_grid_values({expid: grid.params(expid) for expid in experiments}, tuner_yaml)
