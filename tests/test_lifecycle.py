@@ -498,3 +498,21 @@ def test_vocab_size_auto_is_recorded_in_the_checkpoint(small_data, tmp_path):
     assert sizes["item_id"] == len(items)
     assert sizes["item_tags"] == max(max(t) for t in items["item_tags"]) + 1
     assert predict(tmp_path, tuner_yaml.with_suffix("")).returncode == 0
+
+
+@pytest.mark.parametrize("config_dir", ["din_config", "task2_config"])
+def test_every_shipped_model_block_passes_the_value_checks(small_data, tmp_path, config_dir):
+    """A grid on any block of the shipped model configs is accepted as it is."""
+    from src.tuning.grid import expand
+    blocks = [b for b in yaml.safe_load((REPO / "config" / config_dir / "model_config.yaml")
+                                        .read_text()) if b != "Base"]
+    tuner_yaml = make_tuner(tmp_path, small_data)
+    config = yaml.safe_load(tuner_yaml.read_text())
+    config.update(base_config=str(REPO / "config" / config_dir), base_expid=blocks)
+    config["tuner_space"] = {"epochs": 1}
+    tuner_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    grid = expand(tuner_yaml)
+    assert sorted({grid.params(e)["model"] for e in grid.expids}) == sorted(
+        {yaml.safe_load((REPO / "config" / config_dir / "model_config.yaml").read_text())[b]
+         .get("model") for b in blocks})
+    assert len(grid.expids) == len(blocks)
