@@ -516,3 +516,29 @@ def test_every_shipped_model_block_passes_the_value_checks(small_data, tmp_path,
         {yaml.safe_load((REPO / "config" / config_dir / "model_config.yaml").read_text())[b]
          .get("model") for b in blocks})
     assert len(grid.expids) == len(blocks)
+
+
+def test_cpu_threads_follow_the_request_the_environment_determinism_and_the_load(monkeypatch):
+    from src.experiment import cpu_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_threads(3) == (3, "--threads")
+    assert cpu_threads(None, deterministic=True) == (1, "deterministic: True")
+    cores = len(os.sched_getaffinity(0))
+    count, why = cpu_threads()
+    assert 1 <= count <= cores and why.startswith(f"{cores} cores, load ")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(None, deterministic=True) == (2, "OMP_NUM_THREADS")
+
+
+def test_deterministic_turns_on_torchs_deterministic_kernels(monkeypatch):
+    from src.experiment import set_up_torch
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        set_up_torch({"deterministic": True, "seed": 1}, threads=1)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
