@@ -137,6 +137,9 @@ class MMCTRModel(BaseModel):
         self.run_info = {}
         self.state_path = None
         self.should_stop = None
+        # Called with (model, val_logs) after each evaluation's checkpoint and state are saved:
+        # how a scheduler (Ray Tune's ASHA, src/tuning/ray_runner.py) watches a run.
+        self.on_evaluation = _no_scheduler
         # training counters, also for callers that call train_step without fit (benchmarks)
         self._total_steps = self._batch_index = self._epoch_index = 0
         self._max_gradient_norm = 10.0
@@ -255,6 +258,7 @@ class MMCTRModel(BaseModel):
         self._last_auc = float(val_logs["AUC"]) if "AUC" in val_logs else None
         self.checkpoint_and_earlystop(val_logs)
         self.save_training_state()
+        self.on_evaluation(self, val_logs)
         self.train()
 
     def checkpoint_and_earlystop(self, logs, min_delta=1e-6):
@@ -428,6 +432,10 @@ class MMCTRModel(BaseModel):
                             f"{str(err).splitlines()[0][:200]}). Fix: retrain the experiment, or "
                             f"predict with the config that trained it") from None
         return {k: v for k, v in saved.items() if k not in ("state_dict", "config")}
+
+
+def _no_scheduler(model, val_logs):
+    """The default of MMCTRModel.on_evaluation: nobody watches the evaluations."""
 
 
 def _plain(value):
