@@ -227,3 +227,197 @@ def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_da
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     best = summary(folders["ray"], "grid.yaml")[0]["expid"]
     assert f"submission/{best}.zip" in predicted.stdout
+
+
+# --- a cluster of two nodes --------------------------------------------------------------
+def test_runs_land_on_both_nodes_and_a_run_of_a_lost_node_is_retried_once(cluster, small_data,
+                                                                          tmp_path):
+    """One CPU per node, one per run: one run per node. The worker node is removed while its
+    run trains; the run restarts on the head node once that is free, continues from its
+    training state (the same run id), and gets one result line."""
+    tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 3,
+                                                   "learning_rate": [3.e-3, 1.e-2]})
+    worker = next(iter(cluster.worker_nodes))
+    worker_raylet = worker.all_processes["raylet"][0].process.pid
+    head_raylet = cluster.head_node.all_processes["raylet"][0].process.pid
+    expids = expids_of(tuner_yaml)
+    proc = ray_popen(tmp_path, tuner_yaml, address=cluster.address)
+    try:
+        placed = {}
+
+        def both_placed():  # the pid of each run's lock is a worker process of one raylet
+            for expid in expids:
+                pid = lock_holder(tmp_path, expid)
+                if pid and alive(pid):
+                    placed[expid] = parent(pid)
+            return set(placed.values()) == {worker_raylet, head_raylet}
+
+        wait_for(both_placed, 180, "a run on each node")
+        victim = next(e for e, raylet in placed.items() if raylet == worker_raylet)
+        state = checkpoints(tmp_path) / f"{victim}.state"
+        wait_for(state.exists, 120, "the victim's first training state")
+        cluster.remove_node(worker)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-4000:]
+    assert statuses(tmp_path, tuner_yaml) == {e: "ok" for e in expids}
+    found = lines(tmp_path, tuner_yaml)
+    assert sorted(r["exp_id"] for r in found) == sorted(expids)  # recorded once each
+    assert f"{victim}: its worker process or node was lost" in err
+    log = (checkpoints(tmp_path) / f"{victim}.log").read_text()
+    assert "Resumed from the training state" in log
+    first_run = log.split(", run ", 1)[1].split(";", 1)[0]  # the id the first attempt logged
+    assert next(r["run"] for r in found if r["exp_id"] == victim) == first_run
+    head = cluster.head_node.node_id[:8]
+    assert f"{victim} ok, on node {head}" in err  # finished on the other node
+
+
+# A worker node as ray.cluster_utils.Cluster.add_node starts one, in a process of its own
+# (`ray start` refuses to join a loopback-only cluster); it stops on SIGTERM.
+NODE_SCRIPT = """
+import signal, sys, time
+from ray._private.node import Node
+from ray._private.parameter import RayParams
+params = RayParams(gcs_address=sys.argv[1], num_cpus=1, object_store_memory=150 * 1024 ** 2,
+                   min_worker_port=0, max_worker_port=0, include_log_monitor=False,
+                   node_manager_port=0)
+node = Node(params, head=False, shutdown_at_exit=True, spawn_reaper=True)
+signal.signal(signal.SIGTERM, lambda *args: sys.exit(0))
+while True:
+    time.sleep(1)
+"""
+
+
+def start_node_without(folder, address):
+    """A Ray node joining address from its own mount namespace, in which folder is an empty
+    tmpfs: a node that does not see the data. Skips where mount namespaces are not allowed."""
+    unshare = shutil.which("unshare")
+    prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
+        [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    if not unshare or subprocess.run(prefix + ["true"], capture_output=True).returncode != 0:
+        pytest.skip("mount namespaces (unshare) are not allowed here")
+    script = f'mount -t tmpfs tmpfs "$1" && exec "$2" -c "$3" "$4"'
+    return subprocess.Popen(prefix + ["sh", "-c", script, "sh", str(folder), sys.executable,
+                                      NODE_SCRIPT, address],
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, **RAY_ENV))
+
+
+def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data, tmp_path):
+    import ray
+    for node in list(cluster.worker_nodes):
+        cluster.remove_node(node)
+    data = small_data / "MicroLens_1M_x1"
+    node = start_node_without(data, cluster.address)
+    try:
+        ray.init(address=cluster.address)
+        try:
+            wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 2, 120, "the second node")
+            blind = next(n for n in ray.nodes() if n["Alive"]
+                         and n["NodeID"] != cluster.head_node.node_id)["NodeID"]
+        finally:
+            ray.shutdown()
+        tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e-2]})
+        done = ray_cli(tmp_path, tuner_yaml, address=cluster.address)
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    assert done.returncode == 2, done.stderr[-3000:]
+    error = last_error(done)
+    assert error.startswith(f"error: Ray node {blind[:8]} (127.0.0.1), host ")
+    assert f"has no data file {data}/" in error and "nothing was started" in error
+    assert "Fix: put the data and model_root on a file system every node mounts" in error
+    assert not tuner_yaml.with_suffix("").exists()  # no grid folder
+    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.rglob("*.log"))
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------
+def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_data, tmp_path):
+    tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "learning_rate": [3.e-3, 1.e-2]})
+    expids = expids_of(tuner_yaml)
+    proc = ray_popen(tmp_path, tuner_yaml)
+    try:
+        # both runs have saved a training state: they are well under way
+        wait_for(lambda: all((checkpoints(tmp_path) / f"{e}.state").exists() for e in expids),
+                 180, "both runs training")
+        ray_processes = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    wait_for(lambda: not any(alive(pid) for pid in ray_processes), 60, "Ray's processes to end")
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert statuses(tmp_path, tuner_yaml) == {e: "interrupted" for e in expids}
+    assert lines(tmp_path, tuner_yaml) == []
+    for expid in expids:  # whole training states and checkpoints, a note in each log
+        assert (checkpoints(tmp_path) / f"{expid}.state").exists()
+        assert "(tuner) the run was cancelled: the tuner was interrupted" in \
+            (checkpoints(tmp_path) / f"{expid}.log").read_text()
+
+    rerun = ray_cli(tmp_path, tuner_yaml)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert statuses(tmp_path, tuner_yaml) == {e: "ok" for e in expids}
+    assert sorted(r["exp_id"] for r in lines(tmp_path, tuner_yaml)) == sorted(expids)
+    for expid in expids:
+        assert "Resumed from the training state" in \
+            (checkpoints(tmp_path) / f"{expid}.log").read_text()
+
+
+# --- ASHA ----------------------------------------------------------------------------------
+def test_asha_stops_the_bad_points_early_and_finds_the_full_grids_best(small_data, tmp_path):
+    """A learning rate of 10 or 100 saturates the model at once (validation AUC 0.5). One run
+    at a time (each takes every CPU of the instance), the good point first: ASHA (grace period
+    1, reduction factor 2) stops the bad points at their first evaluation; the good one trains
+    to its end. Stopped runs keep a line (their best checkpoint's AUC), their checkpoint and
+    their training state. Rerun with ASHA, nothing runs; rerun without, the stopped runs train
+    on to their end: the full grid, whose best is the best ASHA found."""
+    space = {"epochs": 2, "batch_size": 256, "eval_steps": 8, "early_stop_patience": 100,
+             "learning_rate": [3.e-3, 10.0, 100.0]}
+    tuner_yaml = make_tuner(tmp_path, small_data, space)
+    good, *bad = expids_of(tuner_yaml)
+    asha = ("--cpus-per-run", os.cpu_count(), "--scheduler", "asha", "--reduction-factor", 2)
+    done = ray_cli(tmp_path, tuner_yaml, *asha)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert statuses(tmp_path, tuner_yaml) == {good: "ok", **{e: "stopped early" for e in bad}}
+    assert summary(tmp_path, tuner_yaml)[0]["expid"] == good
+    found = {r["exp_id"]: r for r in lines(tmp_path, tuner_yaml)}
+    assert sorted(found) == sorted([good, *bad])
+    import torch
+    for expid in bad:
+        log = (checkpoints(tmp_path) / f"{expid}.log").read_text()
+        assert "Stopped early by the scheduler (ASHA) after evaluation 1 (step 8)" in log
+        assert "Evaluation @epoch 1 - batch 16" not in log and "Training finished" not in log
+        assert f"{expid}: stopped early by ASHA after evaluation 1 (step 8)" in done.stderr
+        assert found[expid]["val"]["AUC"] == pytest.approx(0.5)
+        saved = torch.load(checkpoints(tmp_path) / f"{expid}.model", weights_only=True)
+        assert saved["run_id"] == found[expid]["run"]  # the line's checkpoint, kept
+        assert (checkpoints(tmp_path) / f"{expid}.state").exists()
+    assert "grid: 3 done (2 stopped early), 0 failed, 0 running, 0 queued;" in done.stderr
+    predicted = run_cli("prediction.py", "--config", "grid", "--expid", "best", cwd=tmp_path)
+    assert predicted.returncode == 0 and f"submission/{good}.zip" in predicted.stdout
+
+    again = ray_cli(tmp_path, tuner_yaml, *asha)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert statuses(tmp_path, tuner_yaml) == {good: "done before",
+                                              **{e: "stopped before" for e in bad}}
+    assert len(lines(tmp_path, tuner_yaml)) == 3
+
+    full = ray_cli(tmp_path, tuner_yaml)
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert statuses(tmp_path, tuner_yaml) == {good: "done before", **{e: "ok" for e in bad}}
+    assert summary(tmp_path, tuner_yaml)[0]["expid"] == good  # the full grid's best
+    for expid in bad:
+        log = (checkpoints(tmp_path) / f"{expid}.log").read_text()
+        assert "Resumed from the training state" in log and "Training finished" in log
+        assert [r["run"] for r in lines(tmp_path, tuner_yaml) if r["exp_id"] == expid][-1] == \
+            found[expid]["run"]  # the same run, continued
