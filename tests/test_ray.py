@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from .conftest import REPO, run_cli, tune_cli, write_tuner_config
 
@@ -73,12 +72,6 @@ def ray_popen(folder, tuner_yaml, *extra, address="local"):
 def expids_of(tuner_yaml):
     from src.tuning.grid import expand
     return expand(tuner_yaml).expids
-
-
-def grid_params(tuner_yaml):
-    from src.tuning.grid import expand
-    grid = expand(tuner_yaml)
-    return {e: grid.params(e) for e in grid.expids}
 
 
 def lines(folder, tuner_yaml):
@@ -185,23 +178,23 @@ def test_asha_needs_auc_as_the_monitor(small_data, tmp_path):
 
 # --- the same grid, two executors --------------------------------------------------------
 def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_data, tmp_path):
-    """deterministic: True (the demo's): the same result lines (expid, fingerprint, metrics)
-    and summary; a rerun resumes; prediction accepts the checkpoints the Ray runs wrote. The
-    slot tuner runs with a `ray` package that fails on import: without --ray, neither the
-    tuner nor its runs import Ray."""
-    space = {"learning_rate": [3.e-3, 1.e-2]}
+    """deterministic: True (the demo's): the same result lines (expid, fingerprint, metrics),
+    summary and exit status; a run that fails for its own reasons (a learning rate of 1e30:
+    NaN loss) fails alike and is not retried; a rerun retries only it; prediction accepts the
+    checkpoints the Ray runs wrote. The slot tuner runs with a `ray` package that fails on
+    import: without --ray, neither the tuner nor its runs import Ray."""
+    space = {"learning_rate": [3.e-3, 1.e-2, 1.e+30]}
     folders = {name: tmp_path / name for name in ("slots", "ray")}
     for folder in folders.values():
         folder.mkdir()
         make_tuner(folder, small_data, space)
+    good, other, diverging = expids_of(folders["ray"] / "grid.yaml")
     poison = tmp_path / "poison" / "ray"
     poison.mkdir(parents=True)
-    (poison / "__init__.py").write_text("raise ImportError('the tuner imported ray without --ray')\n")
+    (poison / "__init__.py").write_text("raise ImportError('ray imported without --ray')\n")
     env = dict(os.environ, PYTHONPATH=str(poison.parent))
     slots = tune_cli(folders["slots"], folders["slots"] / "grid.yaml", env=env)
-    assert slots.returncode == 0, slots.stderr[-3000:]
     ray = ray_cli(folders["ray"], folders["ray"] / "grid.yaml")
-    assert ray.returncode == 0, ray.stderr[-3000:]
 
     def content(name):
         found = sorted((r["exp_id"], r["fingerprint"], r["dataset_id"], tuple(r["val"].items()))
@@ -210,18 +203,27 @@ def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_da
                 for r in summary(folders[name], "grid.yaml")]
         return found, rows
 
+    for done in (slots, ray):
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert last_error(done).startswith(f"error: 1 of 3 run(s) failed: {diverging}. Fix: ")
+        # the grid's progress as runs end, for both executors
+        assert "grid: 1 done, 0 failed, 1 running, 1 queued;" in done.stderr
+        assert "grid: 2 done, 1 failed, 0 running, 0 queued;" in done.stderr
     assert content("ray") == content("slots")
-    assert len(content("ray")[0]) == 2 and {r[1] for r in content("ray")[1]} == {"ok"}
-    for done in (slots, ray):  # the grid's progress as runs end, for both executors
-        assert "grid: 1 done, 0 failed, 1 running, 0 queued;" in done.stderr
-        assert "grid: 2 done, 0 failed, 0 running, 0 queued;" in done.stderr
+    assert {e: s for e, s, *_ in content("ray")[1]} == {good: "ok", other: "ok",
+                                                      diverging: "failed (exit 2)"}
+    assert len(content("ray")[0]) == 2
+    log = (checkpoints(folders["ray"]) / f"{diverging}.log").read_text()
+    assert log.count("Start training") == 1 and "training diverged" in log  # not retried
+    assert "was lost" not in ray.stderr
     for line in lines(folders["ray"], "grid.yaml"):  # what reruns the run by hand
         assert line["command"] == (f"python {REPO / 'run_expid.py'} --config "
                                    f"{folders['ray'] / 'grid'} --expid {line['exp_id']} --gpu -1")
 
     again = ray_cli(folders["ray"], folders["ray"] / "grid.yaml")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert set(statuses(folders["ray"], "grid.yaml").values()) == {"done before"}
+    assert again.returncode == 2
+    assert statuses(folders["ray"], "grid.yaml") == {good: "done before", other: "done before",
+                                                     diverging: "failed (exit 2)"}
     assert len(lines(folders["ray"], "grid.yaml")) == 2
     predicted = run_cli("prediction.py", "--config", "grid", "--expid", "best", cwd=folders["ray"])
     assert predicted.returncode == 0, predicted.stderr[-3000:]
@@ -306,12 +308,17 @@ def start_node_without(folder, address):
                             stderr=subprocess.DEVNULL, env=dict(os.environ, **RAY_ENV))
 
 
-def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data, tmp_path):
+@pytest.mark.parametrize("hidden", ["data", "model_root"])
+def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data, tmp_path,
+                                                             hidden):
+    """A node that does not see the data, or has its own folder where model_root is: one
+    error naming the node and the path, and nothing written or started."""
     import ray
     for node in list(cluster.worker_nodes):
         cluster.remove_node(node)
-    data = small_data / "MicroLens_1M_x1"
-    node = start_node_without(data, cluster.address)
+    data, root = small_data / "MicroLens_1M_x1", tmp_path / "checkpoints"
+    root.mkdir()
+    node = start_node_without(data if hidden == "data" else root, cluster.address)
     try:
         ray.init(address=cluster.address)
         try:
@@ -332,10 +339,15 @@ def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data
     assert done.returncode == 2, done.stderr[-3000:]
     error = last_error(done)
     assert error.startswith(f"error: Ray node {blind[:8]} (127.0.0.1), host ")
-    assert f"has no data file {data}/" in error and "nothing was started" in error
+    if hidden == "data":
+        assert f"has no data file {data}/" in error
+    else:
+        assert ": model_root ./checkpoints/ is another folder there than on the tuner's " \
+               "machine" in error
+    assert "nothing was started" in error
     assert "Fix: put the data and model_root on a file system every node mounts" in error
     assert not tuner_yaml.with_suffix("").exists()  # no grid folder
-    assert not list(tmp_path.glob("*.csv")) and not list(tmp_path.rglob("*.log"))
+    assert not list(tmp_path.glob("*.csv")) and not list(root.iterdir())  # no run, no probe
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import UserError
+from ..params import RunPaths
 from .executor import Ended
 from .fingerprint import data_files, file_signature
 from .slots import StopSignalsAsInterrupt
@@ -45,6 +46,7 @@ LOCAL = "local"
 SCHEDULERS = ("asha",)
 EVALUATION = "evaluation"  # Tune's time attribute for ASHA: the run's evaluation number
 NODE_CHECK_SECONDS = 120  # how long a node may take to answer the data check
+CONNECT_SECONDS = 10  # a head node that does not accept a connection by then is not there
 # Ray Tune settings for the driver while a grid runs: our own Ctrl-C handling; Tune's older
 # console output, which verbose=0 silences (the newer one prints a table even then).
 TUNE_ENVIRONMENT = {"TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0"}
@@ -60,8 +62,14 @@ class RayRunner:
     def __init__(self, address, gpus_per_run=1, cpus_per_run=1, retries=1, scheduler=None,
                  grace_period=1, reduction_factor=4):
         problems = []
-        if not address:
-            problems.append("--ray needs an address: auto, HOST:PORT or local")
+        host, _, port = (address or "").rpartition(":")
+        if address and address.startswith("ray://"):
+            problems.append(f"--ray {address}: a Ray Client address would run the grid's "
+                            f"bookkeeping on the cluster, not here; run the tuner on a node of "
+                            f"the cluster with --ray auto (or the head's HOST:PORT)")
+        elif address not in (LOCAL, "auto") and not (host and port.isdigit()):
+            problems.append(f"--ray {address}: expected auto, local or HOST:PORT (the head "
+                            f"node's address, port 6379 by default)")
         if not gpus_per_run >= 0:
             problems.append(f"--gpus-per-run {gpus_per_run} must be >= 0")
         if not cpus_per_run > 0:
@@ -75,7 +83,8 @@ class RayRunner:
         if not reduction_factor > 1:
             problems.append(f"--reduction-factor {reduction_factor} must be > 1")
         if problems:
-            raise UserError("; ".join(problems))
+            raise UserError(f"{'; '.join(problems)}. Fix: correct the option (python "
+                            f"run_param_tuner.py --help)")
         self.address, self.scheduler, self.retries = address, scheduler, retries
         self.resources = {"cpu": cpus_per_run, "gpu": gpus_per_run}
         self.grace_period, self.reduction_factor = grace_period, reduction_factor
@@ -92,6 +101,8 @@ class RayRunner:
         self._check_nodes(nodes)
 
     def _connect(self):
+        if self.address not in (LOCAL, "auto"):
+            _require_reachable(self.address)
         if self.address == LOCAL:
             # A one-machine instance need not be reachable from the network: Ray then binds
             # its servers to the loopback interface. Read by Ray at import, so set first.
@@ -151,8 +162,8 @@ class RayRunner:
             answers = {n["NodeID"]: view.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
                 n["NodeID"], soft=False)).remote(cwd, [path for _, path in files], probes)
                 for n in nodes}
-            ready, late = ray.wait(list(answers.values()), num_returns=len(answers),
-                                   timeout=NODE_CHECK_SECONDS)
+            _, late = ray.wait(list(answers.values()), num_returns=len(answers),
+                               timeout=NODE_CHECK_SECONDS)
             for node in nodes:
                 ref = answers[node["NodeID"]]
                 if ref in late:
@@ -168,7 +179,6 @@ class RayRunner:
 
     # --- the runs ------------------------------------------------------------------------
     def run(self, spec, queue, hooks):
-        import ray
         from ray import tune
         queue = [e for e in queue if not _refused(e, hooks)]
         if not queue:
@@ -176,7 +186,6 @@ class RayRunner:
         gpu = 0 if self.resources["gpu"] > 0 else -1  # Ray sets CUDA_VISIBLE_DEVICES per run
         if spec.fresh:  # --force: from scratch; a retry after a lost node still resumes
             for expid in queue:
-                from ..params import RunPaths
                 RunPaths(self.params[expid]).state.unlink(missing_ok=True)
         params = {e: dict(self.params[e], gpu=gpu) for e in queue}
         job = {"cwd": os.getcwd(), "report": bool(self.scheduler)}
@@ -246,6 +255,18 @@ def _require_auc_monitor(params):
             raise UserError(f"--scheduler asha ranks runs by validation AUC, but {expid} has "
                             f"monitor={monitor!r}. Fix: monitor: AUC in its model block, or run "
                             f"without --scheduler")
+
+
+def _require_reachable(address):
+    """HOST:PORT must accept a connection: ray.init would otherwise retry for minutes."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise UserError(f"--ray {address}: nothing answers there ({err.strerror or err}). Fix: "
+                        f"start the head node (`ray start --head` prints its address) or "
+                        f"correct the address; --ray auto finds the cluster of this machine"
+                        ) from None
 
 
 def _node_name(node):
@@ -349,9 +370,10 @@ def _callback_class():
         def on_trial_error(self, iteration, trials, trial, **info):
             expid = trial.config["expid"]
             self.ended.add(expid)
-            self.hooks.finished(Ended(expid, seconds=self.seconds(expid), status=(
-                f"failed (lost its worker {trial.run_metadata.num_failures} time(s))")))
-            logger.error("%s: %s", expid, _error_line(trial))
+            logger.error("%s: %s, %d time(s); no retry left (--retries %d)", expid,
+                         _error_line(trial), trial.run_metadata.num_failures, trial.max_failures)
+            self.hooks.finished(Ended(expid, seconds=self.seconds(expid),
+                                      status=f"failed (Ray: {_error_type(trial)})"))
 
         def _ended(self, expid):
             seconds, final = self.seconds(expid), self.final.get(expid)
@@ -377,13 +399,24 @@ def _callback_class():
 
 
 def _error_line(trial):
-    error = getattr(trial, "error_file", None)
-    text = ""
-    if error and os.path.exists(error):
-        with open(error, errors="replace") as f:
-            text = f.read()
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no error message"
+    """The first line of the trial's latest failure, from Tune's error file."""
+    error = trial.error_file
+    if not error or not os.path.exists(error):
+        return "no error message"
+    with open(error, errors="replace") as f:
+        latest = f.read().split("Failure # ")[-1].splitlines()[1:]  # after its header line
+    lines = [line.strip() for line in latest if line.strip()]
+    return lines[0][:300] if lines else "no error message"
+
+
+def _error_type(trial):
+    """The class of the trial's latest failure (ActorDiedError for a lost worker or node)."""
+    try:
+        import cloudpickle
+        with open(trial.pickled_error_file, "rb") as f:
+            return type(cloudpickle.load(f)).__name__
+    except Exception:  # no such file, or one that does not unpickle here: say no more
+        return "error"
 
 
 # --- what runs on the nodes --------------------------------------------------------------
@@ -394,8 +427,8 @@ def _node_view(cwd, files, probes):
     roots = {}
     for root, probe in probes.items():
         if not (base / probe).exists():
-            roots[root] = "is not the driver's folder there (a file the tuner wrote in it " \
-                          "is not visible on this node)"
+            roots[root] = ("is another folder there than on the tuner's machine (a file the "
+                           "tuner wrote in it is not visible from this node)")
             continue
         try:
             test = base / root / f".tuner_probe_{socket.gethostname()}_{os.getpid()}"
