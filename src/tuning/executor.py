@@ -13,7 +13,9 @@ ray_runner.RayRunner (a Ray cluster). A third (a batch scheduler, say) is one mo
 
 run() starts the expids of queue (a list, in order) as its resources allow and calls
     hooks.check(expid) -> None, or why it must not start (another live process trains it);
-                          a refused expid is finished at once with Ended(status=that reason)
+                          before the expid starts (the slots: just before; Ray: all before
+                          the first start); a refused expid is finished at once with
+                          Ended(status=that reason)
     hooks.started(expid)
     hooks.finished(Ended(...))   once per expid that ended, whatever became of it
 and returns (interrupted: bool, stopped: [Ended of runs cut short by the interrupt],

@@ -170,7 +170,7 @@ class RayRunner:
                     raise UserError(f"Ray {_node_name(node)} did not answer the data check within "
                                     f"{NODE_CHECK_SECONDS} s. Fix: check that node (ray status), "
                                     f"or remove it from the cluster")
-                _judge(node, ray.get(ref), cwd, relative, files, local, probes)
+                _judge(node, ray.get(ref), cwd, relative, files, local)
         finally:
             for probe in probes.values():
                 Path(probe).unlink(missing_ok=True)
@@ -273,12 +273,13 @@ def _node_name(node):
     return f"node {node['NodeID'][:8]} ({node.get('NodeManagerAddress', '?')})"
 
 
-def _judge(node, seen, cwd, relative, files, local, probes):
+def _judge(node, seen, cwd, relative, files, local):
     """One node's answer to the data check: an error naming the first problem, or nothing."""
     name = f"Ray {_node_name(node)}, host {seen['host']},"
     if relative and not seen["cwd"]:
         raise UserError(f"{name} has no folder {cwd} (the tuner's current folder, where the "
-                        f"relative paths of the config start). Fix: {FIX_SHARED}")
+                        f"relative paths of the config start); nothing was started. Fix: "
+                        f"{FIX_SHARED}")
     for key, path in files:
         there = seen["files"][path]
         if there == "missing":
