@@ -3,7 +3,8 @@
 Usage: python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --gpu 0 1
 (--gpu -1 runs on the CPU; `--gpu 0 0` puts two runs on GPU 0). Rerunning the same command
 skips experiments that already have a result and retries the missing or failed ones; a run
-killed part-way continues from its last evaluation.
+killed part-way continues from its last evaluation. --report then writes the grid's report
+(python -m src.report), also when some runs failed.
 On a Ray cluster: --ray auto|HOST:PORT|local [--gpus-per-run 1] [--cpus-per-run 1]
 [--retries 1] [--scheduler asha [--grace-period 1] [--reduction-factor 4]] (README, "Grids
 on a Ray cluster"); results, summary and resume are the same.
@@ -12,7 +13,7 @@ import argparse
 
 from src.cli import run_main, setup_logging
 from src.errors import UserError
-from src.tuning.tuner import tune
+from src.tuning.tuner import GridFailed, tune
 
 
 def main():
@@ -22,6 +23,8 @@ def main():
                         help="one slot per entry: GPU index, or -1 for the CPU (default -1)")
     parser.add_argument("--force", action="store_true",
                         help="rerun experiments already done, from scratch")
+    parser.add_argument("--report", action="store_true",
+                        help="then write reports/<grid>/index.html (python -m src.report)")
     ray = parser.add_argument_group("on a Ray cluster (pip install -r requirements-ray.txt)")
     ray.add_argument("--ray", metavar="ADDRESS",
                      help="auto (the cluster of this machine), HOST:PORT (its head node) or "
@@ -38,7 +41,12 @@ def main():
                      help="ASHA: about 1 in this many runs goes on at each rung (default 4)")
     args = parser.parse_args()
     setup_logging()
-    tune(args.config, args.gpu or [-1], force=args.force, executor=executor(args))
+    try:
+        tune(args.config, args.gpu or [-1], force=args.force, executor=executor(args))
+    except GridFailed:
+        report(args)  # failed runs are shown in it
+        raise
+    report(args)
 
 
 def executor(args):
@@ -60,6 +68,14 @@ def executor(args):
     return RayRunner(args.ray, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                      retries=args.retries, scheduler=args.scheduler,
                      grace_period=args.grace_period, reduction_factor=args.reduction_factor)
+
+
+def report(args):
+    """With --report: the grid's report, written after the summary."""
+    if args.report:
+        from src.report.build import write_report
+        index = write_report(args.config, command=f"python -m src.report --config {args.config}")
+        print(f"report: {index}")
 
 
 if __name__ == "__main__":

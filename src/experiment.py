@@ -17,6 +17,7 @@ import numpy as np
 
 from .cli import add_log_file, console_summary
 from .errors import ConfigError, SubmissionError, UserError
+from .history import RunHistory, require_tensorboard
 from .params import RunPaths, load_params, log_file, require_config_dir  # noqa: F401
 from .tuning.fingerprint import (describe_difference, fingerprint_record, file_signature,
                                  new_run_id)
@@ -229,6 +230,7 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     paths = RunPaths(params)
     require_gpu(params.get("gpu"))
     check_params(params)
+    require_tensorboard(params)
     validate_inputs(params, splits=("train", "valid"))
     require_writable(paths.folder, "model_root folder")
     with FileLock(paths.lock, f"experiment {paths.name}",
@@ -240,13 +242,19 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
         add_log_file(paths.log, append=resume is not None)
         logger.debug("Params: %s", params)
         logger.info("Params:\n%s", _params_block(params), extra={"file_only": True})
-        with _SignalAsExit():
-            return _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume,
-                          on_evaluation, hand_back)
+        # like the log: continued from the state's evaluation on a resume, else started afresh
+        history = RunHistory(paths.history, resume["total_steps"] if resume else None,
+                             paths.tensorboard if params.get("tensorboard") else None)
+        try:
+            with _SignalAsExit():
+                return _train(params, config_dir, argv, threads, tuner_pid, paths, record,
+                              resume, history, on_evaluation, hand_back)
+        finally:
+            history.close()
 
 
-def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, on_evaluation,
-           hand_back):
+def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
+           on_evaluation, hand_back):
     from .data.features import build_feature_map
     set_up_torch(params, threads)
     if params.get("gpu", -1) >= 0:
@@ -260,6 +268,7 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     model.run_info = {"fingerprint": record["fingerprint"], "run_id": run_id,
                       "fingerprint_record": record}
     model.state_path = str(paths.state)
+    model.history = history
     if tuner_pid:
         model.should_stop = lambda: (f"the tuner (pid {tuner_pid}) is gone"
                                      if os.getppid() != tuner_pid else None)

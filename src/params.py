@@ -25,10 +25,11 @@ OPTION_DEFAULTS = {
     "warmup_steps": 0,        # linear warm-up steps (cosine)
     "min_lr": 1.e-6,          # floor of every schedule
     "weight_decay": 0,        # the optimizer's weight decay (decoupled for AdamW)
+    "tensorboard": False,     # also write the evaluation history as TensorBoard scalars
 }
 # Keys that say where files go or how much is printed, not what is trained.
 BOOKKEEPING_KEYS = ("gpu", "verbose", "num_workers", "model_root", "data_root", "model_id",
-                    "pickle_feature_encoder", "threads")
+                    "pickle_feature_encoder", "threads", "tensorboard")
 
 
 def read_yaml(path):
@@ -92,7 +93,9 @@ def with_option_defaults(params):
 
 
 class RunPaths:
-    """Where one run's files go: <model_root>/<dataset_id>/<run name>.{log,model,state,lock}.
+    """Where one run's files go: <model_root>/<dataset_id>/<run name>.{log,model,state,lock}
+    and .history.csv (one row per evaluation); TensorBoard events, when asked for, in
+    <model_root>/tensorboard/<run name>/.
 
     A run capped with --max-steps N is named `<expid>.max_steps_N`, so it never replaces the
     checkpoint, log or result of the full run of the same expid."""
@@ -101,7 +104,8 @@ class RunPaths:
         self.expid = params["model_id"]
         self.name = self.expid + (f".max_steps_{params['max_steps']}"
                                   if params.get("capped") else "")
-        self.folder = Path(params.get("model_root", "./checkpoints/")) / params["dataset_id"]
+        self.root = Path(params.get("model_root", "./checkpoints/"))
+        self.folder = self.root / params["dataset_id"]
 
     def _file(self, suffix):
         return self.folder / f"{self.name}{suffix}"
@@ -110,6 +114,8 @@ class RunPaths:
     checkpoint = property(lambda self: self._file(".model"))
     state = property(lambda self: self._file(".state"))
     lock = property(lambda self: self._file(".lock"))
+    history = property(lambda self: self._file(".history.csv"))
+    tensorboard = property(lambda self: self.root / "tensorboard" / self.name)
 
 
 def log_file(params):

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -62,6 +63,29 @@ def run_cli(script, *args, cwd, env=None, timeout=300):
 def tune_cli(folder, tuner_yaml, *extra, slots=2, env=None):
     return run_cli("run_param_tuner.py", "--config", tuner_yaml, "--gpu", *["-1"] * slots,
                    *extra, cwd=folder, env=env)
+
+
+def wait_for(predicate, timeout, what):
+    """Poll predicate until it holds; fail naming what was awaited after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def processes_mentioning(text):
+    """Pids of live processes (this one excluded) whose command line contains text."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                pids.append(int(entry.name))
+    return pids
 
 
 def write_tuner_config(folder, data_dir, tuner_space=None, name="tiny_tuner_config.yaml",

@@ -181,6 +181,9 @@ def test_positive_rate_and_truth(data):
         assert summary["best_auc"][name] == pytest.approx(best, abs=1e-12)
         assert 0.85 < best < 0.96
         assert summary["history_blind_oracle_auc"][name] < best - 0.1
+        # what the row's history reveals of the user: between knowing nothing and knowing all
+        assert (summary["history_blind_oracle_auc"][name] + 0.05 < summary["history_oracle_auc"][name]
+                < best - 0.01)
     assert not list(root.rglob("*.tmp")), "temporary files left behind"
 
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from src.models.base import atomic_save
 from src.tuning.slots import slot_environment
 from src.errors import UserError
 
-from .conftest import REPO, run_cli, tune_cli, write_tuner_config
+from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for, write_tuner_config
 
 FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
 DATASET = "MicroLens_tiny_x1"
@@ -52,12 +51,21 @@ def zip_bytes(path):
         return zf.read("prediction.csv")
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+def start_run(folder, tuner_yaml):
+    """Expand the grid of tuner_yaml, start its one experiment with run_expid.py and wait for
+    its first evaluation; (process, expid, log path)."""
+    from src.tuning.tuner import expand_grid
+    config_dir, (expid,) = expand_grid(tuner_yaml)
+    run = subprocess.Popen([sys.executable, str(REPO / "run_expid.py"), "--config", config_dir,
+                            "--expid", expid], cwd=folder, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    log = checkpoints(folder) / f"{expid}.log"
+    try:
+        wait_for(lambda: log.exists() and "Evaluation" in log.read_text(), 120, "training")
+    except AssertionError:
+        run.kill()
+        raise
+    return run, expid, log
 
 
 def last_error(done):
@@ -204,7 +212,7 @@ def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
             last_error(direct)
         first.kill()  # kill -9 the tuner: its run is now an orphan
         first.wait()
-        child = [p for p in _pids_mentioning(str(tuner_yaml.with_suffix(""))) if p != first.pid]
+        child = [p for p in processes_mentioning(str(tuner_yaml.with_suffix(""))) if p != first.pid]
         wait_for(lambda: not any(_alive(p) for p in child), 60, "the orphan to stop")
     finally:
         first.kill()
@@ -217,18 +225,6 @@ def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
 def expids_of_after_expand(tuner_yaml):
     from src.tuning.grid import expand
     return expand(tuner_yaml).expids
-
-
-def _pids_mentioning(text):
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 def _alive(pid):
@@ -352,16 +348,8 @@ def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_
 
 
 def test_a_run_stopped_by_sigterm_says_so_in_its_log(small_data, tmp_path):
-    tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
-    (expid,) = expids_of_after_expand(tuner_yaml)
-    from src.tuning.tuner import expand_grid
-    config_dir, _ = expand_grid(tuner_yaml)
-    run = subprocess.Popen([sys.executable, str(REPO / "run_expid.py"), "--config", config_dir,
-                            "--expid", expid], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    log = checkpoints(tmp_path) / f"{expid}.log"
+    run, expid, log = start_run(tmp_path, make_tuner(tmp_path, small_data, SLOW))
     try:
-        wait_for(lambda: log.exists() and "Evaluation" in log.read_text(), 120, "training")
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)
     finally:
@@ -450,13 +438,8 @@ def test_the_tuner_does_not_train_beside_a_live_run_of_the_same_experiment(small
     for it, then refuses that experiment instead of training it a second time beside it."""
     from src.tuning import tuner
     tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 100})
-    config_dir, (expid,) = tuner.expand_grid(tuner_yaml)
-    run = subprocess.Popen([sys.executable, str(REPO / "run_expid.py"), "--config", config_dir,
-                            "--expid", expid], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    log = checkpoints(tmp_path) / f"{expid}.log"
+    run, expid, log = start_run(tmp_path, tuner_yaml)
     try:
-        wait_for(lambda: log.exists() and "Evaluation" in log.read_text(), 120, "training")
         monkeypatch.setattr(tuner, "ORPHAN_WAIT_SECONDS", 1)
         monkeypatch.chdir(tmp_path)
         with pytest.raises(tuner.GridFailed):
@@ -515,3 +498,47 @@ def test_vocab_size_auto_is_recorded_in_the_checkpoint(small_data, tmp_path):
     assert sizes["item_id"] == len(items)
     assert sizes["item_tags"] == max(max(t) for t in items["item_tags"]) + 1
     assert predict(tmp_path, tuner_yaml.with_suffix("")).returncode == 0
+
+
+@pytest.mark.parametrize("config_dir", ["din_config", "task2_config"])
+def test_every_shipped_model_block_passes_the_value_checks(small_data, tmp_path, config_dir):
+    """A grid on any block of the shipped model configs is accepted as it is."""
+    from src.tuning.grid import expand
+    blocks = [b for b in yaml.safe_load((REPO / "config" / config_dir / "model_config.yaml")
+                                        .read_text()) if b != "Base"]
+    tuner_yaml = make_tuner(tmp_path, small_data)
+    config = yaml.safe_load(tuner_yaml.read_text())
+    config.update(base_config=str(REPO / "config" / config_dir), base_expid=blocks)
+    config["tuner_space"] = {"epochs": 1}
+    tuner_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    grid = expand(tuner_yaml)
+    assert sorted({grid.params(e)["model"] for e in grid.expids}) == sorted(
+        {yaml.safe_load((REPO / "config" / config_dir / "model_config.yaml").read_text())[b]
+         .get("model") for b in blocks})
+    assert len(grid.expids) == len(blocks)
+
+
+def test_cpu_threads_follow_the_request_the_environment_determinism_and_the_load(monkeypatch):
+    from src.experiment import cpu_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_threads(3) == (3, "--threads")
+    assert cpu_threads(None, deterministic=True) == (1, "deterministic: True")
+    cores = len(os.sched_getaffinity(0))
+    count, why = cpu_threads()
+    assert 1 <= count <= cores and why.startswith(f"{cores} cores, load ")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(None, deterministic=True) == (2, "OMP_NUM_THREADS")
+
+
+def test_deterministic_turns_on_torchs_deterministic_kernels(monkeypatch):
+    from src.experiment import set_up_torch
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        set_up_torch({"deterministic": True, "seed": 1}, threads=1)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)

@@ -8,12 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, run_cli, tune_cli, write_tuner_config
+from .conftest import REPO, run_cli, tune_cli, wait_for, write_tuner_config
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="Ray is not installed (pip install -r requirements-ray.txt)")
@@ -95,14 +94,6 @@ def checkpoints(folder):
 
 def last_error(done):
     return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def descendants(pid):

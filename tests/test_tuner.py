@@ -23,7 +23,7 @@ from src.tuning import slots, tuner
 from src.errors import ConfigError
 from src.tuning.task1_rules import check_tuner_config
 
-from .conftest import REPO, tune_cli, write_tuner_config
+from .conftest import REPO, processes_mentioning, tune_cli, wait_for, write_tuner_config
 
 TASK1_CONFIG = REPO / "config" / "DIN_task1_tuner_config.yaml"
 SEED_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
@@ -60,28 +60,6 @@ def result_lines(folder, tuner_yaml):
 
 def line_expid(line):
     return line.split(",[exp_id] ")[1].split(",")[0]
-
-
-def processes_mentioning(text):
-    """Pids of live processes whose command line contains text."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 # --- a crashing run ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ replace the loops because we need what it lacks:
 - the training state (weights, optimizer, schedule, epoch and batch, random generators, best
   metric) saved at every evaluation, so a killed run continues where it was;
 - learning-rate schedules (plateau with any factor, warm-up, cosine), weight decay, max_steps;
+- the run's evaluation history (src/history.py), one row per evaluation, kept across a resume;
 - progress lines with rows/s and ETA also where stderr is not a terminal.
 """
 import logging
@@ -27,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError, UserError
+from ..history import NoHistory
 from ..progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -133,15 +135,19 @@ class MMCTRModel(BaseModel):
         # Saved with every checkpoint; build_model replaces it with the full params.
         self.config = dict(kwargs, accumulation_steps=accumulation_steps, max_steps=max_steps)
         # Set by the experiment (src/experiment.py): what checkpoints record, where the
-        # training state goes, and a check run every step that may ask training to stop.
+        # training state goes, a check run every step that may ask training to stop, and
+        # where each evaluation is recorded.
         self.run_info = {}
         self.state_path = None
         self.should_stop = None
+        self.history = NoHistory()
         # Called with (model, val_logs) after each evaluation's checkpoint and state are saved:
         # how a scheduler (Ray Tune's ASHA, src/tuning/ray_runner.py) watches a run.
         self.on_evaluation = _no_scheduler
         # training counters, also for callers that call train_step without fit (benchmarks)
         self._total_steps = self._batch_index = self._epoch_index = 0
+        self._stop_training = False
+        self._interval = (None, 0)  # training loss and rows since the last evaluation
         self._max_gradient_norm = 10.0
         self._schedule_steps = 1
 
@@ -197,7 +203,9 @@ class MMCTRModel(BaseModel):
 
     def train_epoch(self, data_generator):
         self.train()
-        train_loss, loss_steps = 0.0, 0
+        # loss, rows and time since the last evaluation count from the epoch's start
+        train_loss, loss_steps, loss_rows = 0.0, 0, 0
+        self.history.start()
         skip = self._resume_batch + 1
         if skip:  # the resumed epoch: same shuffle as before the interruption, done batches skipped
             np.random.set_state(self._epoch_rng)
@@ -223,11 +231,13 @@ class MMCTRModel(BaseModel):
             train_loss += loss
             loss_steps += 1
             rows = len(batch_data[self.feature_map.labels[0]])
+            loss_rows += rows
             progress.update(rows=rows, loss=train_loss / loss_steps, lr=f"{self.current_lr():.2e}",
                             last_valid_AUC=self._last_auc)
             if self._total_steps % self._eval_steps == 0:
                 logger.info("Train loss: %.6f", train_loss / loss_steps)
-                train_loss, loss_steps = 0.0, 0
+                self._interval = (train_loss / loss_steps, loss_rows)  # for the history
+                train_loss, loss_steps, loss_rows = 0.0, 0, 0
                 self.eval_step()
             if self.max_steps and self._total_steps >= self.max_steps:
                 logger.info("Reached max_steps=%d", self.max_steps)
@@ -254,11 +264,19 @@ class MMCTRModel(BaseModel):
     def eval_step(self):
         logger.info("Evaluation @epoch %d - batch %d: ", self._epoch_index + 1,
                     self._batch_index + 1)
-        val_logs = self.evaluate(self.valid_gen, metrics=self._monitor.get_metrics())
+        self.history.pause()
+        lr = self.current_lr()  # the rate of the steps just done, before a plateau decay
+        # AUC and logloss always, for the history, beside what the monitor needs
+        metrics = list(dict.fromkeys(self._monitor.get_metrics() + ["AUC", "logloss"]))
+        val_logs = self.evaluate(self.valid_gen, metrics=metrics)
         self._last_auc = float(val_logs["AUC"]) if "AUC" in val_logs else None
         self.checkpoint_and_earlystop(val_logs)
+        # before the state: a run resumed from this state finds this row on disk
+        loss, rows = self._interval
+        self.history.record(self._epoch_index + 1, self._total_steps, loss, rows, val_logs, lr)
         self.save_training_state()
         self.on_evaluation(self, val_logs)
+        self.history.start()
         self.train()
 
     def checkpoint_and_earlystop(self, logs, min_delta=1e-6):

@@ -14,7 +14,8 @@ What differs from FuxiCTR's enumerate_params, and why:
   the base blocks that have it (it must be in at least one, or in the dataset block);
 - an unknown key is an error with a "did you mean";
 - the option keys of our models (src/params.OPTION_DEFAULTS) can be set or tuned even when the
-  model block does not list them.
+  model block does not list them; at their defaults they do not enter the expid's hash, so
+  listing them (or a new option) in a Base block renames no experiment.
 """
 import difflib
 import hashlib
@@ -93,7 +94,7 @@ def _base_dir(config, tuner_yaml):
     return config.get("base_config", os.path.dirname(str(tuner_yaml)) or ".")
 
 
-def _model_block(config, base_expid, tuner_yaml):
+def model_block(config, base_expid, tuner_yaml):
     """Base merged with base_expid's block, from the tuner yaml's inline model_config or from
     base_config/model_config.yaml (paths relative to the current folder, as in FuxiCTR)."""
     if "model_config" in config:
@@ -116,7 +117,7 @@ def _model_block(config, base_expid, tuner_yaml):
     return block
 
 
-def _dataset_block(config, dataset_id, tuner_yaml):
+def dataset_block(config, dataset_id, tuner_yaml):
     if "dataset_config" in config:
         blocks, where = config["dataset_config"] or {}, f"{tuner_yaml} (dataset_config)"
     else:
@@ -137,6 +138,13 @@ def _did_you_mean(word, choices):
 def _axis(value):
     """A tuner_space value as its list of grid values (a scalar is one value)."""
     return value if isinstance(value, list) else [value]
+
+
+def _identity(params):
+    """params without the option keys left at their defaults: a new option added to the
+    toolkit (with its default) does not rename every existing experiment."""
+    return {k: v for k, v in params.items()
+            if not (k in OPTION_DEFAULTS and v == OPTION_DEFAULTS[k])}
 
 
 def _digest(*parts):
@@ -165,9 +173,9 @@ def expand(tuner_yaml, config=None):
     config = config or load_tuner_config(tuner_yaml)
     check_tuner_config(config, tuner_yaml)
     base_expids = _axis(config["base_expid"])
-    model_blocks = {b: _model_block(config, b, tuner_yaml) for b in base_expids}
+    model_blocks = {b: model_block(config, b, tuner_yaml) for b in base_expids}
     dataset_id = config.get("dataset_id") or next(iter(model_blocks.values())).get("dataset_id")
-    dataset = _dataset_block(config, dataset_id, tuner_yaml)
+    dataset = dataset_block(config, dataset_id, tuner_yaml)
     tuner_space = config["tuner_space"]
     _check_keys(tuner_space, model_blocks, dataset, tuner_yaml)
 
@@ -191,10 +199,10 @@ def expand(tuner_yaml, config=None):
         model_axes = {k: _axis(v) for k, v in tuner_space.items()
                       if k not in dataset and (k in block or k in OPTION_DEFAULTS)}
         for values in itertools.product(*model_axes.values()):
-            for name, dataset_block in datasets.items():
+            for name, data_block in datasets.items():
                 params = dict(block, **dict(zip(model_axes, values)), dataset_id=name)
                 number += 1
-                expid = f"{prefix}_{number:03d}_{_digest(params, dataset_block)}"
+                expid = f"{prefix}_{number:03d}_{_digest(_identity(params), data_block)}"
                 experiments[expid] = params
     grid = Grid(tuner_yaml, config_dir_of(tuner_yaml), experiments, datasets)
     check_grid_values({expid: grid.params(expid) for expid in experiments}, tuner_yaml)

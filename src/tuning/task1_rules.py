@@ -44,7 +44,7 @@ SEED_DATASET_ID = "MicroLens_1M_x1"
 KNOBS = ("embedding_regularizer", "net_regularizer", "net_dropout", "learning_rate",
          "batch_size")
 BOOKKEEPING = ("model_root", "verbose", "num_workers", "debug_mode", "torch_compile",
-               "split_on_device", "deterministic")
+               "split_on_device", "deterministic", "tensorboard")
 IDENTITY = ("model_id", "dataset_id")  # set by the tuner, not training settings
 PATH_KEYS = ("data_root", "train_data", "valid_data", "test_data", "item_info")
 DATA_FORMAT_KEYS = ("data_format", "rebuild_dataset")

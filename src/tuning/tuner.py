@@ -66,12 +66,15 @@ def check_gpus(gpus):
 
 
 def validate_grid_data(grid):
-    """Check each dataset of the grid once, and that each model_root can be written."""
+    """Check each dataset of the grid once, that each model_root can be written, and that
+    the TensorBoard package is there where a grid point asks for it."""
     from ..data.checks import validate_dataset
     from ..experiment import require_writable
+    from ..history import require_tensorboard
     checked, roots = set(), set()
     for expid in grid.expids:
         params = grid.params(expid)
+        require_tensorboard(params)
         if params["dataset_id"] not in checked:
             logger.info("Checking data of dataset %s", params["dataset_id"])
             validate_dataset(params, splits=("train", "valid", "test"))
@@ -372,6 +375,8 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
         executor.close()
     print(format_table(rows))
     print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
+    print(f"report: python -m src.report --config {grid.config_dir} writes "
+          f"reports/{grid.config_dir.name}/index.html (or run the tuner with --report)")
     if interrupted:
         print("Interrupted: rerun the same command to run the unfinished experiments",
               file=sys.stderr)

@@ -1,0 +1,120 @@
+"""The task-2 comparison table from tuned grids on generated data.
+
+For each tuner config given: every experiment's validation AUC (its result line), its test AUC
+(prediction.py's zip scored against the generator's ground truth), its parameter count; then,
+per model block (the expid without its grid number and hash), the mean and spread over the
+training seeds and the fraction of the gap from the seed DIN to the best achievable AUC that it
+closes. Run from the folder the tuners ran in (result lines and checkpoints are there).
+
+Usage:
+  python bench/task2_table.py --data data/small --baseline DIN_default \\
+      config/compare/seed_features_tuner_config.yaml config/compare/task2_features_tuner_config.yaml
+"""
+import argparse
+import json
+import logging
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from src.experiment import build_model, current_fingerprints, predict_test  # noqa: E402
+from src.params import load_params  # noqa: E402
+from src.submission import score_submission  # noqa: E402
+from src.tuning.grid import config_dir_of  # noqa: E402
+from src.tuning.results import latest_results, results_path  # noqa: E402
+from src.data.vocab import resolve_vocab_sizes  # noqa: E402
+
+
+def block_of(expid):
+    """DIN_default_cpu_003_6f764ca6 -> DIN_default_cpu."""
+    return re.sub(r"_\d{3}_[0-9a-f]{8}$", "", expid)
+
+
+def experiments(tuner_yaml, truth, out):
+    config_dir = config_dir_of(tuner_yaml)
+    fingerprints = current_fingerprints(config_dir)
+    lines = latest_results(results_path(config_dir), fingerprints)
+    rows = []
+    for expid in fingerprints:
+        if expid not in lines:
+            print(f"{expid}: no result line yet, left out", file=sys.stderr)
+            continue
+        params = resolve_vocab_sizes(load_params(config_dir, expid))
+        result = predict_test(config_dir, [expid], out_dir=out)
+        test_auc = score_submission(result["zip"], truth)["Task2"]
+        model = build_model(params)
+        rows.append({"config": Path(tuner_yaml).stem, "expid": expid, "block": block_of(expid),
+                     "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
+                     "test_auc": test_auc,
+                     "parameters": sum(p.numel() for p in model.parameters())})
+    return rows
+
+
+def summarise(rows, baseline, best):
+    blocks = {}
+    for row in rows:
+        blocks.setdefault((row["config"], row["block"]), []).append(row)
+    base = [r for (config, block), rs in blocks.items() for r in rs if block == baseline]
+    if not base:
+        raise SystemExit(f"no runs of the baseline block {baseline}")
+    base_valid = np.mean([r["valid_auc"] for r in base])
+    base_test = np.mean([r["test_auc"] for r in base])
+    table = []
+    for (config, block), rs in blocks.items():
+        valid = np.array([r["valid_auc"] for r in rs])
+        test = np.array([r["test_auc"] for r in rs])
+        table.append({"config": config, "block": block, "seeds": len(rs),
+                      "valid_mean": valid.mean(), "valid_spread": np.ptp(valid),
+                      "test_mean": test.mean(), "test_spread": np.ptp(test),
+                      "gap_closed_valid": (valid.mean() - base_valid) / (best["valid"] - base_valid),
+                      "gap_closed_test": (test.mean() - base_test) / (best["test"] - base_test),
+                      "parameters": rs[0]["parameters"]})
+    return sorted(table, key=lambda r: -r["valid_mean"])
+
+
+def markdown(table, best, baseline):
+    lines = [f"best achievable AUC: valid {best['valid']:.4f}, test {best['test']:.4f}; gap "
+             f"closed = (model - {baseline}) / (best - {baseline}), on the means over seeds",
+             "",
+             "| features | model block | seeds | valid AUC | spread | test AUC | spread | "
+             "gap closed (valid) | gap closed (test) | parameters |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['config'].replace('_tuner_config', '')} | {r['block']} | {r['seeds']} "
+                     f"| {r['valid_mean']:.4f} | {r['valid_spread']:.4f} | {r['test_mean']:.4f} | "
+                     f"{r['test_spread']:.4f} | {100 * r['gap_closed_valid']:.0f}% | "
+                     f"{100 * r['gap_closed_test']:.0f}% | {r['parameters']:,} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="+", help="tuner config yamls that were tuned")
+    parser.add_argument("--data", required=True, help="the generated data folder")
+    parser.add_argument("--baseline", default="DIN_default", help="model block of the seed DIN")
+    parser.add_argument("--out", help="also write the rows and table as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    summary = json.loads((Path(args.data) / "ground_truth" / "summary.json").read_text())
+    best = summary["best_auc"]
+    truth = Path(args.data) / "ground_truth" / "test_truth.parquet"
+    with tempfile.TemporaryDirectory() as out:
+        rows = [row for config in args.configs for row in experiments(config, truth, out)]
+    for row in rows:
+        print(f"{row['expid']}: seed {row['seed']}, valid {row['valid_auc']:.4f}, "
+              f"test {row['test_auc']:.4f}", file=sys.stderr)
+    table = summarise(rows, args.baseline, best)
+    print(markdown(table, best, args.baseline))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "table": table}, indent=2,
+                                             default=float))
+
+
+if __name__ == "__main__":
+    main()
