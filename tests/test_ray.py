@@ -62,10 +62,19 @@ def ray_cli(folder, tuner_yaml, *extra, address="local"):
 
 
 def ray_popen(folder, tuner_yaml, *extra, address="local"):
-    return subprocess.Popen([sys.executable, str(REPO / "run_param_tuner.py"), "--config",
-                             str(tuner_yaml), "--ray", address, "--gpus-per-run", "0", *extra],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=dict(os.environ, **RAY_ENV))
+    """The tuner in the background, its output to files (a pipe nobody reads would fill up and
+    block it); finish(proc) waits for it and returns (stdout, stderr)."""
+    out, err = (open(Path(folder) / f"tuner.{name}", "w") for name in ("out", "err"))
+    with out, err:
+        return subprocess.Popen([sys.executable, str(REPO / "run_param_tuner.py"), "--config",
+                                 str(tuner_yaml), "--ray", address, "--gpus-per-run", "0",
+                                 *extra], cwd=folder, stdout=out, stderr=err, text=True,
+                                start_new_session=True, env=dict(os.environ, **RAY_ENV))
+
+
+def finish(proc, folder, timeout):
+    proc.wait(timeout=timeout)
+    return tuple((Path(folder) / f"tuner.{name}").read_text() for name in ("out", "err"))
 
 
 def expids_of(tuner_yaml):
@@ -250,7 +259,7 @@ def test_runs_land_on_both_nodes_and_a_run_of_a_lost_node_is_retried_once(cluste
         state = checkpoints(tmp_path) / f"{victim}.state"
         wait_for(state.exists, 120, "the victim's first training state")
         cluster.remove_node(worker)
-        out, err = proc.communicate(timeout=600)
+        out, err = finish(proc, tmp_path, 600)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -343,7 +352,9 @@ def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data
 
 # --- Ctrl-C ----------------------------------------------------------------------------------
 def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_data, tmp_path):
-    tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "learning_rate": [3.e-3, 1.e-2]})
+    # 3 epochs: both runs are still training once both have saved a training state
+    tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 3,
+                                                   "learning_rate": [3.e-3, 1.e-2]})
     expids = expids_of(tuner_yaml)
     proc = ray_popen(tmp_path, tuner_yaml)
     try:
@@ -352,7 +363,7 @@ def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_da
                  180, "both runs training")
         ray_processes = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        out, err = proc.communicate(timeout=120)
+        out, err = finish(proc, tmp_path, 120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
