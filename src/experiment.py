@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +170,13 @@ def require_writable(folder, what):
 class _SignalAsExit:
     """While training, SIGTERM (a scheduler or the tuner stopping the run) is logged in the
     run's own log, then the process dies of that signal as before, so whoever sent it sees
-    the usual status."""
+    the usual status. Only in the main thread (Python's rule); a run in another thread (a
+    Ray Tune trial) is stopped by its executor."""
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGTERM, self._handle)
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     @staticmethod
@@ -184,7 +188,8 @@ class _SignalAsExit:
         os.kill(os.getpid(), signum)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self.previous)
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)
         return False
 
 
@@ -214,9 +219,14 @@ def _resume_state(paths, record, fresh):
     return state
 
 
-def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=None):
+def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=None,
+          on_evaluation=None, hand_back=False):
     """Train the experiment of params (from load_params), evaluate on valid, append the
-    result line for config_dir; return the validation metrics."""
+    result line for config_dir; return the validation metrics.
+    on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
+    state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
+    hand_back: append no result line but return what it would hold, {"val", "fingerprint",
+    "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
     paths = RunPaths(params)
     require_gpu(params.get("gpu"))
     check_params(params)
@@ -238,12 +248,13 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
         try:
             with _SignalAsExit():
                 return _train(params, config_dir, argv, threads, tuner_pid, paths, record,
-                              resume, history)
+                              resume, history, on_evaluation, hand_back)
         finally:
             history.close()
 
 
-def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history):
+def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
+           on_evaluation, hand_back):
     from .data.features import build_feature_map
     set_up_torch(params, threads)
     if params.get("gpu", -1) >= 0:
@@ -261,6 +272,8 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     if tuner_pid:
         model.should_stop = lambda: (f"the tuner (pid {tuner_pid}) is gone"
                                      if os.getppid() != tuner_pid else None)
+    if on_evaluation is not None:
+        model.on_evaluation = on_evaluation
     count = sum(p.numel() for p in model.parameters())
     check_room(model, paths)
     console_summary(f"{paths.name}: model {params['model']}, {count:,} parameters, lr "
@@ -270,6 +283,10 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     model.fit(train_gen, validation_data=valid_gen, resume=resume, **params)
     logger.info("****** Validation evaluation ******")
     valid_result = model.evaluate(valid_gen)
+    if hand_back:
+        paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
+        return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
+                "dataset_id": params["dataset_id"]}
     path = append_result(config_dir, paths.name, params["dataset_id"], valid_result, argv,
                          fingerprint=record["fingerprint"], run_id=run_id)
     paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh

@@ -141,6 +141,9 @@ class MMCTRModel(BaseModel):
         self.state_path = None
         self.should_stop = None
         self.history = NoHistory()
+        # Called with (model, val_logs) after each evaluation's checkpoint and state are saved:
+        # how a scheduler (Ray Tune's ASHA, src/tuning/ray_runner.py) watches a run.
+        self.on_evaluation = _no_scheduler
         # training counters, also for callers that call train_step without fit (benchmarks)
         self._total_steps = self._batch_index = self._epoch_index = 0
         self._stop_training = False
@@ -272,6 +275,7 @@ class MMCTRModel(BaseModel):
         loss, rows = self._interval
         self.history.record(self._epoch_index + 1, self._total_steps, loss, rows, val_logs, lr)
         self.save_training_state()
+        self.on_evaluation(self, val_logs)
         self.history.start()
         self.train()
 
@@ -446,6 +450,10 @@ class MMCTRModel(BaseModel):
                             f"{str(err).splitlines()[0][:200]}). Fix: retrain the experiment, or "
                             f"predict with the config that trained it") from None
         return {k: v for k, v in saved.items() if k not in ("state_dict", "config")}
+
+
+def _no_scheduler(model, val_logs):
+    """The default of MMCTRModel.on_evaluation: nobody watches the evaluations."""
 
 
 def _plain(value):

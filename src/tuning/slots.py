@@ -15,6 +15,8 @@ import subprocess
 import threading
 import time
 
+from .executor import Ended
+
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
@@ -88,17 +90,21 @@ def stop(processes):
 
 
 class LocalSlots:
-    """Runs jobs on the slots of gpus, at most one job per slot at a time.
-
-    run(queue, command, on_start, on_finish): queue is a list of job ids; command(job, gpu)
-    gives the child's argv; on_start(job) may return a reason not to run it (the job is then
-    finished at once with returncode None); on_finish(job, returncode, seconds) records it.
-    Returns (interrupted, running jobs at the interrupt, jobs never started)."""
+    """The executor (src/tuning/executor.py) of runs on the slots of gpus, at most one run per
+    slot at a time; each run is spec.argv(expid, gpu) in a child process that appends its own
+    result line."""
+    scheduler = None  # no early stopping: every run trains to its own end
 
     def __init__(self, gpus):
         self.gpus = list(gpus)
 
-    def run(self, queue, command, on_start, on_finish):
+    def check(self, grid):
+        """Nothing beyond the local checks: the GPU indices are checked before the data."""
+
+    def close(self):
+        pass
+
+    def run(self, spec, queue, hooks):
         queue = list(queue)
         free = list(range(len(self.gpus)))
         running = {}  # slot -> (job, process, start time)
@@ -107,27 +113,29 @@ class LocalSlots:
                 while queue or running:
                     while queue and free:
                         job = queue.pop(0)  # an interrupt from here on leaves it "not started"
-                        refusal = on_start(job)
+                        refusal = hooks.check(job)
                         if refusal:
-                            on_finish(job, None, 0.0, refusal)
+                            hooks.finished(Ended(job, seconds=None, status=refusal))
                             continue
                         slot = free.pop(0)
                         env, gpu = slot_environment(self.gpus, slot)
                         logger.info("Start %s on %s", job, "the CPU" if gpu < 0 else
                                     f"GPU {env['CUDA_VISIBLE_DEVICES']}")
-                        running[slot] = (job, subprocess.Popen(command(job, gpu), env=env),
+                        running[slot] = (job, subprocess.Popen(spec.argv(job, gpu), env=env),
                                          time.time())
+                        hooks.started(job)
                     time.sleep(POLL_SECONDS)
                     for slot, (job, process, start) in list(running.items()):
                         if process.poll() is None:
                             continue
-                        on_finish(job, process.returncode, time.time() - start, None)
                         del running[slot]
                         free.append(slot)
+                        hooks.finished(Ended(job, seconds=time.time() - start,
+                                             returncode=process.returncode))
             except KeyboardInterrupt:
                 logger.warning("Interrupted: stopping %d running experiment(s)", len(running))
                 stop([process for _, process, _ in running.values()])
-                stopped = [(job, process.returncode, time.time() - start)
+                stopped = [Ended(job, seconds=time.time() - start, returncode=process.returncode)
                            for job, process, start in running.values()]
                 return True, stopped, queue
         return False, [], []

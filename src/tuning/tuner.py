@@ -10,14 +10,22 @@ tune() reads top to bottom:
    config and data have now (src/tuning/fingerprint.py), the last summary did not call it
    failed or interrupted, and its checkpoint is readable and was written by that same run;
    everything else runs (all of it with --force);
-4. run the queue on the slots (src/tuning/slots.py); a run is `ok` only if it exits 0 AND
-   appended a new result line; a run whose experiment another live process is training
-   (an orphan of a killed tuner, say) is not started beside it;
+4. run the queue on an executor (src/tuning/executor.py): the slots of this machine
+   (src/tuning/slots.py) or a Ray cluster (src/tuning/ray_runner.py); a run is `ok` only if
+   it exits 0 AND appended a new result line, or if its executor handed its result back, in
+   which case the line is written here, once; a run whose experiment another live process is
+   training (an orphan of a killed tuner, say) is not started beside it; a line of progress
+   as each run ends;
 5. write the summary (best validation AUC first) to `<tuner name>_summary.csv` beside the
    result file `<tuner name>.csv`, print it, exit 0, 2 (failed runs) or 130 (interrupted).
+A run that a scheduler stopped early (Ray Tune's ASHA) has a result line (the AUC of its best
+checkpoint, which it keeps with its training state) and the status `stopped early`. A rerun
+with the same scheduler keeps it (`stopped before`); a rerun without one trains it on to its
+end, from its training state.
 """
 import csv
 import logging
+import os
 import signal
 import sys
 import time
@@ -25,10 +33,12 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..params import RunPaths
+from ..progress import _duration
+from .executor import RunSpec
 from .fingerprint import fingerprint_record
 from .grid import expand
 from .lock import FileLock, describe, holder
-from .results import latest_results, read_results, results_path
+from .results import append_result, latest_results, read_results, results_path
 from .slots import LocalSlots
 
 logger = logging.getLogger(__name__)
@@ -36,6 +46,8 @@ logger = logging.getLogger(__name__)
 RUN_EXPID = Path(__file__).resolve().parents[2] / "run_expid.py"
 ORPHAN_WAIT_SECONDS = 60  # an orphaned run notices its tuner is gone at its next batch
 OK, DONE_BEFORE, INTERRUPTED, NOT_STARTED = "ok", "done before", "interrupted", "not started"
+STOPPED, STOPPED_BEFORE = "stopped early", "stopped before"  # by a scheduler (ASHA)
+FINE = (OK, DONE_BEFORE, STOPPED, STOPPED_BEFORE)  # everything else failed
 SUMMARY_FIELDS = ["expid", "status", "AUC", "logloss", "seconds"]
 
 
@@ -90,6 +102,10 @@ def _needs_retry(status):
     return status.startswith("failed") or status in (INTERRUPTED, NOT_STARTED)
 
 
+def _was_stopped(status):
+    return status in (STOPPED, STOPPED_BEFORE)
+
+
 def checkpoint_problem(paths, line):
     """Why the checkpoint of a finished run cannot be trusted, or None."""
     from ..models.base import read_checkpoint
@@ -103,16 +119,21 @@ def checkpoint_problem(paths, line):
     return None
 
 
-def plan(grid, fingerprints, force=False):
-    """(records of experiments done before, queue of experiments to run)."""
+def plan(grid, fingerprints, force=False, keep_stopped=False):
+    """(records of experiments done before, queue of experiments to run). keep_stopped: runs
+    a scheduler stopped early count as done (the same scheduler runs the grid again)."""
     if force:
         return {}, list(grid.expids)
     previous = previous_statuses(grid.config_dir)
     lines = latest_results(results_path(grid.config_dir), fingerprints)
     done, queue = {}, []
     for expid in grid.expids:
-        line = lines.get(expid)
-        if line is None or _needs_retry(previous.get(expid, OK)):
+        line, before = lines.get(expid), previous.get(expid, OK)
+        if line is None or _needs_retry(before):
+            queue.append(expid)
+            continue
+        if _was_stopped(before) and not keep_stopped:
+            logger.info("%s was stopped early by a scheduler: it trains on to its end", expid)
             queue.append(expid)
             continue
         problem = checkpoint_problem(RunPaths(grid.params(expid)), line)
@@ -120,7 +141,8 @@ def plan(grid, fingerprints, force=False):
             logger.warning("%s runs again: %s", expid, problem)
             queue.append(expid)
             continue
-        done[expid] = {"expid": expid, "status": DONE_BEFORE, "seconds": None, "val": line["val"]}
+        done[expid] = {"expid": expid, "status": STOPPED_BEFORE if _was_stopped(before)
+                       else DONE_BEFORE, "seconds": None, "val": line["val"]}
     if done:
         logger.info("Skipping %d expid(s) with results already (use --force to rerun)", len(done))
     return done, queue
@@ -167,23 +189,21 @@ def _note_in_log(log, text):
         pass
 
 
-def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor=None,
-              fresh=False):
-    """Run each expid of queue on the slots. Returns ({expid: record}, interrupted); a record
-    has expid, status, seconds and val (the metrics of the result line the run wrote)."""
-    log_paths, lock_paths = log_paths or {}, lock_paths or {}
-    executor = executor or LocalSlots(gpus)
-    lines_before = _line_counts(config_dir)
-    records = {}
+class GridRuns:
+    """The bookkeeping of one tuner call's runs: the hooks every executor calls
+    (src/tuning/executor.py). It refuses to start an experiment another live process trains,
+    records how each run ended (writing the result line when the executor hands the result
+    back) and logs the grid's progress as runs end."""
 
-    def command(expid, gpu):
-        import os
-        return [sys.executable, "-u", str(RUN_EXPID), "--config", str(config_dir), "--expid",
-                expid, "--gpu", str(gpu), "--tuner-pid", str(os.getpid())] + (
-                    ["--fresh"] if fresh else [])
+    def __init__(self, config_dir, queue, log_paths=None, lock_paths=None):
+        self.config_dir, self.total = config_dir, len(queue)
+        self.log_paths, self.lock_paths = log_paths or {}, lock_paths or {}
+        self.lines_before = _line_counts(config_dir)
+        self.records, self.running = {}, set()
+        self.start = time.monotonic()
 
-    def on_start(expid):
-        lock = lock_paths.get(expid)
+    def check(self, expid):
+        lock = self.lock_paths.get(expid)
         busy = holder(lock) if lock else None
         deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
         while busy and time.monotonic() < deadline:
@@ -192,29 +212,90 @@ def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor
             busy = holder(lock)
         if busy:
             return f"failed (busy: {describe(busy)} is training it)"
-        for tmp in Path(lock).parent.glob(f"{expid}.model.tmp*") if lock else []:
-            logger.info("Removing %s left by an interrupted run", tmp)
-            tmp.unlink(missing_ok=True)
+        # a run killed while saving leaves its temporary checkpoint or training state
+        for pattern in (f"{expid}.model.tmp*", f"{expid}.state.tmp*") if lock else ():
+            for tmp in Path(lock).parent.glob(pattern):
+                logger.info("Removing %s left by an interrupted run", tmp)
+                tmp.unlink(missing_ok=True)
         return None
 
-    def on_finish(expid, returncode, seconds, refusal):
-        if refusal:
-            records[expid] = {"expid": expid, "status": refusal, "seconds": None, "val": {}}
-        else:
-            records[expid] = finish_record(config_dir, expid, returncode, lines_before, seconds)
-            if returncode is not None and returncode < 0 and expid in log_paths:
-                _note_in_log(log_paths[expid], f"the run was {records[expid]['status'][8:-1]}")
-        logger.info("%s %s", expid, records[expid]["status"])
+    def started(self, expid):
+        self.running.add(expid)
 
-    interrupted, stopped, not_started = executor.run(queue, command, on_start, on_finish)
-    for expid, returncode, seconds in stopped:
-        record = finish_record(config_dir, expid, returncode, lines_before, seconds)
-        if record["status"] != OK:  # it may have finished as the interrupt came
-            record["status"] = INTERRUPTED
-        records[expid] = record
+    def finished(self, ended):
+        self.running.discard(ended.expid)
+        record = self.records[ended.expid] = self.record(ended)
+        logger.info("%s %s%s", ended.expid, record["status"],
+                    f", on {ended.where}" if ended.where else "")
+        logger.info("%s", self.progress())
+
+    def record(self, ended):
+        """The record of a run that ended (see Ended): the executor's verdict, or the result it
+        handed back (its line appended here), or what the run wrote itself."""
+        expid = ended.expid
+        if ended.status:
+            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": {}}
+        if ended.result is not None:
+            result = ended.result
+            append_result(self.config_dir, expid, result["dataset_id"], result["val"],
+                          argv=result["argv"], fingerprint=result["fingerprint"],
+                          run_id=result["run"])
+            if result.get("stopped"):
+                logger.info("%s: %s", expid, result["stopped"])
+            return {"expid": expid, "status": STOPPED if result.get("stopped") else OK,
+                    "seconds": ended.seconds, "val": result["val"]}
+        record = finish_record(self.config_dir, expid, ended.returncode, self.lines_before,
+                               ended.seconds)
+        if ended.returncode is not None and ended.returncode < 0 and expid in self.log_paths:
+            _note_in_log(self.log_paths[expid], f"the run was {record['status'][8:-1]}")
+        return record
+
+    def interrupted(self, ended):
+        """The record of a run cut short by Ctrl-C: interrupted, unless it finished as the
+        interrupt came."""
+        record = None
+        if ended.result is not None:
+            record = self.record(ended)
+        elif ended.returncode is not None:  # a process: it may have written its line
+            record = finish_record(self.config_dir, ended.expid, ended.returncode,
+                                   self.lines_before, ended.seconds)
+        if record is None or record["status"] not in (OK, STOPPED):
+            record = {"expid": ended.expid, "status": INTERRUPTED, "seconds": ended.seconds,
+                      "val": {}}
+            if ended.returncode is None and ended.expid in self.log_paths:
+                _note_in_log(self.log_paths[ended.expid], "the run was cancelled: the tuner "
+                             "was interrupted")
+        self.records[ended.expid] = record
+
+    def progress(self):
+        """One line: how far the grid is, and when it should be done at the pace so far."""
+        ended = list(self.records.values())
+        stopped = sum(r["status"] == STOPPED for r in ended)
+        done = sum(r["status"] == OK for r in ended) + stopped
+        failed = len(ended) - done
+        queued = self.total - len(ended) - len(self.running)
+        elapsed = time.monotonic() - self.start
+        left = len(self.running) + queued
+        eta = f", ETA {_duration(elapsed / len(ended) * left)}" if ended and left else ""
+        return (f"grid: {done} done{f' ({stopped} stopped early)' if stopped else ''}, "
+                f"{failed} failed, {len(self.running)} running, {queued} queued; "
+                f"{_duration(elapsed)} elapsed{eta}")
+
+
+def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor=None,
+              fresh=False):
+    """Run each expid of queue on the executor (default: the slots of gpus). Returns
+    ({expid: record}, interrupted); a record has expid, status, seconds and val (the metrics
+    of the run's result line)."""
+    executor = executor or LocalSlots(gpus)
+    spec = RunSpec(str(config_dir), RUN_EXPID, fresh=fresh, tuner_pid=os.getpid())
+    runs = GridRuns(config_dir, queue, log_paths, lock_paths)
+    interrupted, stopped, not_started = executor.run(spec, queue, runs)
+    for ended in stopped:
+        runs.interrupted(ended)
     for expid in not_started:
-        records[expid] = {"expid": expid, "status": NOT_STARTED, "seconds": None, "val": {}}
-    return records, interrupted
+        runs.records[expid] = {"expid": expid, "status": NOT_STARTED, "seconds": None, "val": {}}
+    return runs.records, interrupted
 
 
 # --- summary -----------------------------------------------------------------------------------
@@ -263,28 +344,35 @@ def expand_grid(tuner_yaml):
     return str(grid.config_dir), grid.expids
 
 
-def tune(tuner_yaml, gpus, force=False, executor=None):
-    """Check, lock, write, plan, run, summarise. Raises GridFailed naming failed expids,
-    KeyboardInterrupt (after writing the summary) when interrupted."""
+def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
+    """Check, lock, write, plan, run, summarise, on the executor (default: the slots of gpus
+    on this machine). Raises GridFailed naming failed expids, KeyboardInterrupt (after
+    writing the summary) when interrupted."""
     grid = expand(tuner_yaml)
-    check_gpus(gpus)
+    if executor is None:
+        check_gpus(gpus)  # before the data is read: a wrong --gpu is answered at once
+        executor = LocalSlots(gpus)
     logger.info("Grid of %s: %d experiment(s)", tuner_yaml, len(grid.expids))
-    validate_grid_data(grid)
-    grid.config_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(grid.config_dir / ".tuner.lock", f"the grid {grid.config_dir}",
-                  fix="wait for that tuner to finish, or stop it (Ctrl-C) and rerun"):
-        grid.write()
-        signatures = {}
-        fingerprints = {e: fingerprint_record(grid.params(e), signatures)["fingerprint"]
-                        for e in grid.expids}
-        done, queue = plan(grid, fingerprints, force)
-        paths = {e: RunPaths(grid.params(e)) for e in queue}
-        records, interrupted = run_queue(grid.config_dir, queue, list(gpus),
-                                         log_paths={e: p.log for e, p in paths.items()},
-                                         lock_paths={e: p.lock for e, p in paths.items()},
-                                         executor=executor, fresh=force)
-        records.update(done)
-        rows, path = write_summary(grid.config_dir, grid.expids, records)
+    try:
+        validate_grid_data(grid)
+        executor.check(grid)
+        grid.config_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(grid.config_dir / ".tuner.lock", f"the grid {grid.config_dir}",
+                      fix="wait for that tuner to finish, or stop it (Ctrl-C) and rerun"):
+            grid.write()
+            signatures = {}
+            fingerprints = {e: fingerprint_record(grid.params(e), signatures)["fingerprint"]
+                            for e in grid.expids}
+            done, queue = plan(grid, fingerprints, force, keep_stopped=bool(executor.scheduler))
+            paths = {e: RunPaths(grid.params(e)) for e in queue}
+            records, interrupted = run_queue(grid.config_dir, queue, list(gpus),
+                                             log_paths={e: p.log for e, p in paths.items()},
+                                             lock_paths={e: p.lock for e, p in paths.items()},
+                                             executor=executor, fresh=force)
+            records.update(done)
+            rows, path = write_summary(grid.config_dir, grid.expids, records)
+    finally:
+        executor.close()
     print(format_table(rows))
     print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
     print(f"report: python -m src.report --config {grid.config_dir} writes "
@@ -293,7 +381,7 @@ def tune(tuner_yaml, gpus, force=False, executor=None):
         print("Interrupted: rerun the same command to run the unfinished experiments",
               file=sys.stderr)
         raise KeyboardInterrupt
-    failed = [r["expid"] for r in rows if r["status"] not in (OK, DONE_BEFORE)]
+    failed = [r["expid"] for r in rows if r["status"] not in FINE]
     if failed:
         log_folder = RunPaths(grid.params(failed[0])).folder
         raise GridFailed(f"{len(failed)} of {len(rows)} run(s) failed: {', '.join(failed)}. "

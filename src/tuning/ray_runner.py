@@ -1,0 +1,497 @@
+"""The Ray executor of a grid (see src/tuning/executor.py): each grid point is a Ray Tune
+trial that runs somewhere in a Ray cluster with --gpus-per-run GPUs and --cpus-per-run CPUs.
+
+How, and why:
+- A trial trains in its own Ray worker process (one actor per trial, never reused) by calling
+  src.experiment.train there, and hands its result back; this driver writes the result line,
+  once, into the result file on the machine that ran the tuner. The driver sends each trial
+  its params and this package (a Ray runtime_env), so nodes need the same Python environment,
+  the data and model_root, not the repository or the grid folder.
+- A trial runs in the tuner's current folder (the same path on each node) when relative paths
+  are used: relative paths of configs start there, as they do for run_expid.py.
+- Before anything is written, every node that can take a run is asked what it sees: each data
+  file (with the same size and parquet footer as here) and each model_root (a file written
+  there by the driver must be visible from the node, and the node must be able to write).
+- Faults: a run that fails for its own reasons (bad config, NaN loss, a bug) ends its trial
+  normally with the exit status run_expid.py would have (2, or 1 for a crash) and is never
+  retried. Only a lost worker process or node fails the trial in Ray Tune's eyes; Tune then
+  restarts it (FailureConfig max_failures = --retries) where resources are free, and the run
+  continues from its training state on the shared model_root.
+- --scheduler asha: each evaluation is reported to Tune (validation AUC, at evaluation number
+  total_steps // eval_steps, which a resumed run continues); ASHA may stop a trial at a report,
+  after that evaluation's checkpoint and training state were saved.
+- Ctrl-C or SIGTERM: Tune's own SIGINT handler is off, so KeyboardInterrupt leaves Tuner.fit at
+  once; Ray is then shut down, and the running trials (actors of this driver's job) die with it.
+Ray is imported only here, and only when a grid runs on Ray.
+"""
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from ..errors import UserError
+from ..params import RunPaths
+from .executor import Ended
+from .fingerprint import data_files, file_signature
+from .slots import StopSignalsAsInterrupt
+
+logger = logging.getLogger(__name__)
+
+LOCAL = "local"
+SCHEDULERS = ("asha",)
+EVALUATION = "evaluation"  # Tune's time attribute for ASHA: the run's evaluation number
+NODE_CHECK_SECONDS = 120  # how long a node may take to answer the data check
+CONNECT_SECONDS = 10  # a head node that does not accept a connection by then is not there
+# Ray Tune settings for the driver while a grid runs: our own Ctrl-C handling; Tune's older
+# console output, which verbose=0 silences (the newer one prints a table even then).
+TUNE_ENVIRONMENT = {"TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+FIX_SHARED = ("put the data and model_root on a file system every node mounts at the same path, "
+              "or copy the data to the same path on each node (README, \"Grids on a Ray "
+              "cluster\")")
+
+
+class RayRunner:
+    """executor = RayRunner("auto" | "HOST:PORT" | "local", gpus_per_run=1, cpus_per_run=1,
+    retries=1, scheduler=None | "asha", grace_period=1, reduction_factor=4)."""
+
+    def __init__(self, address, gpus_per_run=1, cpus_per_run=1, retries=1, scheduler=None,
+                 grace_period=1, reduction_factor=4):
+        problems = []
+        host, _, port = (address or "").rpartition(":")
+        if address and address.startswith("ray://"):
+            problems.append(f"--ray {address}: a Ray Client address would run the grid's "
+                            f"bookkeeping on the cluster, not here; run the tuner on a node of "
+                            f"the cluster with --ray auto (or the head's HOST:PORT)")
+        elif address not in (LOCAL, "auto") and not (host and port.isdigit()):
+            problems.append(f"--ray {address}: expected auto, local or HOST:PORT (the head "
+                            f"node's address, port 6379 by default)")
+        if not gpus_per_run >= 0:
+            problems.append(f"--gpus-per-run {gpus_per_run} must be >= 0")
+        if not cpus_per_run > 0:
+            problems.append(f"--cpus-per-run {cpus_per_run} must be > 0")
+        if not (isinstance(retries, int) and retries >= 0):
+            problems.append(f"--retries {retries} must be a whole number >= 0")
+        if scheduler not in (None,) + SCHEDULERS:
+            problems.append(f"--scheduler {scheduler}: use {' or '.join(SCHEDULERS)}")
+        if not (isinstance(grace_period, int) and grace_period >= 1):
+            problems.append(f"--grace-period {grace_period} must be a whole number >= 1")
+        if not reduction_factor > 1:
+            problems.append(f"--reduction-factor {reduction_factor} must be > 1")
+        if problems:
+            raise UserError(f"{'; '.join(problems)}. Fix: correct the option (python "
+                            f"run_param_tuner.py --help)")
+        self.address, self.scheduler, self.retries = address, scheduler, retries
+        self.resources = {"cpu": cpus_per_run, "gpu": gpus_per_run}
+        self.grace_period, self.reduction_factor = grace_period, reduction_factor
+        self.params, self.connected = {}, False
+
+    # --- before anything is written ------------------------------------------------------
+    def check(self, grid):
+        """The scheduler's metric, the cluster, its resources and what each node sees."""
+        self.params = {e: grid.params(e) for e in grid.expids}
+        if self.scheduler:
+            _require_auc_monitor(self.params)
+        self._connect()
+        nodes = self._nodes_that_fit()
+        self._check_nodes(nodes)
+
+    def _connect(self):
+        if self.address not in (LOCAL, "auto"):
+            _require_reachable(self.address)
+        if self.address == LOCAL:
+            # A one-machine instance need not be reachable from the network: Ray then binds
+            # its servers to the loopback interface. Read by Ray at import, so set first.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+        package = str(Path(__file__).resolve().parents[1])  # src/, shipped to every node
+        options = dict(logging_level=logging.WARNING, runtime_env={"py_modules": [package]})
+        try:
+            if self.address == LOCAL:
+                ray.init(address=LOCAL, include_dashboard=False, **options)
+            else:
+                ray.init(address=self.address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"--ray {self.address}: cannot connect to a Ray cluster ({reason}). "
+                            f"Fix: start one (`ray start --head` on one machine, `ray start "
+                            f"--address HEAD:6379` on the others), pass its address, or use "
+                            f"--ray local") from None
+        self.connected = True
+
+    def _nodes_that_fit(self):
+        """The live nodes with the CPUs and GPUs of one run; refused if there is none."""
+        import ray
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus, gpus = self.resources["cpu"], self.resources["gpu"]
+        fit = [n for n in nodes if n["Resources"].get("CPU", 0) >= cpus
+               and n["Resources"].get("GPU", 0) >= gpus]
+        if not fit:
+            have = "; ".join(f"{_node_name(n)}: {n['Resources'].get('CPU', 0):g} CPU(s), "
+                             f"{n['Resources'].get('GPU', 0):g} GPU(s)" for n in nodes)
+            raise UserError(f"--ray {self.address}: no node has the {cpus:g} CPU(s) and {gpus:g} "
+                            f"GPU(s) of one run ({have}). Fix: lower --cpus-per-run or "
+                            f"--gpus-per-run (--gpus-per-run 0 trains on CPUs), or add such a "
+                            f"node")
+        return fit
+
+    def _check_nodes(self, nodes):
+        """Every node that can take a run sees the data files this machine sees and shares
+        each model_root; else one error naming the first node and path that do not."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        files = sorted({(key, path) for p in self.params.values()
+                        for key, path in data_files(p).items()})
+        local = {path: file_signature(path) for _, path in files}
+        cwd = os.getcwd()
+        relative = any(not os.path.isabs(path) for _, path in files) or any(
+            not os.path.isabs(p.get("model_root", "./checkpoints/")) for p in self.params.values())
+        roots = sorted({p.get("model_root", "./checkpoints/") for p in self.params.values()})
+        probes = {}
+        try:
+            for root in roots:
+                probe = Path(root) / f".tuner_probe_{uuid.uuid4().hex[:12]}"
+                probe.write_bytes(b"")
+                probes[root] = str(probe)
+            view = ray.remote(num_cpus=0, max_retries=0)(_node_view)
+            answers = {n["NodeID"]: view.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["NodeID"], soft=False)).remote(cwd, [path for _, path in files], probes)
+                for n in nodes}
+            _, late = ray.wait(list(answers.values()), num_returns=len(answers),
+                               timeout=NODE_CHECK_SECONDS)
+            for node in nodes:
+                ref = answers[node["NodeID"]]
+                if ref in late:
+                    raise UserError(f"Ray {_node_name(node)} did not answer the data check within "
+                                    f"{NODE_CHECK_SECONDS} s. Fix: check that node (ray status), "
+                                    f"or remove it from the cluster")
+                _judge(node, ray.get(ref), cwd, relative, files, local)
+        finally:
+            for probe in probes.values():
+                Path(probe).unlink(missing_ok=True)
+        logger.info("Ray: %d node(s) can take a run and see the data and model_root: %s",
+                    len(nodes), ", ".join(_node_name(n) for n in nodes))
+
+    # --- the runs ------------------------------------------------------------------------
+    def run(self, spec, queue, hooks):
+        from ray import tune
+        queue = [e for e in queue if not _refused(e, hooks)]
+        if not queue:
+            return False, [], []
+        gpu = 0 if self.resources["gpu"] > 0 else -1  # Ray sets CUDA_VISIBLE_DEVICES per run
+        if spec.fresh:  # --force: from scratch; a retry after a lost node still resumes
+            for expid in queue:
+                RunPaths(self.params[expid]).state.unlink(missing_ok=True)
+        params = {e: dict(self.params[e], gpu=gpu) for e in queue}
+        job = {"cwd": os.getcwd(), "report": bool(self.scheduler)}
+        argv = {e: [str(spec.run_expid), "--config", str(spec.config_dir), "--expid", e,
+                    "--gpu", str(gpu)] for e in queue}
+        book = _callback_class()(hooks, argv)
+        storage = tempfile.mkdtemp(prefix="tuner_ray_")
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_trial, params=params, job=job),
+                                dict(self.resources)),
+            param_space={"expid": tune.grid_search(queue)},
+            tune_config=tune.TuneConfig(scheduler=self._scheduler(), reuse_actors=False,
+                                        trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(name="grid", storage_path=storage, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=self.retries),
+                                      callbacks=[book]))
+        logger.info("Ray: %d run(s), each with %g CPU(s) and %g GPU(s)%s", len(queue),
+                    self.resources["cpu"], self.resources["gpu"],
+                    f", ASHA (grace period {self.grace_period}, reduction factor "
+                    f"{self.reduction_factor})" if self.scheduler else "")
+        interrupted = False
+        try:
+            with _environment(TUNE_ENVIRONMENT), StopSignalsAsInterrupt():
+                try:
+                    tuner.fit()
+                except KeyboardInterrupt:
+                    interrupted = True
+                    logger.warning("Interrupted: cancelling %d running experiment(s)",
+                                   len(book.running()))
+                    self._disconnect()  # the job's actors, the running trials, end with it
+        finally:
+            shutil.rmtree(storage, ignore_errors=True)
+        stopped = [Ended(e, seconds=book.seconds(e)) for e in book.running()]
+        not_started = [e for e in queue if e not in book.started]
+        if not interrupted and (stopped or not_started):  # Tune ended without them: a bug
+            raise RuntimeError(f"Ray Tune ended with runs unfinished: {stopped + not_started}")
+        return interrupted, stopped, not_started
+
+    def _scheduler(self):
+        if not self.scheduler:
+            return None
+        from ray.tune.schedulers import ASHAScheduler
+        # max_t: runs end by their own epochs and early stopping, never by ASHA's budget
+        return ASHAScheduler(time_attr=EVALUATION, metric="AUC", mode="max", max_t=10 ** 9,
+                             grace_period=self.grace_period,
+                             reduction_factor=self.reduction_factor)
+
+    def close(self):
+        self._disconnect()
+
+    def _disconnect(self):
+        if self.connected:
+            import ray
+            ray.shutdown()
+            self.connected = False
+
+
+# --- helpers of the driver ---------------------------------------------------------------
+def _require_auc_monitor(params):
+    """ASHA ranks runs by the validation AUC of each evaluation, which a run computes only when
+    its monitor asks for it."""
+    for expid, p in params.items():
+        monitor = p.get("monitor", "AUC")
+        names = list(monitor) if isinstance(monitor, dict) else [monitor]
+        if "AUC" not in names:
+            raise UserError(f"--scheduler asha ranks runs by validation AUC, but {expid} has "
+                            f"monitor={monitor!r}. Fix: monitor: AUC in its model block, or run "
+                            f"without --scheduler")
+
+
+def _require_reachable(address):
+    """HOST:PORT must accept a connection: ray.init would otherwise retry for minutes."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise UserError(f"--ray {address}: nothing answers there ({err.strerror or err}). Fix: "
+                        f"start the head node (`ray start --head` prints its address) or "
+                        f"correct the address; --ray auto finds the cluster of this machine"
+                        ) from None
+
+
+def _node_name(node):
+    return f"node {node['NodeID'][:8]} ({node.get('NodeManagerAddress', '?')})"
+
+
+def _judge(node, seen, cwd, relative, files, local):
+    """One node's answer to the data check: an error naming the first problem, or nothing."""
+    name = f"Ray {_node_name(node)}, host {seen['host']},"
+    if relative and not seen["cwd"]:
+        raise UserError(f"{name} has no folder {cwd} (the tuner's current folder, where the "
+                        f"relative paths of the config start); nothing was started. Fix: "
+                        f"{FIX_SHARED}")
+    for key, path in files:
+        there = seen["files"][path]
+        if there == "missing":
+            raise UserError(f"{name} has no data file {path} ({key}); nothing was started. "
+                            f"Fix: {FIX_SHARED}")
+        if there != local[path]:
+            raise UserError(f"{name} has another {path} ({key}) than this machine (size:footer "
+                            f"{there} there, {local[path]} here); nothing was started. Fix: "
+                            f"copy the same file to every node")
+    for root, problem in seen["roots"].items():
+        if problem:
+            raise UserError(f"{name}: model_root {root} {problem}; nothing was started. Fix: "
+                            f"{FIX_SHARED}; the tuner reads the checkpoints there")
+
+
+def _refused(expid, hooks):
+    refusal = hooks.check(expid)
+    if refusal:
+        hooks.finished(Ended(expid, status=refusal))
+    return bool(refusal)
+
+
+def _trial_name(trial):
+    return trial.config["expid"]
+
+
+@contextlib.contextmanager
+def _environment(values):
+    """os.environ with values set for the block, as it was afterwards."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _callback_class():
+    """The Tune callback that turns trial events into the bookkeeping's hooks (defined here:
+    it subclasses a Ray class, and Ray is imported only when a grid runs on Ray)."""
+    from ray import tune
+
+    class Bookkeeping(tune.Callback):
+        """Runs in the driver's main thread, between Tune's steps."""
+
+        def __init__(self, hooks, argv):
+            self.hooks, self.argv = hooks, argv
+            self.started, self.ended = {}, set()
+            self.final, self.best, self.last = {}, {}, {}
+
+        def running(self):
+            return [e for e in self.started if e not in self.ended]
+
+        def seconds(self, expid):
+            return time.time() - self.started[expid]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            expid = trial.config["expid"]
+            if expid not in self.started:
+                self.started[expid] = time.time()
+                self.hooks.started(expid)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            expid = trial.config["expid"]
+            if "returncode" in result:  # the run's own end
+                self.final[expid] = result
+            elif EVALUATION in result:
+                self.last[expid] = result
+                if result["checkpoint"]:
+                    self.best[expid] = result
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            expid = trial.config["expid"]
+            self.final.pop(expid, None)  # a result of the lost attempt is not the run's
+            logger.warning("%s: its worker process or node was lost (%s); Ray Tune retries it "
+                           "(failure %d, at most %d retries), from its training state", expid,
+                           _error_line(trial), trial.run_metadata.num_failures,
+                           trial.max_failures)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            expid = trial.config["expid"]
+            self.ended.add(expid)
+            self.hooks.finished(self._ended(expid))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            expid = trial.config["expid"]
+            self.ended.add(expid)
+            logger.error("%s: %s, %d time(s); no retry left (--retries %d)", expid,
+                         _error_line(trial), trial.run_metadata.num_failures, trial.max_failures)
+            self.hooks.finished(Ended(expid, seconds=self.seconds(expid),
+                                      status=f"failed (Ray: {_error_type(trial)})"))
+
+        def _ended(self, expid):
+            seconds, final = self.seconds(expid), self.final.get(expid)
+            if final is not None:
+                result = None
+                if final["returncode"] == 0:
+                    result = dict(final["result"], argv=self.argv[expid])
+                return Ended(expid, seconds=seconds, returncode=final["returncode"],
+                             result=result, where=final["where"])
+            # ended without its own end: the scheduler stopped it at its last report
+            best, last = self.best.get(expid), self.last.get(expid)
+            if best is None:
+                return Ended(expid, seconds=seconds, status="failed (stopped by the scheduler "
+                             "before its first checkpoint)")
+            stopped = (f"stopped early by ASHA after evaluation {last[EVALUATION]} (step "
+                       f"{last['step']}); it keeps its best checkpoint (evaluation "
+                       f"{best[EVALUATION]}, AUC {best['val']['AUC']:.6f}) and training state")
+            result = {k: best[k] for k in ("val", "fingerprint", "run", "dataset_id")}
+            return Ended(expid, seconds=seconds, returncode=0, where=last["where"],
+                         result=dict(result, argv=self.argv[expid], stopped=stopped))
+
+    return Bookkeeping
+
+
+def _error_line(trial):
+    """The first line of the trial's latest failure, from Tune's error file."""
+    error = trial.error_file
+    if not error or not os.path.exists(error):
+        return "no error message"
+    with open(error, errors="replace") as f:
+        latest = f.read().split("Failure # ")[-1].splitlines()[1:]  # after its header line
+    lines = [line.strip() for line in latest if line.strip()]
+    return lines[0][:300] if lines else "no error message"
+
+
+def _error_type(trial):
+    """The class of the trial's latest failure (ActorDiedError for a lost worker or node)."""
+    try:
+        import cloudpickle
+        with open(trial.pickled_error_file, "rb") as f:
+            return type(cloudpickle.load(f)).__name__
+    except Exception:  # no such file, or one that does not unpickle here: say no more
+        return "error"
+
+
+# --- what runs on the nodes --------------------------------------------------------------
+def _node_view(cwd, files, probes):
+    """What this node sees (a Ray task pinned to it): the signature of each data file, whether
+    the driver's probe file in each model_root is visible and the folder writable."""
+    base = Path(cwd)
+    roots = {}
+    for root, probe in probes.items():
+        if not (base / probe).exists():
+            roots[root] = ("is another folder there than on the tuner's machine (a file the "
+                           "tuner wrote in it is not visible from this node)")
+            continue
+        try:
+            test = base / root / f".tuner_probe_{socket.gethostname()}_{os.getpid()}"
+            test.write_bytes(b"")
+            test.unlink()
+            roots[root] = None
+        except OSError as err:
+            roots[root] = f"is not writable there ({err.strerror})"
+    return {"host": socket.gethostname(), "cwd": base.is_dir(), "roots": roots,
+            "files": {path: file_signature(base / path) for path in files}}
+
+
+def _here():
+    import ray
+    node = ray.get_runtime_context().get_node_id()
+    return f"node {node[:8]} ({ray.util.get_node_ip_address()}, host {socket.gethostname()})"
+
+
+def _trial(config, params, job):
+    """One run in a Ray worker (a Tune trial): train in-process and hand the result back; a
+    failure of the run's own is an exit status, as run_expid.py would have exited."""
+    from ..cli import setup_logging
+    from ..experiment import train
+    expid = config["expid"]
+    if os.path.isdir(job["cwd"]):
+        os.chdir(job["cwd"])  # this worker process runs this one trial
+    setup_logging()
+    where = _here()
+    logger.info("%s runs on Ray %s", expid, where)
+    try:
+        result = train(params[expid], None, fresh=False, hand_back=True,
+                       on_evaluation=_reporter(where) if job["report"] else None)
+    except UserError as err:
+        logger.error("error: %s", err)
+        return {"returncode": 2, "AUC": None, "where": where}
+    except Exception:
+        logger.exception("crashed")
+        return {"returncode": 1, "AUC": None, "where": where}
+    result["val"] = {k: float(v) for k, v in result["val"].items()}
+    return {"returncode": 0, "AUC": result["val"].get("AUC"), "result": result, "where": where}
+
+
+def _reporter(where):
+    """model.on_evaluation for a trial under a scheduler: report each evaluation to Tune. Tune
+    stops a trial inside this report (SystemExit in the training thread), after this
+    evaluation's checkpoint and training state were saved."""
+    from ray import tune
+
+    def report(model, val_logs):
+        val = {k: float(v) for k, v in val_logs.items()}
+        evaluation = model._total_steps // model._eval_steps
+        try:
+            tune.report({"AUC": val.get("AUC"), EVALUATION: evaluation,
+                         "step": model._total_steps, "val": val, "where": where,
+                         # the checkpoint holds this evaluation's weights now
+                         "checkpoint": model._stopping_steps == 0 or not model._save_best_only,
+                         "fingerprint": model.run_info["fingerprint"],
+                         "run": model.run_info["run_id"],
+                         "dataset_id": model.config["dataset_id"]})
+        except SystemExit:
+            logger.warning("Stopped early by the scheduler (ASHA) after evaluation %d (step %d); "
+                           "the best checkpoint and the training state are kept", evaluation,
+                           model._total_steps)
+            raise
+    return report
