@@ -2,13 +2,14 @@
 
 For each tuner config given: every experiment's validation AUC (its result line), its test AUC
 (prediction.py's zip scored against the generator's ground truth), its parameter count; then,
-per model block (the expid without its grid number and hash), the mean and spread over the
+per model block (the tuner config's base_expid), the mean and spread over the
 training seeds and the fraction of the gap from the seed DIN to the best achievable AUC that it
 closes. Run from the folder the tuners ran in (result lines and checkpoints are there).
 
 Usage:
-  python bench/task2_table.py --data data/small --baseline DIN_default \\
-      config/compare/seed_features_tuner_config.yaml config/compare/task2_features_tuner_config.yaml
+  python bench/task2_table.py --data data/small --baseline seed_features_tuner_config:DIN_default \\
+      config/compare/seed_features_tuner_config.yaml config/compare/task2_features_tuner_config.yaml \\
+      config/compare/ablation_tuner_config.yaml
 """
 import argparse
 import json
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -31,9 +33,13 @@ from src.tuning.results import latest_results, results_path  # noqa: E402
 from src.data.vocab import resolve_vocab_sizes  # noqa: E402
 
 
-def block_of(expid):
-    """DIN_default_cpu_003_6f764ca6 -> DIN_default_cpu."""
-    return re.sub(r"_\d{3}_[0-9a-f]{8}$", "", expid)
+def block_of(expid, tuner_yaml):
+    """The model block an experiment was made from: the tuner config's base_expid when it
+    names one block (its expids then start with the model class and dataset_id instead),
+    else the expid without its grid number and hash (DIN_default_cpu_003_6f764ca6)."""
+    with open(tuner_yaml) as f:
+        base = yaml.safe_load(f).get("base_expid")
+    return base if isinstance(base, str) else re.sub(r"_\d{3}_[0-9a-f]{8}$", "", expid)
 
 
 def experiments(tuner_yaml, truth, out):
@@ -49,7 +55,7 @@ def experiments(tuner_yaml, truth, out):
         result = predict_test(config_dir, [expid], out_dir=out)
         test_auc = score_submission(result["zip"], truth)["Task2"]
         model = build_model(params)
-        rows.append({"config": Path(tuner_yaml).stem, "expid": expid, "block": block_of(expid),
+        rows.append({"config": Path(tuner_yaml).stem, "expid": expid, "block": block_of(expid, tuner_yaml),
                      "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
                      "test_auc": test_auc,
                      "parameters": sum(p.numel() for p in model.parameters())})
@@ -60,9 +66,15 @@ def summarise(rows, baseline, best):
     blocks = {}
     for row in rows:
         blocks.setdefault((row["config"], row["block"]), []).append(row)
-    base = [r for (config, block), rs in blocks.items() for r in rs if block == baseline]
-    if not base:
-        raise SystemExit(f"no runs of the baseline block {baseline}")
+    # baseline: BLOCK, or CONFIG:BLOCK where several configs have the block
+    want_config, _, want_block = baseline.rpartition(":")
+    found = {config for (config, block) in blocks if block == want_block
+             and want_config in ("", config)}
+    if len(found) != 1:
+        raise SystemExit(f"baseline {baseline}: " + (
+            f"in several configs ({', '.join(sorted(found))}); name one as CONFIG:BLOCK, e.g. "
+            f"{sorted(found)[0]}:{want_block}" if found else "no runs of that block"))
+    base = blocks[(found.pop(), want_block)]
     base_valid = np.mean([r["valid_auc"] for r in base])
     base_test = np.mean([r["test_auc"] for r in base])
     table = []
@@ -97,7 +109,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="+", help="tuner config yamls that were tuned")
     parser.add_argument("--data", required=True, help="the generated data folder")
-    parser.add_argument("--baseline", default="DIN_default", help="model block of the seed DIN")
+    parser.add_argument("--baseline", default="DIN_default",
+                        help="model block of the seed DIN (CONFIG:BLOCK where several configs "
+                             "have it, CONFIG the tuner config's file stem)")
     parser.add_argument("--out", help="also write the rows and table as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
