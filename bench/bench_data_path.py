@@ -71,13 +71,18 @@ def sync(device):
 
 
 def timed_batches(batches, n, work, device):
-    """samples/s of work(batch) over n batches, after one warm-up batch."""
+    """samples/s of work(batch) over n batches, after one warm-up batch; a split shorter than
+    n + 1 batches (tiny data) starts over, as the next epoch would."""
     iterator = iter(batches)
     work(next(iterator))
     sync(device)
     start, samples = time.perf_counter(), 0
     for _ in range(n):
-        batch = next(iterator)
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(batches)
+            batch = next(iterator)
         work(batch)
         samples += len(batch["label"]) if isinstance(batch, dict) else len(batch[2])
     sync(device)
