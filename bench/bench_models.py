@@ -20,7 +20,6 @@ Usage:
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,10 @@ from src.data.item_table import ItemTable  # noqa: E402
 from src.data.loader import MMCTRDataLoader  # noqa: E402
 from src.data.vocab import resolve_vocab_sizes  # noqa: E402
 from src.experiment import build_model  # noqa: E402
+
+# the same timing as the data-path benchmark: a short split starts over, CUDA is synchronised
+sys.path.insert(0, str(REPO / "bench"))
+from bench_data_path import timed_batches, train_rate  # noqa: E402
 
 FULL_TRAIN_ROWS = 3_600_000  # the real train split: seconds per epoch are derived from it
 
@@ -77,32 +80,10 @@ def variants(config_dir, expids):
             yield f"{expid} [concat]", expid, {"split_attention": False}
 
 
-def rate(work, batches, steps):
-    """samples/s of work(batch) over `steps` batches, after one warm-up batch."""
-    iterator = iter(batches)
-    work(next(iterator))
-    start, samples = time.perf_counter(), 0
-    for _ in range(steps):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            iterator = iter(batches)
-            batch = next(iterator)
-        work(batch)
-        samples += len(batch["label"])
-    return samples / (time.perf_counter() - start)
-
-
-def train_rate(model, batches, steps):
-    model.train()
-    model._batch_index, model._epoch_index, model._max_gradient_norm = 0, 0, 10.0
-    return rate(model.train_step, batches, steps)
-
-
-def score_rate(model, batches, steps):
+def score_rate(model, batches, steps, device):
     model.eval()
     with torch.no_grad():
-        return rate(model.scores, batches, steps)
+        return timed_batches(batches, steps, model.scores, device)
 
 
 def measure(args):
@@ -134,11 +115,13 @@ def measure(args):
             np.random.seed(round_index)
             if args.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            rates[label, "train"].append(train_rate(models[label], loader_of[label], args.steps))
+            rates[label, "train"].append(train_rate(models[label], loader_of[label], args.steps,
+                                                    args.device))
             if args.device == "cuda":
                 peak_gb[label] = max(peak_gb.get(label, 0.0),
                                      torch.cuda.max_memory_allocated() / 1e9)
-            rates[label, "score"].append(score_rate(models[label], loader_of[label], args.steps))
+            rates[label, "score"].append(score_rate(models[label], loader_of[label], args.steps,
+                                                    args.device))
             print(f"round {round_index + 1}: {label}: train {rates[label, 'train'][-1]:,.0f}, "
                   f"score {rates[label, 'score'][-1]:,.0f} samples/s", file=sys.stderr, flush=True)
     return {label: {"model": type(models[label]).__name__,
