@@ -14,36 +14,30 @@ Usage:
 import argparse
 import json
 import logging
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from src.experiment import build_model, current_fingerprints, predict_test  # noqa: E402
-from src.params import load_params  # noqa: E402
+from src.params import load_params, read_yaml  # noqa: E402
 from src.submission import score_submission  # noqa: E402
-from src.tuning.grid import config_dir_of  # noqa: E402
+from src.tuning.grid import EXPID_TAIL, config_dir_of  # noqa: E402
 from src.tuning.results import latest_results, results_path  # noqa: E402
 from src.data.vocab import resolve_vocab_sizes  # noqa: E402
 
 
-def block_of(expid, tuner_yaml):
-    """The model block an experiment was made from: the tuner config's base_expid when it
-    names one block (its expids then start with the model class and dataset_id instead),
-    else the expid without its grid number and hash (DIN_default_cpu_003_6f764ca6)."""
-    with open(tuner_yaml) as f:
-        base = yaml.safe_load(f).get("base_expid")
-    return base if isinstance(base, str) else re.sub(r"_\d{3}_[0-9a-f]{8}$", "", expid)
-
-
 def experiments(tuner_yaml, truth, out):
     config_dir = config_dir_of(tuner_yaml)
+    # each experiment's model block: the tuner config's base_expid when it names one block
+    # (its expids then start with the model class and dataset_id instead), else the expid
+    # without its grid number and hash (DIN_default_cpu_003_6f764ca6 -> DIN_default_cpu)
+    base = read_yaml(tuner_yaml).get("base_expid")
+    single_block = base if isinstance(base, str) else None
     fingerprints = current_fingerprints(config_dir)
     lines = latest_results(results_path(config_dir), fingerprints)
     rows = []
@@ -55,8 +49,8 @@ def experiments(tuner_yaml, truth, out):
         result = predict_test(config_dir, [expid], out_dir=out)
         test_auc = score_submission(result["zip"], truth)["Task2"]
         model = build_model(params)
-        rows.append({"config": Path(tuner_yaml).stem, "expid": expid, "block": block_of(expid, tuner_yaml),
-                     "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
+        rows.append({"config": Path(tuner_yaml).stem, "expid": expid,
+                     "block": single_block or EXPID_TAIL.sub("", expid), "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
                      "test_auc": test_auc,
                      "parameters": sum(p.numel() for p in model.parameters())})
     return rows

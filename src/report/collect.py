@@ -13,14 +13,13 @@ For a grid folder config/X (written by the tuner) and the current folder:
 import csv
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, UserError
 from ..history import read_history
 from ..params import RunPaths, config_expids, load_params, require_config_dir, with_option_defaults
-from ..tuning.grid import config_dir_of, load_tuner_config
+from ..tuning.grid import EXPID_TAIL, config_dir_of, load_tuner_config
 from ..tuning.lock import holder
 from ..tuning.results import read_results, results_path
 
@@ -145,15 +144,6 @@ def tuned_keys(all_params):
     return keys
 
 
-def read_summary(path):
-    """{expid: row} of the tuner's summary file ({} if none)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    with open(path, newline="", errors="replace") as f:
-        return {row["expid"]: row for row in csv.DictReader(f) if row.get("expid")}
-
-
 def _number(text):
     try:
         return float(text) if text not in (None, "") else None
@@ -162,7 +152,7 @@ def _number(text):
 
 
 def short_label(expid, index):
-    match = re.search(r"_(\d{3})_[0-9a-f]{8}$", expid)
+    match = EXPID_TAIL.search(expid)
     return f"#{match.group(1)}" if match else f"#{index + 1:03d}"
 
 
@@ -181,7 +171,7 @@ def run_status(paths, summary_row, result_line, history):
 
 def collect_grid(config):
     """The GridReport of --config (folder or yaml), read from the current folder."""
-    from ..tuning.tuner import summary_path
+    from ..tuning.tuner import read_summary, summary_path
     config_dir, tuner_yaml = resolve_config_dir(config)
     expids = config_expids(config_dir)
     if not expids:
@@ -192,7 +182,7 @@ def collect_grid(config):
     results = {}
     for line in read_results(results_path(config_dir)):
         results[line["exp_id"]] = line  # the latest line of each expid wins
-    summary = read_summary(summary_path(config_dir))
+    summary = read_summary(config_dir)
     runs = []
     for index, (expid, params) in enumerate(zip(expids, all_params)):
         paths = RunPaths(params)

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,9 @@ from ..errors import ConfigError
 from ..params import OPTION_DEFAULTS, read_yaml, with_option_defaults
 from .task1_rules import check_tuner_config
 from .values import check_grid_values
+
+# What expand appends to a block's prefix: _<grid number, 3 digits>_<8 hex digits of hash>.
+EXPID_TAIL = re.compile(r"_(\d{3})_[0-9a-f]{8}$")
 
 logger = logging.getLogger(__name__)
 

@@ -89,13 +89,18 @@ def summary_path(config_dir):
     return Path(results_path(config_dir).stem + "_summary.csv")
 
 
-def previous_statuses(config_dir):
-    """{expid: status} from the summary the last tuner run wrote ({} if none)."""
+def read_summary(config_dir):
+    """{expid: row} of the summary the last tuner run wrote ({} if none)."""
     path = summary_path(config_dir)
     if not path.exists():
         return {}
     with open(path, newline="", errors="replace") as f:
-        return {row["expid"]: row["status"] for row in csv.DictReader(f) if row.get("expid")}
+        return {row["expid"]: row for row in csv.DictReader(f) if row.get("expid")}
+
+
+def previous_statuses(config_dir):
+    """{expid: status} from the summary the last tuner run wrote ({} if none)."""
+    return {expid: row["status"] for expid, row in read_summary(config_dir).items()}
 
 
 def _needs_retry(status):
