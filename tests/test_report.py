@@ -20,7 +20,7 @@ from src.params import RunPaths, load_params
 from src.report.build import build_report, detect_item_embedding
 from src.tuning.lock import FileLock
 
-from .conftest import REPO, run_cli, tune_cli, write_tuner_config
+from .conftest import REPO, run_cli, tune_cli, wait_for, write_tuner_config
 
 # 512 rows a batch: 8 steps an epoch; an evaluation every 3 steps: 5 over 2 epochs
 GRID = {"epochs": 2, "batch_size": 512, "eval_steps": 3, "early_stop_patience": 100,
@@ -159,7 +159,8 @@ def test_a_killed_and_resumed_run_has_the_history_of_an_uninterrupted_one(small_
             run = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             try:  # 64 batches per epoch, an evaluation and a state save every 16
-                _wait_for(lambda: log.exists() and "batch 32:" in log.read_text(), 120)
+                wait_for(lambda: log.exists() and "batch 32:" in log.read_text(), 120,
+                         "the run's second evaluation")
                 run.kill()
                 run.wait()
             finally:
@@ -174,14 +175,6 @@ def test_a_killed_and_resumed_run_has_the_history_of_an_uninterrupted_one(small_
     assert [r["step"] for r in whole] == list(range(16, 129, 16))
     keys = ("epoch", "step", "train_loss", "val_AUC", "val_logloss", "lr")
     assert [[r[k] for k in keys] for r in killed] == [[r[k] for k in keys] for r in whole]
-
-
-def _wait_for(predicate, timeout):
-    import time
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for the run"
-        time.sleep(0.02)
 
 
 def test_a_rerun_starts_its_history_afresh(small_data, tmp_path):
