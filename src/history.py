@@ -120,7 +120,6 @@ class RunHistory:
                 if row[column] is not None:
                     self._writer.add_scalar(tag, row[column], global_step=step)
             self._writer.flush()
-        return row
 
     def close(self):
         if self._writer is not None:
@@ -138,7 +137,7 @@ class NoHistory:
         pass
 
     def record(self, *args, **kwargs):
-        return None
+        pass
 
     def close(self):
         pass

@@ -301,7 +301,7 @@ def start_node_without(folder, address):
         [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"]
     if not unshare or subprocess.run(prefix + ["true"], capture_output=True).returncode != 0:
         pytest.skip("mount namespaces (unshare) are not allowed here")
-    script = f'mount -t tmpfs tmpfs "$1" && exec "$2" -c "$3" "$4"'
+    script = 'mount -t tmpfs tmpfs "$1" && exec "$2" -c "$3" "$4"'
     return subprocess.Popen(prefix + ["sh", "-c", script, "sh", str(folder), sys.executable,
                                       NODE_SCRIPT, address],
                             start_new_session=True, stdout=subprocess.DEVNULL,
