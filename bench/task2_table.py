@@ -36,8 +36,12 @@ def experiments(tuner_yaml, truth, out):
     # each experiment's model block: the tuner config's base_expid when it names one block
     # (its expids then start with the model class and dataset_id instead), else the expid
     # without its grid number and hash (DIN_default_cpu_003_6f764ca6 -> DIN_default_cpu)
-    base = read_yaml(tuner_yaml).get("base_expid")
+    tuner = read_yaml(tuner_yaml)
+    base = tuner.get("base_expid")
     single_block = base if isinstance(base, str) else None
+    # grid keys other than the seed split a block into one table row per value
+    varied = [key for key, values in (tuner.get("tuner_space") or {}).items()
+              if key != "seed" and isinstance(values, list) and len(values) > 1]
     fingerprints = current_fingerprints(config_dir)
     lines = latest_results(results_path(config_dir), fingerprints)
     rows = []
@@ -49,17 +53,29 @@ def experiments(tuner_yaml, truth, out):
         result = predict_test(config_dir, [expid], out_dir=out)
         test_auc = score_submission(result["zip"], truth)["Task2"]
         model = build_model(params)
-        rows.append({"config": Path(tuner_yaml).stem, "expid": expid,
-                     "block": single_block or EXPID_TAIL.sub("", expid), "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
+        block = ", ".join([single_block or EXPID_TAIL.sub("", expid)]
+                          + [f"{key} {params[key]:g}" if isinstance(params[key], float)
+                             else f"{key} {params[key]}" for key in varied])
+        rows.append({"config": Path(tuner_yaml).stem, "expid": expid, "block": block,
+                     "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
                      "test_auc": test_auc,
                      "parameters": sum(p.numel() for p in model.parameters())})
     return rows
 
 
-def summarise(rows, baseline, best):
+def summarise(rows, baseline, best, baseline_means=None):
     blocks = {}
     for row in rows:
         blocks.setdefault((row["config"], row["block"]), []).append(row)
+    if baseline_means:
+        base_valid, base_test = baseline_means
+    else:
+        base_valid, base_test = baseline_aucs(blocks, baseline)
+    return summarise_blocks(blocks, base_valid, base_test, best)
+
+
+def baseline_aucs(blocks, baseline):
+    """Mean validation and test AUC of the baseline block's runs."""
     # baseline: BLOCK, or CONFIG:BLOCK where several configs have the block
     want_config, _, want_block = baseline.rpartition(":")
     found = {config for (config, block) in blocks if block == want_block
@@ -69,8 +85,10 @@ def summarise(rows, baseline, best):
             f"in several configs ({', '.join(sorted(found))}); name one as CONFIG:BLOCK, e.g. "
             f"{sorted(found)[0]}:{want_block}" if found else "no runs of that block"))
     base = blocks[(found.pop(), want_block)]
-    base_valid = np.mean([r["valid_auc"] for r in base])
-    base_test = np.mean([r["test_auc"] for r in base])
+    return np.mean([r["valid_auc"] for r in base]), np.mean([r["test_auc"] for r in base])
+
+
+def summarise_blocks(blocks, base_valid, base_test, best):
     table = []
     for (config, block), rs in blocks.items():
         valid = np.array([r["valid_auc"] for r in rs])
@@ -106,6 +124,9 @@ def main():
     parser.add_argument("--baseline", default="DIN_default",
                         help="model block of the seed DIN (CONFIG:BLOCK where several configs "
                              "have it, CONFIG the tuner config's file stem)")
+    parser.add_argument("--baseline-means", type=float, nargs=2, metavar=("VALID", "TEST"),
+                        help="the baseline's mean validation and test AUC from an earlier "
+                             "table, when its runs are not among these configs")
     parser.add_argument("--out", help="also write the rows and table as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -117,7 +138,7 @@ def main():
     for row in rows:
         print(f"{row['expid']}: seed {row['seed']}, valid {row['valid_auc']:.4f}, "
               f"test {row['test_auc']:.4f}", file=sys.stderr)
-    table = summarise(rows, args.baseline, best)
+    table = summarise(rows, args.baseline, best, args.baseline_means)
     print(markdown(table, best, args.baseline))
     if args.out:
         Path(args.out).write_text(json.dumps({"rows": rows, "table": table}, indent=2,

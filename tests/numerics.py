@@ -22,14 +22,21 @@ def logits_close(a, b, ulps=ULPS):
 
 
 def spread_output(model, batch, target_std=2.0):
-    """Rescale the model's output layer so that its logits on batch have mean 0 and standard
-    deviation target_std: predictions then spread over (0, 1) (about 5%-95% for std 2)
-    instead of piling up at 0 or 1, where any two models agree after the sigmoid."""
+    """Rescale the model's logit on batch to mean 0 and standard deviation target_std:
+    predictions then spread over (0, 1) (about 5%-95% for std 2) instead of piling up at 0
+    or 1, where any two models agree after the sigmoid. The logit is the output layer's,
+    plus, in models with an interest tower (src/models/interest.py), the tower's score:
+    both are scaled."""
     model.eval()
     head = model.output_layer()
+    tower = getattr(model, "interest", None)
     with torch.no_grad():
         logit = model.scores(batch)[0].reshape(-1)
         scale = target_std / logit.std().clamp_min(1e-12)
         head.weight.mul_(scale)
         head.bias.mul_(scale).sub_(logit.mean() * scale)
+        if tower is not None:
+            tower.scale.mul_(scale)
+            tower.content_score.weight.mul_(scale)
+            tower.content_score.bias.mul_(scale)
     return model

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from fuxictr.pytorch.layers import MultiHeadTargetAttention
+from fuxictr.pytorch.models import BaseModel
 from fuxictr.pytorch.torch_utils import seed_everything
 from fuxictr.utils import load_model_config
 from torch.nn import functional as F
@@ -31,7 +32,8 @@ from .numerics import logits_close, spread_output
 TASK2 = REPO / "config" / "task2_config"
 # one CPU-sized block per model class; test_every_model_is_tested keeps this list complete
 MODEL_BLOCKS = {"DIN": "DIN_default_cpu", "TransformerDCN": "TransformerDCN_cpu",
-                "QIN": "QIN_cpu", "DINCrossAttention": "DINCrossAttention_cpu"}
+                "QIN": "QIN_cpu", "DINCrossAttention": "DINCrossAttention_cpu",
+                "DINInterest": "DINInterest_cpu", "CosineInterest": "CosineInterest_cpu"}
 BATCH = 256
 
 
@@ -444,3 +446,60 @@ def test_model_names_read_from_source_are_the_models():
     """The tuner checks `model:` names without importing torch (model_names reads the
     modules' source); both must agree, so a model is never refused or missed."""
     assert model_names() == set(available_models())
+
+
+# ---- the interest tower (DINInterest, CosineInterest) ----
+@pytest.mark.parametrize("model_name", ["DINInterest", "CosineInterest"])
+def test_the_tower_scores_the_scaled_cosine_of_target_and_history_content(dataset, item_table,
+                                                                           model_name):
+    """The sparse computation against the formula on the padded (batch, max_len) grid:
+    scale * cosine(P c_target, sum of P c_h over real history items) + content bias. The
+    comparison sees a change: without the normalisation the figures differ."""
+    params = block_params(dataset, MODEL_BLOCKS[model_name])
+    batch = valid_batch(params)
+    model = make_model(params, item_table=item_table, batch=batch)
+    tower = model.interest
+    with torch.no_grad():
+        sparse = model.prepare_items(batch)
+        item_emb, target_emb = model.embed_item_batch(sparse)
+        _, score = tower(item_emb, target_emb, sparse["history_slot"], sparse["history_row"])
+        history, target = model.history_and_target(batch)
+        content = model.embed_items(history)[..., tower.columns]
+        taste = (tower.projection(content) * (history > 0).unsqueeze(-1)).sum(1)
+        target_content = model.embed_items(target)[..., tower.columns]
+        projected = tower.projection(target_content)
+        bias = tower.content_score(target_content).reshape(-1)
+        expected = tower.scale * F.cosine_similarity(projected, taste, dim=-1) + bias
+        unnormalised = tower.scale * (projected * taste).sum(-1) + bias
+    assert (history > 0).any(1).all(), "every valid row of the tiny data has history"
+    assert logits_close(score.reshape(-1), expected)
+    assert not logits_close(score.reshape(-1), unnormalised)
+
+
+def test_the_tower_reads_the_embedding_features_or_the_listed_ones(dataset, item_table):
+    params = block_params(dataset, MODEL_BLOCKS["CosineInterest"])
+    model = make_model(params, item_table=item_table)
+    embedding_dims = [dim for name, dim in zip(model.item_feature_names, model.item_field_dims)
+                      if model.feature_map.features[name]["type"] == "embedding"]
+    assert len(model.interest.columns) == sum(embedding_dims) > 0
+    listed = make_model(dict(params, interest_features=["item_id"]), item_table=item_table)
+    assert len(listed.interest.columns) == params["embedding_dim"]
+    with pytest.raises(ConfigError, match="interest_features: user_id is not an item-side"):
+        make_model(dict(params, interest_features=["user_id"]), item_table=item_table)
+
+
+def test_the_interest_tower_is_penalised_by_its_own_regularizer(dataset, item_table):
+    """With interest_regularizer equal to net_regularizer the penalty is FuxiCTR's; with 0 it
+    is FuxiCTR's less the tower's L2 term (and that difference is large enough to see)."""
+    params = block_params(dataset, MODEL_BLOCKS["DINInterest"], net_regularizer=0.01,
+                          embedding_regularizer=1e-4, interest_regularizer=0.01)
+    seed_everything(0)
+    model = build_model(params, build_feature_map(params), item_table=item_table)
+    fuxictr = BaseModel.regularization_loss(model).item()
+    assert math.isclose(model.regularization_loss().item(), fuxictr, rel_tol=1e-5)
+
+    model.interest_regularizer = 0
+    tower = sum(w.square().sum() for w in model.interest.parameters()).item()
+    assert 0.01 / 2 * tower > 1e-3 * fuxictr
+    assert math.isclose(model.regularization_loss().item(), fuxictr - 0.01 / 2 * tower,
+                        rel_tol=1e-5)

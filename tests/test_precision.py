@@ -32,6 +32,7 @@ def test_a_confident_mistake_keeps_its_loss_and_gradient(dataset, item_table,  #
                              batch_size=256)
     batch = next(iter(loader))
     batch = dict(batch, label=torch.zeros_like(batch["label"]))  # every row a non-click
+    spread_output(model, batch, target_std=1.0)
     model.train()
     with torch.no_grad():  # push every logit to about +9: confidently wrong
         logit = model.scores(batch)[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 # Modules here that hold shared parts, not models of their own.
-_NOT_MODELS = {"attention", "base", "items", "layers", "seed_design"}
+_NOT_MODELS = {"attention", "base", "interest", "items", "layers", "seed_design"}
 
 
 def available_models():

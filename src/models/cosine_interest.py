@@ -1,0 +1,45 @@
+"""The interest tower (interest.py) with a linear part beside it: a two-tower model over item
+content, the smallest model here.
+
+logit = tower score (scale * cosine(target content, history content) + content bias)
+      + w . [row features, target item vector] + b
+The linear part (wide, as in wide & deep) carries what the tower does not see: row features
+(user_id, likes/views levels) and the target's id embeddings (an item's own appeal). There
+is no DNN and no attention: a row's history enters only through its projected, summed,
+normalised content.
+"""
+import torch
+from torch import nn
+
+from .interest import InterestRegularized, InterestTower, content_columns
+from .items import ItemSequenceModel
+from .layers import Float32Linear
+
+
+class CosineInterest(InterestRegularized, ItemSequenceModel):
+    def __init__(self,
+                 feature_map,
+                 model_id="CosineInterest",
+                 gpu=-1,
+                 embedding_dim=16,
+                 interest_dim=32,
+                 interest_features=None,
+                 interest_regularizer=0,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         **kwargs)
+        self.interest_regularizer = interest_regularizer
+        self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
+        self.wide = Float32Linear(self.row_dim + self.item_dim, 1)
+        self.finish_building()
+
+    def forward(self, inputs):
+        batch = self.prepare_items(inputs)
+        item_emb, target_emb = self.embed_item_batch(batch)
+        _, score = self.interest(item_emb, target_emb, batch["history_slot"],
+                                 batch["history_row"])
+        features = [target_emb]
+        row_emb = self.embed_rows(inputs)
+        if row_emb is not None:
+            features.insert(0, row_emb)
+        return {"logit": self.wide(torch.cat(features, dim=-1)) + score}

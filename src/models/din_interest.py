@@ -1,0 +1,63 @@
+"""DIN plus the interest tower (interest.py): the seed DIN's design with an explicit
+cosine between the target's content and the content of the row's history.
+
+A DIN compares the target with the history only through its attention MLP and its DNN,
+which must learn a product of two vectors from their concatenation. Here the tower's match
+vector joins the DNN's input, [row features, target, DIN pooled, match], and the tower's
+score (the scaled cosine plus a content bias) is added to the DNN's logit.
+"""
+import torch
+from fuxictr.pytorch.layers import Dice, MLP_Block
+
+from .attention import SplitDINAttention
+from .interest import InterestRegularized, InterestTower, content_columns
+from .items import ItemSequenceModel
+from .layers import with_float32_output
+
+
+class DINInterest(InterestRegularized, ItemSequenceModel):
+    def __init__(self,
+                 feature_map,
+                 model_id="DINInterest",
+                 gpu=-1,
+                 embedding_dim=64,
+                 dnn_hidden_units=(1024, 512, 256),
+                 dnn_activations="ReLU",
+                 attention_hidden_units=(512, 256),
+                 attention_hidden_activations="ReLU",
+                 attention_output_activation=None,
+                 attention_dropout=0,
+                 interest_dim=64,
+                 interest_features=None,
+                 interest_regularizer=0,
+                 net_dropout=0,
+                 batch_norm=False,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         **kwargs)
+        if isinstance(dnn_activations, str) and dnn_activations.lower() == "dice":
+            dnn_activations = [Dice(units) for units in dnn_hidden_units]
+        self.attention_layers = SplitDINAttention(self.item_dim,
+                                                  attention_units=list(attention_hidden_units),
+                                                  hidden_activations=attention_hidden_activations,
+                                                  output_activation=attention_output_activation,
+                                                  dropout_rate=attention_dropout)
+        self.interest_regularizer = interest_regularizer
+        self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
+        self.dnn = with_float32_output(MLP_Block(
+            input_dim=self.row_dim + 2 * self.item_dim + int(interest_dim), output_dim=1,
+            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
+            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.finish_building(self.attention_layers, self.dnn)
+
+    def forward(self, inputs):
+        batch = self.prepare_items(inputs)
+        item_emb, target_emb = self.embed_item_batch(batch)
+        slot, row = batch["history_slot"], batch["history_row"]
+        pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
+        match, score = self.interest(item_emb, target_emb, slot, row)
+        features = [target_emb, pooled, match]
+        row_emb = self.embed_rows(inputs)
+        if row_emb is not None:
+            features.insert(0, row_emb)
+        return {"logit": self.dnn(torch.cat(features, dim=-1)) + score}
