@@ -31,6 +31,7 @@ python bench/bench_data_path.py --data "$data" --device "$device" \
 python bench/bench_models.py --data "$data" --device "$device" --steps 30 --rounds 1 \
     --dataset-config config/Task2_tuner_config.yaml \
     --expids DIN_default TransformerDCN_default QIN_default DINCrossAttention_default \
+        DINInterest_default CosineInterest_default \
     --out "$out/models_${device}_${scale}.json" | tee "$out/models_${device}_${scale}.md"
 python bench/check_options.py --device "$device" | tee "$out/options_${device}.txt"
 gpus=$(python -c "import torch; print(torch.cuda.device_count())")

@@ -190,7 +190,8 @@ def test_ensemble_of_the_two_best(small_data, tmp_path):
 
 def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(small_data,
                                                                                tmp_path):
-    blocks = ["DIN_default_cpu", "DINCrossAttention_cpu", "QIN_cpu", "TransformerDCN_cpu"]
+    blocks = ["DIN_default_cpu", "DINCrossAttention_cpu", "QIN_cpu", "TransformerDCN_cpu",
+              "DINInterest_cpu", "CosineInterest_cpu"]
     tuner_yaml = make_tuner(tmp_path, small_data)
     config = yaml.safe_load(tuner_yaml.read_text())
     config.update(base_config=str(REPO / "config" / "task2_config"), base_expid=blocks)
@@ -202,7 +203,7 @@ def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(sm
     expids = expids_of(tuner_yaml)
     blocks_written = yaml.safe_load((config_dir / "model_config.yaml").read_text())
     assert {blocks_written[e]["model"] for e in expids} == {
-        "DIN", "DINCrossAttention", "QIN", "TransformerDCN"}
+        "DIN", "DINCrossAttention", "QIN", "TransformerDCN", "DINInterest", "CosineInterest"}
     singles = []
     for expid in expids:
         done = predict(tmp_path, config_dir, "--expid", expid)
@@ -210,10 +211,10 @@ def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(sm
         singles.append(pd.read_csv(tmp_path / "submission" / expid / "prediction.csv")["Task2"])
     done = predict(tmp_path, config_dir, "--expid", *expids)
     assert done.returncode == 0 and done.stdout.count("OK: ") == 1, done.stderr[-2000:]
-    assert "ensemble of 4: validation AUC" in done.stderr
-    (zipped,) = (tmp_path / "submission").glob("ensemble4_*.zip")
+    assert f"ensemble of {len(blocks)}: validation AUC" in done.stderr
+    (zipped,) = (tmp_path / "submission").glob(f"ensemble{len(blocks)}_*.zip")
     ensemble = pd.read_csv(tmp_path / "submission" / zipped.stem / "prediction.csv")["Task2"]
-    assert (ensemble - sum(singles) / 4).abs().max() <= 1e-8  # printed with 8 decimals
+    assert (ensemble - sum(singles) / len(blocks)).abs().max() <= 1e-8  # printed with 8 decimals
     # the members score differently, so the mean is none of them
     assert min((ensemble - single).abs().max() for single in singles) > 1e-4
 
