@@ -9,7 +9,6 @@ is no DNN and no attention: a row's history enters only through its projected, s
 normalised content.
 """
 import torch
-from torch import nn
 
 from .interest import InterestRegularized, InterestTower, content_columns
 from .items import ItemSequenceModel

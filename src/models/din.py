@@ -21,11 +21,10 @@ Only with din_use_softmax (weights normalised over all max_len positions, paddin
 do we use FuxiCTR's dense layer.
 """
 import torch
-from fuxictr.pytorch.layers import Dice, MLP_Block
 
 from .attention import SplitDINAttention
 from .items import ItemSequenceModel
-from .layers import with_float32_output
+from .layers import logit_mlp
 
 
 class DIN(ItemSequenceModel):
@@ -56,8 +55,6 @@ class DIN(ItemSequenceModel):
                          learning_rate=learning_rate,
                          embedding_regularizer=embedding_regularizer,
                          net_regularizer=net_regularizer, **kwargs)
-        if isinstance(dnn_activations, str) and dnn_activations.lower() == "dice":
-            dnn_activations = [Dice(units) for units in dnn_hidden_units]
         self.split_attention = bool(split_attention)
         self.attention_layers = SplitDINAttention(self.item_dim,
                                                   attention_units=list(attention_hidden_units),
@@ -66,10 +63,8 @@ class DIN(ItemSequenceModel):
                                                   dropout_rate=attention_dropout,
                                                   use_softmax=din_use_softmax)
         # the logit comes out in float32; the base model applies the sigmoid (see layers.py)
-        self.dnn = with_float32_output(MLP_Block(
-            input_dim=self.row_dim + 2 * self.item_dim, output_dim=1,
-            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
-            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.dnn = logit_mlp(self.row_dim + 2 * self.item_dim,
+                             dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, self.dnn)
 
     def pooled_and_target(self, inputs):

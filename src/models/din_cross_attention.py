@@ -17,12 +17,12 @@ item-side features come from the dataset config (user_id as a categorical row fe
 levels as `source: item` columns of item_info); this model just uses the feature map.
 """
 import torch
-from fuxictr.pytorch.layers import Dice, MLP_Block
+from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
 from .attention import SparseTargetAttention, SplitDINAttention
 from .items import ItemSequenceModel, check_divisible
-from .layers import with_float32_output
+from .layers import logit_mlp
 
 
 class CrossAttentionBlock(nn.Module):
@@ -67,8 +67,6 @@ class DINCrossAttention(ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        if isinstance(dnn_activations, str) and dnn_activations.lower() == "dice":
-            dnn_activations = [Dice(units) for units in dnn_hidden_units]
         self.attention_layers = SplitDINAttention(self.item_dim,
                                                   attention_units=list(attention_hidden_units),
                                                   hidden_activations=attention_hidden_activations,
@@ -81,10 +79,8 @@ class DINCrossAttention(ItemSequenceModel):
             CrossAttentionBlock(self.item_dim, cross_attention_dim, int(cross_attention_heads),
                                 int(cross_attention_ffn_dim), cross_attention_dropout)
             for _ in range(int(cross_attention_layers)))
-        self.dnn = with_float32_output(MLP_Block(
-            input_dim=self.row_dim + 3 * self.item_dim, output_dim=1,
-            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
-            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.dnn = logit_mlp(self.row_dim + 3 * self.item_dim,
+                             dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, *self.cross_blocks, self.dnn)
 
     def forward(self, inputs):

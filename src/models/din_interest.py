@@ -7,12 +7,11 @@ vector joins the DNN's input, [row features, target, DIN pooled, match], and the
 score (the scaled cosine plus a content bias) is added to the DNN's logit.
 """
 import torch
-from fuxictr.pytorch.layers import Dice, MLP_Block
 
 from .attention import SplitDINAttention
 from .interest import InterestRegularized, InterestTower, content_columns
 from .items import ItemSequenceModel
-from .layers import with_float32_output
+from .layers import logit_mlp
 
 
 class DINInterest(InterestRegularized, ItemSequenceModel):
@@ -35,8 +34,6 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        if isinstance(dnn_activations, str) and dnn_activations.lower() == "dice":
-            dnn_activations = [Dice(units) for units in dnn_hidden_units]
         self.attention_layers = SplitDINAttention(self.item_dim,
                                                   attention_units=list(attention_hidden_units),
                                                   hidden_activations=attention_hidden_activations,
@@ -44,10 +41,8 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
                                                   dropout_rate=attention_dropout)
         self.interest_regularizer = interest_regularizer
         self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
-        self.dnn = with_float32_output(MLP_Block(
-            input_dim=self.row_dim + 2 * self.item_dim + int(interest_dim), output_dim=1,
-            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
-            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.dnn = logit_mlp(self.row_dim + 2 * self.item_dim + int(interest_dim),
+                             dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, self.dnn)
 
     def forward(self, inputs):

@@ -1,5 +1,6 @@
 """Layers shared by the models of this package (FuxiCTR's and torch's cover the rest)."""
 import torch
+from fuxictr.pytorch.layers import Dice, MLP_Block
 from torch import nn
 
 
@@ -30,3 +31,14 @@ def with_float32_output(mlp_block):
     mlp_block.mlp[-1] = Float32Linear(last.in_features, last.out_features,
                                       bias=last.bias is not None)
     return mlp_block
+
+
+def logit_mlp(input_dim, hidden_units, activations, dropout, batch_norm):
+    """FuxiCTR's MLP_Block ending in one logit through a Float32Linear (the models' DNN).
+    activations "Dice" gives each hidden layer its own Dice (which needs the layer's width)."""
+    if isinstance(activations, str) and activations.lower() == "dice":
+        activations = [Dice(units) for units in hidden_units]
+    return with_float32_output(MLP_Block(
+        input_dim=input_dim, output_dim=1, hidden_units=list(hidden_units),
+        hidden_activations=activations, output_activation=None, dropout_rates=dropout,
+        batch_norm=batch_norm))
