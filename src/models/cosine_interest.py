@@ -8,7 +8,6 @@ The linear part (wide, as in wide & deep) carries what the tower does not see: r
 is no DNN and no attention: a row's history enters only through its projected, summed,
 normalised content.
 """
-import torch
 
 from .interest import InterestRegularized, InterestTower, content_columns
 from .items import ItemSequenceModel
@@ -37,8 +36,4 @@ class CosineInterest(InterestRegularized, ItemSequenceModel):
         item_emb, target_emb = self.embed_item_batch(batch)
         _, score = self.interest(item_emb, target_emb, batch["history_slot"],
                                  batch["history_row"])
-        features = [target_emb]
-        row_emb = self.embed_rows(inputs)
-        if row_emb is not None:
-            features.insert(0, row_emb)
-        return {"logit": self.wide(torch.cat(features, dim=-1)) + score}
+        return {"logit": self.wide(self.rows_and(inputs, target_emb)) + score}

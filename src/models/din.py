@@ -84,8 +84,4 @@ class DIN(ItemSequenceModel):
 
     def forward(self, inputs):
         pooled_emb, target_emb = self.pooled_and_target(inputs)
-        emb_list = [target_emb, pooled_emb]
-        row_emb = self.embed_rows(inputs)
-        if row_emb is not None:
-            emb_list.insert(0, row_emb)
-        return {"logit": self.dnn(torch.cat(emb_list, dim=-1))}
+        return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled_emb))}

@@ -16,7 +16,6 @@ The variant's other parts are data: a user_id embedding and the items' likes/vie
 item-side features come from the dataset config (user_id as a categorical row feature,
 levels as `source: item` columns of item_info); this model just uses the feature map.
 """
-import torch
 from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
@@ -91,8 +90,4 @@ class DINCrossAttention(ItemSequenceModel):
         query = target_emb
         for block in self.cross_blocks:
             query = block(query, item_emb, slot, row)
-        features = [target_emb, pooled, query]
-        row_emb = self.embed_rows(inputs)
-        if row_emb is not None:
-            features.insert(0, row_emb)
-        return {"logit": self.dnn(torch.cat(features, dim=-1))}
+        return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled, query))}

@@ -6,7 +6,6 @@ which must learn a product of two vectors from their concatenation. Here the tow
 vector joins the DNN's input, [row features, target, DIN pooled, match], and the tower's
 score (the scaled cosine plus a content bias) is added to the DNN's logit.
 """
-import torch
 
 from .attention import SplitDINAttention
 from .interest import InterestRegularized, InterestTower, content_columns
@@ -51,8 +50,4 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
         slot, row = batch["history_slot"], batch["history_row"]
         pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
         match, score = self.interest(item_emb, target_emb, slot, row)
-        features = [target_emb, pooled, match]
-        row_emb = self.embed_rows(inputs)
-        if row_emb is not None:
-            features.insert(0, row_emb)
-        return {"logit": self.dnn(torch.cat(features, dim=-1)) + score}
+        return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled, match)) + score}

@@ -106,6 +106,12 @@ class ItemSequenceModel(MMCTRModel):
         features = self.get_inputs(inputs)
         return self.embedding_layer(features, flatten_emb=True) if features else None
 
+    def rows_and(self, inputs, *parts):
+        """The row features' embeddings (when the dataset declares any) followed by parts,
+        concatenated along the last dimension: the input of a model's DNN or linear part."""
+        row_emb = self.embed_rows(inputs)
+        return torch.cat(([row_emb] if row_emb is not None else []) + list(parts), dim=-1)
+
     # ---- items ----
     @staticmethod
     def is_real(history):

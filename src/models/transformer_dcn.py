@@ -132,9 +132,5 @@ class TransformerDCN(ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs, dense=True)
         item_emb, target_emb = self.embed_item_batch(batch)
-        features = [target_emb, self.sequence_features(item_emb, target_emb, batch)]
-        row_emb = self.embed_rows(inputs)
-        if row_emb is not None:
-            features.insert(0, row_emb)
-        x = torch.cat(features, dim=-1)
+        x = self.rows_and(inputs, target_emb, self.sequence_features(item_emb, target_emb, batch))
         return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}
