@@ -462,7 +462,7 @@ def test_the_tower_scores_the_scaled_cosine_of_target_and_history_content(datase
     with torch.no_grad():
         sparse = model.prepare_items(batch)
         item_emb, target_emb = model.embed_item_batch(sparse)
-        _, score = tower(item_emb, target_emb, sparse["history_slot"], sparse["history_row"])
+        _, score = tower(item_emb, sparse)
         history, target = model.history_and_target(batch)
         content = model.embed_items(history)[..., tower.columns]
         taste = (tower.projection(content) * (history > 0).unsqueeze(-1)).sum(1)

@@ -34,6 +34,5 @@ class CosineInterest(InterestRegularized, ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
-        _, score = self.interest(item_emb, target_emb, batch["history_slot"],
-                                 batch["history_row"])
+        _, score = self.interest(item_emb, batch)
         return {"logit": self.wide(self.rows_and(inputs, target_emb)) + score}

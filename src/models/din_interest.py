@@ -49,5 +49,5 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
         item_emb, target_emb = self.embed_item_batch(batch)
         slot, row = batch["history_slot"], batch["history_row"]
         pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
-        match, score = self.interest(item_emb, target_emb, slot, row)
+        match, score = self.interest(item_emb, batch)
         return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled, match)) + score}

@@ -58,22 +58,25 @@ class InterestTower(nn.Module):
         self.content_score = nn.Linear(len(columns), 1)
         self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
 
-    def forward(self, item_emb, target_emb, history_slot, history_row):
-        """(match (batch, interest_dim), score (batch, 1)) for distinct item vectors item_emb,
-        the target vectors and the sparse history layout of items.py. Computed in float32
-        also under bfloat16 autocast: the score is part of the logit (see layers.py)."""
+    def forward(self, item_emb, batch):
+        """(match (batch, interest_dim), score (batch, 1)) for the distinct item vectors
+        item_emb of a batch prepared by items.ItemSequenceModel.prepare_items (targets among
+        them). Computed in float32 also under bfloat16 autocast: the score is part of the
+        logit (see layers.py)."""
         with torch.autocast(item_emb.device.type, enabled=False):
-            return self._match_and_score(item_emb.float(), target_emb.float(), history_slot,
-                                         history_row)
+            return self._match_and_score(item_emb.float(), batch)
 
-    def _match_and_score(self, item_emb, target_emb, history_slot, history_row):
-        projected = self.projection(item_emb.index_select(1, self.columns))
-        taste = sum_by_row(projected.index_select(0, history_slot), history_row,
-                           target_emb.shape[0])
-        target_content = target_emb.index_select(1, self.columns)
-        target = F.normalize(self.projection(target_content), dim=-1)
+    def _match_and_score(self, item_emb, batch):
+        # each distinct item (targets included) is projected once
+        content = item_emb.index_select(1, self.columns)
+        projected = self.projection(content)
+        target_slot = batch["target_slot"]
+        taste = sum_by_row(projected.index_select(0, batch["history_slot"]),
+                           batch["history_row"], target_slot.shape[0])
+        target = F.normalize(projected.index_select(0, target_slot), dim=-1)
         match = self.scale * target * F.normalize(taste, dim=-1)
-        score = match.sum(-1, keepdim=True) + self.content_score(target_content)
+        score = match.sum(-1, keepdim=True) + self.content_score(
+            content.index_select(0, target_slot))
         return match, score
 
 
