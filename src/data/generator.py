@@ -17,14 +17,17 @@ Latent model, in the order it is drawn:
   * A user's timeline is a stream of impressions. Each impression proposes an item
     (popularity-driven, or from the user's topics with a pull towards the topic of the
     last click, so consecutive history items are related) and is clicked with
-    p = sigmoid(ALPHA cos(z_i, u) + popularity + quality + bias). Clicks form the history
+    p = sigmoid(ALPHA cos(z_i, u) + popularity + quality + bias) in the default world
+    (`cosine`); other worlds (src/data/worlds.py, `--world NAME`) click by other laws over
+    the same latent items and users. Clicks form the history
     (item_seq.parquet). Train rows are impressions inside the timeline (positives are the
     next history items), valid/test rows are impressions after the history ends, so no
     valid/test label is visible in item_seq.parquet.
   * Rows are sub-sampled to exactly 25% positives; the saved click_prob accounts for the
     sub-sampling, so it is the true P(label=1 | row) and its AUC is the best achievable.
 
-Run: python -m src.datagen --scale {tiny,small,medium,full} --out DIR [--seed N] [--quiet]
+Run: python -m src.datagen --scale {tiny,small,medium,full} [--world NAME] --out DIR [--seed N]
+[--quiet]
 It ends by printing the vocabulary sizes to put in a dataset config (the numbers
 `vocab_size: auto` computes from the written files, src/data/vocab.py).
 """
@@ -33,6 +36,7 @@ import json
 import logging
 import os
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +46,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from .vocab import dataset_vocab_sizes
+from .worlds import DEFAULT_WORLD, WORLDS, ClickLaw, get_world, world_user_draws
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +72,13 @@ POP_SIGMA = 1.3          # std of log popularity: heavy tail, many rare items
 TOPIC_POP_EXP = 0.6      # within-topic proposals use popularity**this (flatter: niches appear)
 P_GLOBAL = 0.45          # share of popularity-driven proposals (mostly off-interest negatives)
 STICKY = 0.5             # interest-driven proposal reuses the last click's topic
-ALPHA = 7.5              # weight of cos(item content, user interest) in the click logit
-BETA_POP = 0.5           # weight of standardised log popularity
-GAMMA_QUALITY = 1.2      # weight of hidden item quality (learnable from item_id / likes)
+# The click law's weights (taste, popularity, quality) and the history-length and
+# future-impression parameters belong to each world: src/data/worlds.py.
 # likes/views level cut points (quantiles): low levels common, high levels rare
 QUANT_LEVELS = [0.25, 0.45, 0.6, 0.72, 0.81, 0.88, 0.93, 0.96, 0.985]
 POS_RATE = 0.25          # positives in every split, as in the real train (900k of 3.6M)
 HIST_MIN, HIST_MAX = 3, 100   # full history length range (real: 3..100, mean about 8)
-HIST_LOGN_MU, HIST_LOGN_SIGMA = 1.2, 1.0   # length = 3 + floor(lognormal): mean about 8
-FUTURE_MEAN = 3.0        # valid/test impressions per chosen user: 1 + Poisson(this)
+HIST_LOGN_SIGMA = 1.0    # length = 3 + floor(lognormal(world's mu, this))
 POOL_FACTOR = 1.6        # valid/test impressions drawn per needed row (slack for exact 25%)
 SEQ_LEN = 64             # item_seq in train/valid/test rows, left-padded with 0
 TAGS_LEN = 5             # item_info.item_tags, left-padded with 0
@@ -124,8 +127,6 @@ def _make_items(cfg, seed):
                  centres=centres, logpop=_pad0(logpop), quality=_pad0(quality))
     items["zn"] = np.zeros((n + 1, LATENT_DIM), np.float32)
     items["zn"][1:] = _unit(z)
-    items["bias"] = (BETA_POP * items["logpop"] / POP_SIGMA
-                     + GAMMA_QUALITY * items["quality"]).astype(np.float32)
 
     # Cumulative weights for popularity-driven and within-topic proposals.
     w = np.exp(logpop)
@@ -264,7 +265,7 @@ def _alt_embeddings(seed, items):
 
 # ---- users and timelines ----------------------------------------------------------------
 
-def _make_users(cfg, seed, items):
+def _make_users(cfg, seed, items, world):
     rng = _rng(seed, "users")
     n, k = cfg["n_users"], cfg["n_topics"]
     n_top = rng.choice([1, 2, 3], size=n, p=[0.4, 0.4, 0.2])
@@ -277,10 +278,13 @@ def _make_users(cfg, seed, items):
     weights /= weights.sum(axis=1, keepdims=True)
     interest = np.einsum("uk,ukd->ud", weights, items["centres"][topics])
     interest += USER_SPREAD * rng.standard_normal((n, LATENT_DIM)) / np.sqrt(LATENT_DIM)
-    lens = HIST_MIN + np.floor(rng.lognormal(HIST_LOGN_MU, HIST_LOGN_SIGMA, n)).astype(int)
-    return dict(topics=_pad0(topics), cum_w=_pad0(np.cumsum(weights, axis=1)),
-                un=_pad0(_unit(interest).astype(np.float32)),
-                hist_len=_pad0(np.minimum(lens, HIST_MAX)))
+    lens = HIST_MIN + np.floor(rng.lognormal(world.hist_logn_mu, HIST_LOGN_SIGMA, n)).astype(int)
+    users = dict(topics=_pad0(topics), cum_w=_pad0(np.cumsum(weights, axis=1)),
+                 un=_pad0(_unit(interest).astype(np.float32)),
+                 hist_len=_pad0(np.minimum(lens, HIST_MAX)), n_top=_pad0(n_top))
+    users.update(world_user_draws(world, _rng(seed, f"users_{world.name}"), items["centres"],
+                                  users["topics"], USER_SPREAD, LATENT_DIM))
+    return users
 
 
 def _propose(rng, items, users, uid, last_topic):
@@ -299,12 +303,15 @@ def _propose(rng, items, users, uid, last_topic):
     return np.where(r_mode < P_GLOBAL, by_pop, by_interest)
 
 
-def _logit(items, users, uid, item):
-    cos = np.einsum("nd,nd->n", items["zn"][item], users["un"][uid])
-    return ALPHA * cos + items["bias"][item]
+def _recent_clicks(hist, uid, n_clicks, k):
+    """(n, k) the last k clicks of each user before now, most recent first, 0 for none."""
+    pos = n_clicks[:, None] - 1 - np.arange(k)
+    recent = hist[uid[:, None], np.maximum(pos, 0)].astype(np.int64)
+    recent[pos < 0] = 0
+    return recent
 
 
-def _calibrate_bias(seed, items, users):
+def _calibrate_bias(seed, items, users, law):
     """Intercept that makes the mean click probability of proposals POS_RATE, so the
     exact 25% sub-sampling later barely changes the probabilities."""
     rng = _rng(seed, "calibrate")
@@ -312,7 +319,9 @@ def _calibrate_bias(seed, items, users):
     uid = rng.integers(1, n_users + 1, 200_000)
     # the last click's topic is, to first order, one of the user's own topics
     last = users["topics"][uid, rng.integers(0, 3, uid.size)]
-    logit = _logit(items, users, uid, _propose(rng, items, users, uid, last))
+    # the recency law's recent clicks are unknown here: its long-term interest stands in
+    no_clicks = np.zeros((uid.size, law.world.recent_len), np.int64)
+    logit = law.logit(uid, _propose(rng, items, users, uid, last), no_clicks)
     lo, hi = -20.0, 20.0
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -323,7 +332,7 @@ def _calibrate_bias(seed, items, users):
     return (lo + hi) / 2
 
 
-def _simulate(seed, items, users, bias, progress):
+def _simulate(seed, items, users, law, bias, progress):
     """Run every user's timeline until their history is full. Returns the histories and
     the pool of impressions that have a non-empty history before them (train candidates)."""
     rng = _rng(seed, "timeline")
@@ -341,7 +350,8 @@ def _simulate(seed, items, users, bias, progress):
         if rounds > 1_000_000:
             raise RuntimeError("timeline simulation did not finish: click probabilities too low")
         item = _propose(rng, items, users, active, last_topic[active])
-        prob = 1 / (1 + np.exp(-(_logit(items, users, active, item) + bias)))
+        recent = _recent_clicks(hist, active, n_clicks[active], law.world.recent_len)
+        prob = 1 / (1 + np.exp(-(law.logit(active, item, recent) + bias)))
         click = rng.random(active.size) < prob
         t = n_clicks[active]
         seen = t > 0
@@ -359,14 +369,15 @@ def _simulate(seed, items, users, bias, progress):
     return hist, last_topic, pool
 
 
-def _future(seed, name, users, items, last_topic, bias, chosen):
+def _future(seed, name, users, items, law, hist, last_topic, bias, chosen):
     """Impressions after the history ends, for valid/test users: the prefix is the whole
     history, so none of these labels appear in item_seq.parquet."""
     rng = _rng(seed, name)
-    k = 1 + rng.poisson(FUTURE_MEAN, chosen.size)
+    k = 1 + rng.poisson(law.world.future_mean, chosen.size)
     uid = np.repeat(chosen, k)
     item = _propose(rng, items, users, uid, last_topic[uid])
-    prob = 1 / (1 + np.exp(-(_logit(items, users, uid, item) + bias)))
+    recent = _recent_clicks(hist, uid, users["hist_len"][uid], law.world.recent_len)
+    prob = 1 / (1 + np.exp(-(law.logit(uid, item, recent) + bias)))
     click = rng.random(uid.size) < prob
     return [uid.astype(np.int32), users["hist_len"][uid].astype(np.int16),
             item.astype(np.int32), prob.astype(np.float32), click]
@@ -420,16 +431,14 @@ def _row_seqs(hist, user, t):
     return seq
 
 
-def _history_oracle_auc(rows, hist, items):
-    """AUC of the click model's own logit with the user's interest replaced by what the row
-    shows of it: the normalised sum of the true contents of the row's history items. A
-    practical ceiling for models that see only the row (true item contents, true item bias,
-    the 64 history items), below best_auc, which knows each user's true interest."""
+def _history_oracle_auc(rows, hist, law):
+    """AUC of the click law's own logit with the user's latent part replaced by what the row
+    shows of it (worlds.ClickLaw.history_logit; in the cosine world the normalised sum of the
+    true contents of the row's history items). A practical ceiling for models that see only
+    the row (true item contents, true item bias, the 64 history items), below best_auc,
+    which knows each user's true interest."""
     seqs = _row_seqs(hist, rows["user"], rows["t"])
-    interest = items["zn"][seqs].sum(axis=1)
-    interest /= np.maximum(np.linalg.norm(interest, axis=1, keepdims=True), 1e-12)
-    cos = np.einsum("nd,nd->n", items["zn"][rows["item"]], interest)
-    return float(roc_auc_score(rows["label"], ALPHA * cos + items["bias"][rows["item"]]))
+    return float(roc_auc_score(rows["label"], law.history_logit(rows["item"], seqs)))
 
 
 def _write_rows(path, rows, hist, items, with_label, with_id, progress):
@@ -491,22 +500,26 @@ def _write_items(root, seed, cfg, items, progress):
 
 # ---- entry points -----------------------------------------------------------------------
 
-def generate(out_dir, scale="tiny", seed=0, progress=True):
-    """Generate one data set of the given scale into out_dir; returns the summary dict."""
+def generate(out_dir, scale="tiny", seed=0, progress=True, world=DEFAULT_WORLD):
+    """Generate one data set of the given scale and click law (src/data/worlds.py) into
+    out_dir; returns the summary dict."""
+    world = get_world(world)
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
-    cfg = SCALES[scale]
+    cfg = dict(SCALES[scale])
+    cfg["n_users"] = int(round(cfg["n_users"] * world.users_factor))
     root = Path(out_dir)
     data = root / "MicroLens_1M_x1"
-    logger.info("generating scale=%s seed=%d into %s", scale, seed, root)
+    logger.info("generating scale=%s world=%s seed=%d into %s", scale, world.name, seed, root)
 
     items = _make_items(cfg, seed)
     _write_items(root, seed, cfg, items, progress)
-    users = _make_users(cfg, seed, items)
-    bias = _calibrate_bias(seed, items, users)
-    hist, last_topic, pool = _simulate(seed, items, users, bias, progress)
+    users = _make_users(cfg, seed, items, world)
+    law = ClickLaw(world, items, users, POP_SIGMA)
+    bias = _calibrate_bias(seed, items, users, law)
+    hist, last_topic, pool = _simulate(seed, items, users, law, bias, progress)
     hist_len = users["hist_len"]
 
     uid = np.arange(1, cfg["n_users"] + 1)
@@ -517,7 +530,8 @@ def generate(out_dir, scale="tiny", seed=0, progress=True):
     del flat
 
     # valid and test users are disjoint; each gets a few impressions after its history
-    need = [int(np.ceil(POOL_FACTOR * cfg[k] / (1 + FUTURE_MEAN))) for k in ("n_valid", "n_test")]
+    need = [int(np.ceil(POOL_FACTOR * cfg[k] / (1 + world.future_mean)))
+            for k in ("n_valid", "n_test")]
     if sum(need) > cfg["n_users"]:
         raise ValueError(f"scale {scale!r}: n_users={cfg['n_users']} is too few for "
                          f"n_valid + n_test; needs at least {sum(need)}")
@@ -525,10 +539,10 @@ def generate(out_dir, scale="tiny", seed=0, progress=True):
     splits = {
         "train": _select(seed, "select_train", pool, cfg["n_train"]),
         "valid": _select(seed, "select_valid", _future(
-            seed, "future_valid", users, items, last_topic, bias, chosen[:need[0]]),
+            seed, "future_valid", users, items, law, hist, last_topic, bias, chosen[:need[0]]),
             cfg["n_valid"]),
         "test": _select(seed, "select_test", _future(
-            seed, "future_test", users, items, last_topic, bias,
+            seed, "future_test", users, items, law, hist, last_topic, bias,
             chosen[need[0]:need[0] + need[1]]), cfg["n_test"]),
     }
     del pool
@@ -547,11 +561,13 @@ def generate(out_dir, scale="tiny", seed=0, progress=True):
     # roughly the best a model without item_seq can do.
     tr = splits["train"]
     n_items = cfg["n_items"]
+    mean_pool = ClickLaw(replace(world, taste="mean"), items, users, POP_SIGMA)
     count = np.bincount(tr["item"], minlength=n_items + 1)
     mean_p = np.bincount(tr["item"], weights=tr["prob"], minlength=n_items + 1)
     blind = np.where(count > 0, mean_p / np.maximum(count, 1), tr["prob"].mean())
     summary = dict(
-        scale=scale, seed=int(seed), **{k: int(v) for k, v in cfg.items()},
+        scale=scale, world=world.name, world_description=world.description, seed=int(seed),
+        **{k: int(v) for k, v in cfg.items()},
         n_history_items=int(hist_len[1:].sum()),
         mean_history_len=round(float(hist_len[1:].mean()), 3),
         positive_rate={k: float(v["label"].mean()) for k, v in splits.items()},
@@ -560,8 +576,12 @@ def generate(out_dir, scale="tiny", seed=0, progress=True):
         history_blind_oracle_auc={
             k: float(roc_auc_score(splits[k]["label"], blind[splits[k]["item"]]))
             for k in ("valid", "test")},
-        history_oracle_auc={k: _history_oracle_auc(splits[k], hist, items)
+        history_oracle_auc={k: _history_oracle_auc(splits[k], hist, law)
                             for k in ("valid", "test")},
+        # the same oracle with the history mean-pooled, the cosine law's estimate of taste:
+        # below history_oracle_auc where the world's law pools the history otherwise
+        mean_pool_history_oracle_auc={k: _history_oracle_auc(splits[k], hist, mean_pool)
+                                      for k in ("valid", "test")},
         click_bias=float(bias),
         # what vocab_size: auto gives for these files: the values for a dataset config
         vocab_sizes=dataset_vocab_sizes(data / "item_info.parquet", data / "train.parquet",
@@ -579,14 +599,18 @@ def main(argv=None):
                         help="preset size (tiny: tests; full: the real row counts)")
     parser.add_argument("--out", required=True, help="output directory (e.g. data/)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--world", choices=list(WORLDS), default=DEFAULT_WORLD,
+                        help="the click law (src/data/worlds.py): " + "; ".join(
+                            f"{w.name}: {w.description}" for w in WORLDS.values()))
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got --seed={args.seed}")
-    s = generate(args.out, scale=args.scale, seed=args.seed, progress=not args.quiet)
-    print(f"wrote {args.scale} data (seed {args.seed}) to {args.out}: "
+    s = generate(args.out, scale=args.scale, seed=args.seed, progress=not args.quiet,
+                 world=args.world)
+    print(f"wrote {args.scale} data (world {args.world}, seed {args.seed}) to {args.out}: "
           f"{s['n_train']} train / {s['n_valid']} valid / {s['n_test']} test rows, "
           f"{s['n_items']} items, {s['n_users']} users, mean history {s['mean_history_len']}")
     print(f"best achievable AUC: valid {s['best_auc']['valid']:.4f}, "
