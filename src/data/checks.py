@@ -33,7 +33,9 @@ are required; other columns are ignored, since items are looked up by column nam
 number.
 Item files (`item_file`): item_id and the feature's column are required, other columns are
 ignored; item_id is in [0, rows of item_info - 1] and unique (rows in any order, items may be
-missing); the row of item 0, if present, is all zeros.
+missing); the row of item 0, if present, is all zeros; the feature's column follows the
+feature's rules (a categorical one: integer, in [0, vocab_size - 1], no nulls). A
+`from_splits` feature that also names an item_file is checked in both places.
 
 Dtypes (checked on the parquet schema, before any value is read):
 - integer columns (ID, user_id, item_id, categorical features): int32 or int64;
@@ -79,7 +81,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .features import FROM_SPLITS, ITEM_FILE, check_task2_keys
+from .features import FROM_SPLITS, ITEM_FILE, check_task2_keys, item_file_column
 from .files import as_list_array, first_null_row, is_list_type, iter_batches, open_parquet
 from .vocab import column_range, has_auto, resolve_vocab_sizes, vocab_fix
 from ..errors import ConfigError, DataError, UserError
@@ -175,7 +177,7 @@ def _parse_features(params):
                          item_file=spec.get(ITEM_FILE), from_splits=spec.get(FROM_SPLITS))
             if f.active:
                 check_task2_keys(dict(spec, name=name), f"{key} (name={name!r})")
-                f.column = str(spec.get("column", name))
+                f.column = item_file_column(dict(spec, name=name))
             if f.active and ftype in ("categorical", "sequence"):
                 if spec.get("vocab_size") is None:
                     raise ConfigError(f"{key} (name={name!r}): type {ftype} needs vocab_size. "

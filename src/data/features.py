@@ -14,7 +14,10 @@ Task-2 keys of a feature_cols entry (docs/task2_features.md), each optional:
   name) of another parquet, matched to items by its item_id column.
 - `from_splits: COLUMN` (source: item, categorical): the feature of item i is the most
   frequent value of COLUMN over the split rows whose target is i (train, valid and test).
-  The map records the split files it is computed from under `split_files`.
+  The map records the split files it is computed from under `split_files`. With an
+  `item_file` beside it (e.g. the release's item_feature.parquet), the file's value wins for
+  every item it has a row for and the splits fill in the rest; `column` then defaults to
+  COLUMN.
 The ItemTable reads these keys from the map; FuxiCTR's embedding layers ignore them.
 `vocab_size: auto` must be resolved before the map is built (src/data/vocab.py).
 """
@@ -53,10 +56,6 @@ def check_task2_keys(col, where):
         if isinstance(col.get("vocab_size"), int) and col["vocab_size"] < 2:
             raise ConfigError(f"{where}: vocab_size={col['vocab_size']} leaves no room for the "
                               "OOV row. Fix: vocab_size >= 2 (largest id + 2), or vocab_size: auto")
-    if ITEM_FILE in col and FROM_SPLITS in col:
-        raise ConfigError(f"{where}: item_file and from_splits both set. Fix: keep one: "
-                          "item_file reads a column of another file, from_splits derives one "
-                          "from the split files")
     for key in (ITEM_FILE, FROM_SPLITS):
         if key not in col:
             continue
@@ -77,13 +76,19 @@ def check_task2_keys(col, where):
                           "Fix: remove it, or add item_file: PATH")
 
 
+def item_file_column(col):
+    """The column an item_file feature reads: `column`, else the from_splits column (the
+    release's item_feature.parquet names its levels as the splits do), else its name."""
+    return str(col.get("column", col.get(FROM_SPLITS, col["name"])))
+
+
 def item_origin(spec):
     """Where the item table reads an item-side feature from: ITEM_INFO, ITEM_FILE or
-    FROM_SPLITS."""
-    if ITEM_FILE in spec:
-        return ITEM_FILE
+    FROM_SPLITS (which may also name an item_file that takes precedence)."""
     if FROM_SPLITS in spec:
         return FROM_SPLITS
+    if ITEM_FILE in spec:
+        return ITEM_FILE
     return ITEM_INFO
 
 
@@ -131,7 +136,7 @@ def _feature_spec(col, params):
             spec["oov_idx"] = spec["vocab_size"] - 1
     if ITEM_FILE in col:
         spec[ITEM_FILE] = str(col[ITEM_FILE])
-        spec["column"] = str(col.get("column", col["name"]))
+        spec["column"] = item_file_column(col)
     if FROM_SPLITS in col:
         spec[FROM_SPLITS] = str(col[FROM_SPLITS])
         spec["split_files"] = [str(params[key]) for key in SPLIT_KEYS if params.get(key)]

@@ -12,12 +12,16 @@ item_info is positional (row i holds item i). The task-2 features add two other 
   rows of train, valid and test whose target (item_id) is i; ties go to the larger value;
   items never seen as a target get 0. For likes_level / views_level this gives every
   history item the popularity level its own impressions carry.
+- both: the item_file's value for every item that has a row there (the release's
+  item_feature.parquet has every item's likes_level / views_level), the splits' for the rest
+  (fill_from_splits).
 
 Everything is vectorised: one read per file, then numpy indexing, np.unique and lexsort.
 """
 import logging
 
 import numpy as np
+import pyarrow as pa
 
 from .files import list_column_to_2d, open_parquet, read_table, scalar_column
 from .vocab import vocab_fix
@@ -66,6 +70,11 @@ def _read_values(path, column, spec, table):
                             fix="point item_file/column at the right column, or fix the dim in "
                                 "the config")
     else:
+        if ftype == "categorical" and not pa.types.is_integer(table.schema.field(column).type):
+            # ids must be integers: a float column would be truncated silently
+            raise DataError(path, f"has type {table.schema.field(column).type}, expected "
+                            "int64 ids (int32 accepted)", column=column,
+                            fix="cast the column to int64 before writing the parquet file")
         dtype = np.float32 if ftype == "numeric" else np.int64
         values = scalar_column(table.column(column), path, column, dtype,
                                null_fix="fill the value, or leave the item out of the file (it "
@@ -80,8 +89,9 @@ def _read_values(path, column, spec, table):
 
 
 def read_item_file(path, features, n_items):
-    """{feature name: array with n_items rows} for features = {name: spec} that all read
-    the same item_file; spec["column"] names the column of each."""
+    """({feature name: array with n_items rows}, covered) for features = {name: spec} that all
+    read the same item_file; spec["column"] names the column of each; covered (n_items,
+    bool) marks the items that have a row in the file."""
     pfile = open_parquet(path, "item_file")
     columns = [ITEM_ID] + [spec["column"] for spec in features.values()]
     missing = [c for c in columns if c not in pfile.schema_arrow.names]
@@ -105,11 +115,30 @@ def read_item_file(path, features, n_items):
         out = np.zeros((n_items, *values.shape[1:]), values.dtype)
         out[ids] = values
         arrays[name] = out
-    absent = n_items - 1 - int(np.count_nonzero(ids > 0))
-    if absent:
+    covered = np.zeros(n_items, bool)
+    covered[ids] = True
+    absent = n_items - 1 - int(np.count_nonzero(covered[1:]))
+    filled = [n for n, spec in features.items() if "from_splits" in spec]
+    if absent and len(filled) < len(features):
         logger.warning("%s: %d of %d items have no row; their %s are zeros", path, absent,
-                       n_items - 1, ", ".join(features))
-    return arrays
+                       n_items - 1, ", ".join(n for n in features if n not in filled))
+    return arrays, covered
+
+
+def fill_from_splits(name, path, from_file, covered, spec):
+    """The item_file's values where the file has the item's row, the splits' mode elsewhere
+    (the splits are read only when some item needs them); logs how many came from each."""
+    missing = ~covered
+    missing[0] = False  # the padding item stays 0
+    n_missing = int(np.count_nonzero(missing))
+    if n_missing:
+        from_splits = mode_per_item(spec["split_files"], spec["from_splits"], len(covered),
+                                    spec["vocab_size"])
+        from_file = np.where(missing, from_splits, from_file)
+    logger.info("%s: %d items from %s (column %s), %d from the splits (%s)", name,
+                len(covered) - 1 - n_missing, path, spec["column"], n_missing,
+                spec["from_splits"])
+    return from_file
 
 
 def mode_per_item(split_files, column, n_items, vocab_size):

@@ -17,7 +17,7 @@ from torch import nn
 
 from .features import FROM_SPLITS, ITEM_FILE, item_features, item_origin
 from .files import check_ids_are_row_numbers, read_columns
-from .item_columns import mode_per_item, read_item_file
+from .item_columns import fill_from_splits, mode_per_item, read_item_file
 from .vocab import vocab_fix
 from ..errors import DataError
 
@@ -54,16 +54,21 @@ def load_item_arrays(item_info_path, feature_map):
                           scalar_dtypes=scalar_dtypes)
     check_ids_are_row_numbers(arrays["item_id"], item_info_path)
     n_items = len(arrays["item_id"])
-    by_file = defaultdict(dict)
+    by_file, covered = defaultdict(dict), {}
     for name in names:
-        if item_origin(specs[name]) == ITEM_FILE:
+        if ITEM_FILE in specs[name]:
             by_file[specs[name][ITEM_FILE]][name] = specs[name]
     for path, features in by_file.items():
-        arrays.update(read_item_file(path, features, n_items))
+        file_arrays, covered[path] = read_item_file(path, features, n_items)
+        arrays.update(file_arrays)
     for name in names:
-        if item_origin(specs[name]) == FROM_SPLITS:
-            arrays[name] = mode_per_item(specs[name]["split_files"], specs[name][FROM_SPLITS],
-                                         n_items, specs[name]["vocab_size"])
+        spec = specs[name]
+        if item_origin(spec) == FROM_SPLITS and ITEM_FILE in spec:
+            arrays[name] = fill_from_splits(name, spec[ITEM_FILE], arrays[name],
+                                            covered[spec[ITEM_FILE]], spec)
+        elif item_origin(spec) == FROM_SPLITS:
+            arrays[name] = mode_per_item(spec["split_files"], spec[FROM_SPLITS], n_items,
+                                         spec["vocab_size"])
     for name in names:
         _check_vocab(name, specs[name], arrays[name], item_info_path)
     return {name: arrays[name] for name in names}

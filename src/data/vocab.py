@@ -10,7 +10,8 @@ log line per resolved size, e.g. "vocab_size auto: item_id = 2001 (item_info row
 Where each size comes from (ids are pre-encoded integers, 0 is padding):
 - item_id: the row count of item_info (lookups are positional, so every row needs an id);
 - other item-side features: largest value + 1 of their column in item_info, or in their
-  item_file, or (from_splits) of the split column over train, valid and test;
+  item_file, or (from_splits) of the split column over train, valid and test (both, for a
+  from_splits feature that also names an item_file);
 - row features of the split files (user_id, likes_level, ...): largest value + 1 over
   train, valid and test, so training and prediction compute the same size; with `oov: True`
   one more, for the shared out-of-vocabulary row.
@@ -26,7 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .features import (FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys, is_auto)
+from .features import (FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys, is_auto,
+                       item_file_column)
 from .files import as_list_array, is_list_type, iter_batches, open_parquet
 from ..errors import ConfigError, DataError
 
@@ -83,11 +85,12 @@ def _sources(entry, key, params):
     """[(path, column, config key of path)] whose largest value sets the entry's size."""
     name = entry["name"]
     if entry.get("source") == "item":
+        sources = []
         if ITEM_FILE in entry:
-            return [(entry[ITEM_FILE], entry.get("column", name), f"{key} item_file")]
-        if FROM_SPLITS in entry:
-            return [(params[k], entry[FROM_SPLITS], k) for k in SPLIT_KEYS if params.get(k)]
-        return [(params.get("item_info"), name, "item_info")]
+            sources.append((entry[ITEM_FILE], item_file_column(entry), f"{key} item_file"))
+        if FROM_SPLITS in entry:  # with an item_file too: the splits fill the file's gaps
+            sources += [(params[k], entry[FROM_SPLITS], k) for k in SPLIT_KEYS if params.get(k)]
+        return sources or [(params.get("item_info"), name, "item_info")]
     return [(params[k], name, k) for k in SPLIT_KEYS if params.get(k)]
 
 
