@@ -3,7 +3,9 @@
 Usage: python prediction.py --config config/DIN_demo_tuner_config --expid best [--gpu 0]
 `--expid best` takes the experiment with the best validation AUC among the config's grid (with
 its current settings and data), `--expid best:3` averages the three best, `--expid A B` averages
-A and B. Writes submission/<name>/prediction.csv (header ID,Task2; `--task 1` for ID,Task1,
+A and B (`--average rank`: the mean of each member's normalised test-score ranks instead of
+the mean of their probabilities, in (0, 1]; the ensemble's validation AUC the same way).
+Writes submission/<name>/prediction.csv (header ID,Task2; `--task 1` for ID,Task1,
 `--task 1 2` for both) and submission/<name>.zip, then checks the zip against the test file.
 A checkpoint is used only if it was made by this config and data and by the run whose result
 picked it.
@@ -11,7 +13,7 @@ picked it.
 import argparse
 
 from src.cli import run_main, setup_logging
-from src.experiment import predict_test
+from src.experiment import AVERAGES, predict_test
 
 
 def main():
@@ -19,6 +21,9 @@ def main():
     parser.add_argument("--config", required=True, help="config folder")
     parser.add_argument("--expid", nargs="+", default=["best"],
                         help="experiment id(s), best, or best:K (the K best, averaged)")
+    parser.add_argument("--average", choices=AVERAGES, default="mean",
+                        help="how an ensemble's scores are combined: mean of probabilities "
+                             "(default) or mean of normalised ranks (rank/n, ties averaged)")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
     parser.add_argument("--task", type=int, nargs="+", choices=(1, 2), default=[2],
                         help="challenge task column(s) to write: 1, 2 or both")
@@ -28,7 +33,7 @@ def main():
     args = parser.parse_args()
     setup_logging()
     result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out,
-                          threads=args.threads)
+                          threads=args.threads, average=args.average)
     print(result["verdict"])
     print(f"submission: {result['zip']}")
 

@@ -28,6 +28,9 @@ from .tuning.values import check_grid_values
 logger = logging.getLogger(__name__)
 
 TASK_COLUMNS = {1: "Task1", 2: "Task2"}
+# How an ensemble's members' scores become one: mean of the probabilities, or (rank) mean of
+# each member's normalised ranks, which weighs members alike whatever their score scales.
+AVERAGES = ("mean", "rank")
 # Bytes a run needs in model_root per parameter: the checkpoint, its temporary copy during a
 # save, and the training state (weights + Adam's two moments), all float32.
 BYTES_PER_PARAMETER = 4 * (2 + 3)
@@ -371,15 +374,34 @@ def load_checked_model(config_dir, expid, line, gpu):
     return params, model
 
 
+def combine_scores(scores, average="mean"):
+    """One score per row from the members' scores (a list of equal-length arrays): their
+    mean, or for "rank" the mean of each member's ranks divided by the row count (ties get
+    their average rank), which lies in (0, 1] like a probability. One member's scores are
+    returned as they are. Used for the test and the validation scores alike."""
+    if average not in AVERAGES:
+        raise ConfigError(f"average={average!r}: expected one of {', '.join(AVERAGES)}")
+    if len(scores) == 1:
+        return np.asarray(scores[0])
+    if average == "rank":
+        from scipy.stats import rankdata
+        scores = [rankdata(s) / len(s) for s in scores]
+    return np.mean(scores, axis=0)
+
+
 def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="submission",
-                 threads=None):
-    """Score the test split in file order with one experiment or the average of several,
-    write out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip."""
+                 threads=None, average="mean"):
+    """Score the test split in file order with one experiment or the average of several
+    (average: "mean" of probabilities or "rank", see combine_scores), write
+    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The result holds
+    the written scores under "scores"."""
     import torch
     from .data.features import build_feature_map
     from .data.loader import TEST_ID
     from .submission import check_submission, submission_name, write_submission
     expids = [expids] if isinstance(expids, str) else list(expids)
+    if average not in AVERAGES:
+        raise ConfigError(f"--average {average}: expected one of {', '.join(AVERAGES)}")
     chosen, _ = resolve_expids(config_dir, expids)
     require_writable(out_dir, "submission folder")
     count, why = cpu_threads(threads)
@@ -403,11 +425,13 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
         scores.append(model.predict(test_gen, progress_desc=f"scoring test ({expid})"))
         ids = test_gen.tensors[TEST_ID].cpu().numpy()
         if len(members) > 1:
-            valid_scores.append(_valid_scores(model, feature_map, params))
-    average = np.mean(scores, axis=0)
+            valid_scores.append(validation_scores(model, params, feature_map))
+    combined = combine_scores(scores, average)
     name = submission_name([e for e, *_ in members])
-    aucs = _report_aucs(members, valid_scores)
-    columns = {TASK_COLUMNS[task]: average for task in sorted(set(tasks))}
+    if len(members) > 1 and average != "mean":
+        name += f"_{average}"  # beside the mean's zip of the same members, not over it
+    aucs = _report_aucs(members, valid_scores, average)
+    columns = {TASK_COLUMNS[task]: combined for task in sorted(set(tasks))}
     zip_path = write_submission(ids, columns, out_dir, name)
     try:
         verdict = check_submission(zip_path, members[0][2]["test_data"])
@@ -415,20 +439,24 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
         zip_path.unlink()  # never leave a zip that would be rejected or scored 0
         raise
     return {"expid": name, "members": [e for e, *_ in members], "zip": zip_path,
-            "verdict": verdict, "valid_auc": aucs, "rows": len(ids)}
+            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined}
 
 
-def _valid_scores(model, feature_map, params):
+def validation_scores(model, params, feature_map=None):
+    """(scores, labels) of a trained model on the validation split, in file order."""
+    from .data.features import build_feature_map
     from .data.loader import MMCTRDataLoader
+    feature_map = feature_map or build_feature_map(params)
     loader = MMCTRDataLoader(feature_map, params["valid_data"], split="valid",
                              batch_size=params["batch_size"], max_len=params.get("max_len", 64))
     predictions, labels, _ = model._scores(loader, with_labels=True)
     return predictions, labels
 
 
-def _report_aucs(members, valid_scores):
-    """The validation AUC of each member (its result line) and, for an ensemble, of the
-    average of their validation scores; logged side by side."""
+def _report_aucs(members, valid_scores, average="mean"):
+    """The validation AUC of each member (its result line) and, for an ensemble, of its
+    members' validation scores combined as its test scores are (combine_scores); logged side
+    by side."""
     line_auc = {e: (line or {}).get("val", {}).get("AUC") for e, line, *_ in members}
     if len(members) == 1:
         expid = members[0][0]
@@ -438,9 +466,9 @@ def _report_aucs(members, valid_scores):
     from sklearn.metrics import roc_auc_score
     labels = valid_scores[0][1]
     member_auc = {e: roc_auc_score(labels, p) for (e, *_), (p, _) in zip(members, valid_scores)}
-    ensemble = roc_auc_score(labels, np.mean([p for p, _ in valid_scores], axis=0))
+    ensemble = roc_auc_score(labels, combine_scores([p for p, _ in valid_scores], average))
     for expid, auc in member_auc.items():
         logger.info("member %s: validation AUC %.6f", expid, auc)
-    logger.info("ensemble of %d: validation AUC %.6f (best member %.6f)", len(members), ensemble,
-                max(member_auc.values()))
+    logger.info("ensemble of %d: validation AUC %.6f (best member %.6f; %s average)",
+                len(members), ensemble, max(member_auc.values()), average)
     return ensemble

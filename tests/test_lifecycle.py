@@ -15,7 +15,8 @@ import yaml
 
 from src.models.base import atomic_save
 from src.tuning.slots import slot_environment
-from src.errors import UserError
+from src.errors import ConfigError, UserError
+from src.experiment import combine_scores
 
 from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for, write_tuner_config
 
@@ -184,8 +185,41 @@ def test_ensemble_of_the_two_best(small_data, tmp_path):
     ensemble = pd.read_csv(tmp_path / "submission" / zips[0].stem / "prediction.csv")
     mean = (singles[0]["Task2"] + singles[1]["Task2"]) / 2
     assert (ensemble["Task2"] - mean).abs().max() <= 1e-8  # printed with 8 decimals
+    # rank averaging: its own zip beside the mean's, checked (scores in (0, 1]), and the
+    # members' ranks averaged (from the printed singles, whose rounding may tie two rows)
+    ranked = predict(tmp_path, config_dir, "--expid", "best:2", "--average", "rank")
+    assert ranked.returncode == 0 and ranked.stdout.count("OK: ") == 1, ranked.stderr[-2000:]
+    assert "rank average" in ranked.stderr
+    rank_csv = tmp_path / "submission" / f"{zips[0].stem}_rank" / "prediction.csv"
+    rank_scores = pd.read_csv(rank_csv)["Task2"]
+    assert rank_scores.min() > 0 and rank_scores.max() <= 1
+    by_hand = combine_scores([s["Task2"] for s in singles], "rank")
+    assert abs(rank_scores - by_hand).max() <= 1 / len(rank_scores)
     asked = predict(tmp_path, config_dir, "--expid", "best:3")
     assert asked.returncode == 2 and "only 2 experiment(s)" in last_error(asked)
+
+
+def test_rank_average_is_the_mean_of_normalised_ranks():
+    first, second = [0.1, 0.4, 0.35, 0.8], [0.9, 0.2, 0.2, 0.3]
+    # ranks / 4: first 1, 3, 2, 4 -> .25 .75 .5 1; second 4, 1.5, 1.5, 3 -> 1 .375 .375 .75
+    expected = [(0.25 + 1) / 2, (0.75 + 0.375) / 2, (0.5 + 0.375) / 2, (1 + 0.75) / 2]
+    assert combine_scores([first, second], "rank") == pytest.approx(expected)
+    assert combine_scores([first], "rank") == pytest.approx(first)  # one member: as it is
+    assert combine_scores([first, second], "mean") == pytest.approx(
+        [0.5, 0.3, 0.275, 0.55])
+
+
+def test_rank_and_mean_averages_order_rows_differently():
+    # a confident member (scores near 0 and 1) outvotes a timid one under the mean; under
+    # rank averaging both count alike, and the order of rows 0 and 1 flips
+    confident, timid = [0.99, 0.6, 0.2, 0.1], [0.40, 0.45, 0.44, 0.43]
+    mean = combine_scores([confident, timid], "mean")
+    rank = combine_scores([confident, timid], "rank")
+    assert mean[0] > mean[1]  # 0.695 > 0.525
+    assert rank[0] < rank[1]  # (1 + .25) / 2 < (.75 + 1) / 2
+    assert ((rank > 0) & (rank <= 1)).all()
+    with pytest.raises(ConfigError, match="expected one of mean, rank"):
+        combine_scores([confident, timid], "median")
 
 
 def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(small_data,
