@@ -18,9 +18,13 @@ Task-2 keys of a feature_cols entry (docs/task2_features.md), each optional:
   `item_file` beside it (e.g. the release's item_feature.parquet), the file's value wins for
   every item it has a row for and the splits fill in the rest; `column` then defaults to
   COLUMN.
+- `embedding_regularizer: W` (any embedded feature, e.g. user_id): the L2 weight of this
+  feature's embedding table instead of the model's embedding_regularizer
+  (src/models/regularizer.py); a number >= 0, checked here.
 The ItemTable reads these keys from the map; FuxiCTR's embedding layers ignore them.
 `vocab_size: auto` must be resolved before the map is built (src/data/vocab.py).
 """
+import math
 from collections import OrderedDict
 
 from fuxictr.features import FeatureMap
@@ -31,6 +35,8 @@ FEATURE_TYPES = ("meta", "categorical", "sequence", "embedding", "numeric")
 # Keys of a feature spec that FuxiCTR copies from the config into the feature map.
 _COPIED_KEYS = ("feature_encoder", "embedding_dim", "emb_output_dim", "share_embedding",
                 "pretrain_dim")
+# A feature's own L2 weight of its embedding table (src/models/regularizer.py reads it).
+FEATURE_REGULARIZER = "embedding_regularizer"
 # Where an item-side feature comes from: item_info (positional), another file, the splits.
 ITEM_INFO, ITEM_FILE, FROM_SPLITS = "item_info", "item_file", "from_splits"
 SPLIT_KEYS = ("train_data", "valid_data", "test_data")
@@ -41,10 +47,42 @@ def is_auto(value):
     return isinstance(value, str) and value.strip().lower() == "auto"
 
 
+def regularizer_problem(value):
+    """Why value cannot be a feature's embedding_regularizer, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and value >= 0:
+        return None
+    problem = "is not a number >= 0 (the L2 weight of this feature's embedding table)"
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return problem
+        # YAML reads 2e-4 (no dot) as a string
+        problem += f"; YAML reads {value} without a dot as a string: write {number!r}"
+    return problem
+
+
+def check_feature_regularizer(col, where):
+    """ConfigError for an unusable embedding_regularizer of one feature_cols entry."""
+    if FEATURE_REGULARIZER not in col:
+        return
+    value = col[FEATURE_REGULARIZER]
+    if col.get("type") == "meta":
+        raise ConfigError(f"{where}: embedding_regularizer={value!r} on a meta feature, which "
+                          "has no embedding. Fix: remove it, or declare the feature categorical")
+    problem = regularizer_problem(value)
+    if problem:
+        raise ConfigError(f"{where}: embedding_regularizer={value!r} {problem}. Fix: write a "
+                          "number such as 2.e-4, or remove the key to use the model's "
+                          "embedding_regularizer")
+
+
 def check_task2_keys(col, where):
     """ConfigError for a task-2 key used where it cannot work; where names the entry."""
     ftype, source = col.get("type"), col.get("source") or ""
     name = col.get("name")
+    check_feature_regularizer(col, where)
     if col.get("oov") not in (None, True, False):
         raise ConfigError(f"{where}: oov={col['oov']!r} is not True or False. "
                           "Fix: write oov: True to give unknown ids one shared row")
@@ -106,6 +144,7 @@ def _feature_spec(col, params):
         raise ConfigError(f"feature_cols: feature {col['name']!r} has type={ftype!r}; "
                           f"allowed types are {', '.join(FEATURE_TYPES)}")
     if ftype == "meta":
+        check_feature_regularizer(col, f"feature_cols: feature {col['name']!r}")
         return {"type": "meta"}
     check_task2_keys(col, f"feature_cols: feature {col['name']!r}")
     spec = {"source": col.get("source", ""), "type": ftype}
@@ -134,6 +173,8 @@ def _feature_spec(col, params):
         spec["vocab_size"] = int(col["vocab_size"])
         if col.get("oov"):
             spec["oov_idx"] = spec["vocab_size"] - 1
+    if FEATURE_REGULARIZER in col:
+        spec[FEATURE_REGULARIZER] = float(col[FEATURE_REGULARIZER])
     if ITEM_FILE in col:
         spec[ITEM_FILE] = str(col[ITEM_FILE])
         spec["column"] = item_file_column(col)

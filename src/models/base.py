@@ -12,6 +12,8 @@ replace the loops because we need what it lacks:
 - learning-rate schedules (plateau with any factor, warm-up, cosine), weight decay, max_steps;
 - the run's evaluation history (src/history.py), one row per evaluation, kept across a resume;
 - progress lines with rows/s and ETA also where stderr is not a terminal.
+Its regularisation penalty is FuxiCTR's, computed by src/models/regularizer.py, which adds a
+feature's own `embedding_regularizer` (a key of its feature_cols entry).
 """
 import logging
 import math
@@ -30,6 +32,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError, UserError
 from ..history import NoHistory
 from ..progress import Progress
+from .regularizer import PenaltyLoop
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ def read_checkpoint(path, what="checkpoint"):
     return saved
 
 
-class MMCTRModel(BaseModel):
+class MMCTRModel(PenaltyLoop, BaseModel):
     """BaseModel plus the options of our configs (defaults keep FuxiCTR's behaviour; see
     src/params.OPTION_DEFAULTS and the README):
     max_steps: stop training after this many steps (an evaluation and checkpoint come first);

@@ -81,20 +81,12 @@ class InterestTower(nn.Module):
 
 
 class InterestRegularized:
-    """regularization_loss for a model with an `interest` tower: FuxiCTR's penalties
-    (embedding_regularizer on the embedding tables, net_regularizer on the other weights),
-    with the model's interest_regularizer on the tower's weights instead."""
+    """For a model with an `interest` tower: its weights take the model's
+    interest_regularizer instead of net_regularizer. The rest is the penalty of every model
+    (src/models/regularizer.py: FuxiCTR's embedding_regularizer and net_regularizer, and any
+    feature's own embedding_regularizer), summed in that one loop."""
 
-    def regularization_loss(self):
-        penalties = {"embedding": get_regularizer(self._embedding_regularizer),
-                     "interest": get_regularizer(self.interest_regularizer),
-                     "net": get_regularizer(self._net_regularizer)}
-        total = 0
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            kind = ("embedding" if name.startswith("embedding_layer.")
-                    else "interest" if name.startswith("interest.") else "net")
-            for power, weight in penalties[kind]:
-                total = total + (weight / power) * torch.norm(param, power) ** power
-        return total
+    def penalty_of(self, name, feature, is_embedding):
+        if name.startswith("interest."):
+            return get_regularizer(self.interest_regularizer)
+        return super().penalty_of(name, feature, is_embedding)

@@ -9,6 +9,7 @@ config answers in well under a second.
 """
 import re
 
+from ..data.features import FEATURE_REGULARIZER, regularizer_problem
 from ..errors import ConfigError
 from ..models import model_names
 
@@ -114,6 +115,15 @@ def regularizer(value):
     return "must be a number >= 0 or 'l2(w)'" + _string_number_hint(value)
 
 
+def feature_cols(value):
+    """Per-feature values that a grid may vary: each entry's own embedding_regularizer."""
+    for col in value if isinstance(value, list) else []:
+        if isinstance(col, dict) and FEATURE_REGULARIZER in col:
+            why = regularizer_problem(col[FEATURE_REGULARIZER])
+            if why:
+                return f"entry {col.get('name')!r}: embedding_regularizer {why}"
+
+
 def one_of(choices, case_insensitive=False):
     def check(value):
         names = [c.lower() for c in choices] if case_insensitive else choices
@@ -147,6 +157,7 @@ RULES = {
     "lr_decay_factor": factor, "lr_patience": positive_int, "warmup_steps": non_negative_int,
     "min_lr": non_negative_number, "threads": optional_positive_int,
     "num_workers": non_negative_int, "verbose": non_negative_int,
+    "feature_cols": feature_cols,
 }
 # keys of any model, by the shape of their name
 PATTERNS = [
@@ -177,7 +188,9 @@ def check_grid_values(experiments, where):
         for key, value in params.items():
             why = problem(key, value)
             if why:
-                bad.setdefault((key, repr(value), why), []).append(expid)
+                shown = repr(value)  # a whole feature_cols list would drown the reason
+                shown = shown if len(shown) <= 80 else shown[:60] + "...]"
+                bad.setdefault((key, shown, why), []).append(expid)
     if bad:
         lines = [f"{key}={value} {why} (in {_expids(expids)})"
                  for (key, value, why), expids in bad.items()]
