@@ -16,6 +16,7 @@ from fuxictr.pytorch.layers import MultiHeadTargetAttention
 from fuxictr.pytorch.models import BaseModel
 from fuxictr.pytorch.torch_utils import seed_everything
 from fuxictr.utils import load_model_config
+from torch import nn
 from torch.nn import functional as F
 
 from src.data.features import build_feature_map
@@ -33,7 +34,18 @@ TASK2 = REPO / "config" / "task2_config"
 # one CPU-sized block per model class; test_every_model_is_tested keeps this list complete
 MODEL_BLOCKS = {"DIN": "DIN_default_cpu", "TransformerDCN": "TransformerDCN_cpu",
                 "QIN": "QIN_cpu", "DINCrossAttention": "DINCrossAttention_cpu",
-                "DINInterest": "DINInterest_cpu", "CosineInterest": "CosineInterest_cpu"}
+                "DINInterest": "DINInterest_cpu", "CosineInterest": "CosineInterest_cpu",
+                "FlatQIN": "FlatQIN_cpu", "TransformerConcatDCN": "TransformerConcatDCN_cpu",
+                "TargetDCN": "TargetDCN_cpu"}
+# models that never read the history: where a test shows that a history change moves the
+# others' scores, theirs must stay bit-identical (a model that reads the history fails that)
+HISTORY_BLIND = {"TargetDCN"}
+# FlatQIN, as published, bounds nothing before its products: ReLU attention weights are not
+# normalised and x * h is normalised only after the product, by batch norm. Untrained, in
+# eval mode (batch norm with its initial statistics: none) its logits reach 1e31, so
+# make_model gives its batch norms the statistics of the batch first; and dozens of padding
+# items of constant 3.0 (change_padding_contents) read as history overflow some rows' logits.
+UNBOUNDED = {"FlatQIN"}
 BATCH = 256
 
 
@@ -74,8 +86,25 @@ def make_model(params, seed=1, cls=None, item_table=None, batch=None):
         model = build_model(params, feature_map, item_table=item_table)
     else:
         model = cls(feature_map, item_table=item_table, **params)
-    spread_output(model, batch if batch is not None else valid_batch(params))
+    batch = batch if batch is not None else valid_batch(params)
+    if UNBOUNDED & {c.__name__ for c in type(model).__mro__}:
+        batch_norm_statistics(model, batch)
+    spread_output(model, batch)
     return model.eval()
+
+
+def batch_norm_statistics(model, batch):
+    """Set every batch norm's running statistics to those of batch (one training-mode pass),
+    as training leaves them for its data, instead of the initial mean 0 and variance 1."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean: after one batch, that batch's statistics
+    with torch.no_grad():
+        model.train().scores(batch)
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
 
 
 def logits(model, batch):
@@ -130,7 +159,7 @@ def test_every_model_is_tested():
 
 
 # ---- padding, masks, permutations ----
-def test_padding_contents_do_not_change_outputs(params, batch):
+def test_padding_contents_do_not_change_outputs(params, batch, model_name):
     model = make_model(params, batch=batch)
     assert (batch["item_seq"] == 0).any(), "tiny data should have padded histories"
     before = logits(model, batch)
@@ -142,7 +171,11 @@ def test_padding_contents_do_not_change_outputs(params, batch):
     rows = (history[:, -1] > 0).nonzero().reshape(-1)
     changed = history.clone()
     changed[rows, -1] = history[rows, -1] % (model.item_table.num_items - 1) + 1
-    assert not logits_close(before[rows], logits(model, with_history(batch, changed))[rows])
+    after = logits(model, with_history(batch, changed))[rows]
+    if model_name in HISTORY_BLIND:
+        assert torch.equal(before[rows], after)
+    else:
+        assert not logits_close(before[rows], after)
 
 
 def test_padded_positions_do_not_change_outputs(params, batch, item_table):
@@ -165,13 +198,20 @@ def inverted_mask(cls):
 
 
 def test_an_inverted_mask_makes_padding_change_outputs(params, batch, model_name):
-    """The padding tests above can fail: with the mask inverted, they do."""
+    """The padding tests above can fail: with the mask inverted, they do (except for a
+    history-blind model, which reads no history, padding or not)."""
     model = make_model(params, cls=inverted_mask(available_models()[model_name]), batch=batch)
     before = logits(model, batch)
     change_padding_contents(model)
     after = logits(model, batch)
-    assert torch.isfinite(before).all() and torch.isfinite(after).all()
-    assert not logits_close(before, after)
+    assert torch.isfinite(before).all()
+    if model_name not in UNBOUNDED:
+        assert torch.isfinite(after).all()
+    finite = torch.isfinite(after)
+    if model_name in HISTORY_BLIND:  # the mask is never used: no history item is looked up
+        assert torch.equal(before, after)
+    else:
+        assert finite.any() and not logits_close(before[finite], after[finite])
 
 
 def test_rows_without_history_score_finite_and_see_their_target(params, batch, item_table):
@@ -266,7 +306,8 @@ def test_every_config_block_builds_and_scores(dataset, item_table, block):
 
 @pytest.mark.parametrize("model_name,key", [("TransformerDCN", "transformer_heads"),
                                             ("QIN", "attention_heads"),
-                                            ("DINCrossAttention", "cross_attention_heads")])
+                                            ("DINCrossAttention", "cross_attention_heads"),
+                                            ("TransformerConcatDCN", "transformer_heads")])
 def test_a_head_count_that_does_not_divide_the_width_is_a_config_error(dataset, item_table,
                                                                       model_name, key):
     params = block_params(dataset, MODEL_BLOCKS[model_name], **{key: 7})
@@ -434,8 +475,10 @@ def batch_dcn(dataset):
     return valid_batch(block_params(dataset, MODEL_BLOCKS["TransformerDCN"]))
 
 
-def test_length_buckets_do_not_change_transformer_outputs(dataset, item_table, batch_dcn):
-    params = block_params(dataset, MODEL_BLOCKS["TransformerDCN"], length_buckets=1)
+@pytest.mark.parametrize("model_name", ["TransformerDCN", "TransformerConcatDCN"])
+def test_length_buckets_do_not_change_transformer_outputs(dataset, item_table, batch_dcn,
+                                                          model_name):
+    params = block_params(dataset, MODEL_BLOCKS[model_name], length_buckets=1)
     one = make_model(params, item_table=item_table, batch=batch_dcn)
     four = make_model(dict(params, length_buckets=4), item_table=item_table, batch=batch_dcn)
     four.load_state_dict(one.state_dict())
@@ -503,3 +546,131 @@ def test_the_interest_tower_is_penalised_by_its_own_regularizer(dataset, item_ta
     assert 0.01 / 2 * tower > 1e-3 * fuxictr
     assert math.isclose(model.regularization_loss().item(), fuxictr - 0.01 / 2 * tower,
                         rel_tol=1e-5)
+
+
+# ---- the published-recipe models (FlatQIN, TransformerConcatDCN, TargetDCN) ----
+def flat_qin_by_hand(model, batch, ranks=None):
+    """FlatQIN's logits from the published formulas on the padded (batch, max_len) grid:
+    interest = t + W_o(sum_j relu(q . k_j / sqrt(2 item_dim)) v_j) over the real positions j,
+    x = [rows, t, interest], then per layer x + PReLU(BN(x * sum_r (W_r x + b_r))) (eval
+    mode: dropout off, BN with its running statistics), then the output layer. ranks: the
+    maps r to sum (default all)."""
+    attention = model.target_attention
+    history, target = model.history_and_target(batch)
+    items, t = model.embed_items(history), model.embed_items(target)
+    q, k, v = attention.W_q(t), attention.W_k(items), attention.W_v(items)
+    weights = torch.relu((q.unsqueeze(1) * k).sum(-1) / math.sqrt(2 * model.item_dim))
+    weights = weights * (history > 0)
+    interest = t + attention.W_o((weights.unsqueeze(-1) * v).sum(1))
+    x = torch.cat([model.embed_rows(batch), t, interest], dim=-1)
+    for layer in model.interaction_layers:
+        rank, width = layer.rank, x.shape[1]
+        maps = layer.maps.weight.view(rank, width, width)
+        biases = layer.maps.bias.view(rank, width)
+        h = sum(x @ maps[r].T + biases[r] for r in (ranks or range(rank)))
+        z, norm = x * h, layer.norm
+        z = (z - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight \
+            + norm.bias
+        x = x + torch.where(z >= 0, z, layer.activation.weight * z)
+    return model.output(x).reshape(-1)
+
+
+def test_flat_qin_is_the_published_operator(dataset, item_table):
+    """One ReLU head twice the item vector wide, flat quadratic layers summing qin_rank maps,
+    one linear output: the model's logits equal the formulas computed by hand, and the
+    comparison fails when the hand side leaves out one of the maps."""
+    params = block_params(dataset, MODEL_BLOCKS["FlatQIN"])
+    batch = valid_batch(params)
+    model = make_model(params, item_table=item_table, batch=batch)
+    assert model.target_attention.num_heads == 1
+    assert model.target_attention.W_q.out_features == 2 * model.item_dim
+    assert len(model.interaction_layers) == params["qin_layers"] == 4
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # batch norm statistics and PReLU slopes away from their defaults
+        for layer in model.interaction_layers:
+            layer.norm.running_mean.normal_(0, 0.1, generator=generator)
+            layer.norm.running_var.uniform_(0.5, 2, generator=generator)
+            layer.norm.weight.uniform_(0.5, 2, generator=generator)
+            layer.activation.weight.fill_(0.1)
+        expected = flat_qin_by_hand(model, batch)
+        fewer_maps = flat_qin_by_hand(model, batch, ranks=range(params["qin_rank"] - 1))
+    assert (batch["item_seq"] > 0).any(1).all(), "every valid row of the tiny data has history"
+    assert logits_close(logits(model, batch), expected)
+    assert not logits_close(logits(model, batch), fewer_maps)
+
+
+def test_a_bad_qin_rank_is_a_config_error_before_any_run(dataset, item_table):
+    from src.tuning.values import problem
+    assert problem("qin_rank", 3) is None and problem("length_buckets", 8) is None
+    assert problem("qin_rank", 0) and problem("qin_rank", 2.5) and problem("length_buckets", 0)
+    params = block_params(dataset, MODEL_BLOCKS["FlatQIN"], qin_rank=0)
+    with pytest.raises(ConfigError, match="qin_rank=0"):
+        build_model(params, build_feature_map(params), item_table=item_table)
+
+
+def test_concat_transformer_with_an_inverted_key_padding_mask_breaks(dataset, item_table,
+                                                                     batch_dcn):
+    """With the 1st place's "True = real item" as the key padding mask, real positions attend
+    to padding only, so a row's score depends on the padding its batch adds: short histories
+    alone (some then have no padding) score differently than beside long ones. With ours they
+    score the same."""
+    cls = available_models()["TransformerConcatDCN"]
+    buggy = type("FirstPlaceMaskTransformerConcatDCN", (cls,),
+                 {"key_padding_mask": staticmethod(lambda real: real)})
+    params = block_params(dataset, MODEL_BLOCKS["TransformerConcatDCN"], length_buckets=1)
+    ours = make_model(params, item_table=item_table, batch=batch_dcn)
+    model = buggy(build_feature_map(params), item_table=item_table, **params).eval()
+    model.load_state_dict(ours.state_dict())  # the same weights, only the mask differs
+    rows = short_history_rows(batch_dcn)
+    short = {name: values[rows] for name, values in batch_dcn.items()}
+    for scored, invariant in ((ours, True), (model, False)):
+        alone, together = logits(scored, short), logits(scored, batch_dcn)[rows]
+        assert torch.isfinite(alone).all() and torch.isfinite(together).all()
+        assert logits_close(alone, together) == invariant, scored
+
+
+def test_concat_transformer_sees_the_target_at_every_position(dataset, item_table, batch_dcn):
+    """Each position is [history item, target]. With the attention's output projection zeroed
+    no position sees another (changing one history item then changes only its own position's
+    output), yet changing the target changes the output at every real position: the target
+    is part of each position, not a separate token."""
+    params = block_params(dataset, MODEL_BLOCKS["TransformerConcatDCN"], length_buckets=1)
+    model = make_model(params, item_table=item_table, batch=batch_dcn)
+    with torch.no_grad():
+        for layer in model.encoder_layers:
+            layer.self_attn.out_proj.weight.zero_()
+            layer.self_attn.out_proj.bias.zero_()
+        prepared = model.prepare_items(batch_dcn, dense=True)
+        item_emb, _ = model.embed_item_batch(prepared)
+        projected = model.item_projection(item_emb)
+        cells, real = model.dense_history(projected, prepared), prepared["dense_real"]
+        target = projected.index_select(0, prepared["target_slot"])
+        before = model.encoder_outputs(cells, real, target)
+        other_target = model.encoder_outputs(cells, real, target.roll(1, 0))
+        other_item = cells.clone()
+        other_item[:, -1] = cells[:, -1].roll(1, 0)  # the most recent item of every row
+        other_last = model.encoder_outputs(other_item, real, target)
+    targets = batch_dcn["item_id"]
+    rows = (targets != targets.roll(1)).nonzero().reshape(-1).tolist()
+    positions = [(r, c) for r in rows for c in real[r].nonzero().reshape(-1).tolist()]
+    assert len(positions) > 100
+    assert all(not logits_close(before[r, c], other_target[r, c]) for r, c in positions)
+    older = [(r, c) for r, c in positions if c < real.shape[1] - 1]
+    assert older and all(logits_close(before[r, c], other_last[r, c]) for r, c in older)
+    changed = [r for r in rows if real[r, -1] and not torch.equal(cells[r, -1], other_item[r, -1])]
+    assert changed and all(not logits_close(before[r, -1], other_last[r, -1]) for r in changed)
+
+
+@pytest.mark.parametrize("model_name,blind", [("TargetDCN", True), ("DIN", False)])
+def test_target_dcn_scores_are_blind_to_the_history(dataset, item_table, model_name, blind):
+    """TargetDCN's scores are bit-identical under any change of the history (none at all,
+    another row's, other items, fewer positions); the same comparisons see the history of a
+    model that reads it (DIN)."""
+    params = block_params(dataset, MODEL_BLOCKS[model_name])
+    batch = valid_batch(params)
+    model = make_model(params, item_table=item_table, batch=batch)
+    before = logits(model, batch)
+    history = batch["item_seq"]
+    other_items = (history % (model.item_table.num_items - 1) + 1) * (history > 0)
+    for other in (torch.zeros_like(history), history.roll(1, 0), other_items, history[:, -3:]):
+        assert torch.equal(before, logits(model, with_history(batch, other))) == blind

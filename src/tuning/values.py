@@ -164,7 +164,7 @@ PATTERNS = [
     (r".*_dropout$|.*_dropout_rate$", probability),
     (r".*_hidden_units$|.*_units$", units),
     (r".*_activations?$", activation),
-    (r"^num_.*|.*_layers$|.*_heads$|^top_k$|^k$", positive_int),
+    (r"^num_.*|.*_layers$|.*_heads$|.*_rank$|.*_buckets$|^top_k$|^k$", positive_int),
     (r".*_dim$", optional_positive_int),  # null: the model's default width
     (r"^(amp_bf16|torch_compile|deterministic|split_on_device|shuffle|batch_norm|"
      r"layer_norm|din_use_softmax|save_best_only|debug_mode|tensorboard)$", boolean),

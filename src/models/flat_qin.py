@@ -1,0 +1,80 @@
+"""Flat QIN: the 2nd place's model of the challenge as published (team DISCO.AHU,
+github.com/salmon1802/QIN, QIN_variety_v9), written here on our item layout.
+
+1. Target attention (attention.SparseTargetAttention, scores "relu"): ONE head, as wide as
+   twice the item vector; each real history position gets the weight
+   relu(q . k / sqrt(2 item_dim)) (no softmax), and interest = target + W_o(sum of weighted
+   values): the target is a residual, so a row with no history has interest = target.
+2. One flat vector x = [row feature embeddings, target item vector, interest vector], D wide.
+3. qin_layers flat quadratic layers, each residual:
+       h = sum_r Dropout(W_r x + b_r),  r = 1..qin_rank   (W_r: D x D; one Linear D -> R*D)
+       x <- x + Dropout(PReLU(BN(x * h)))
+   The element-wise product with a linear map of x makes each layer quadratic, so layer l
+   reaches feature interactions of degree up to 2^l; the residual keeps the lower degrees.
+   Without dropout the R maps add up to one D x D map: qin_rank changes the initial scale of
+   h and the dropout's noise (each W_r x is dropped on its own), as in the published layer,
+   whose best config has 3 (its README: 4 scored best but trained unstably on some machines).
+4. One Float32Linear from x to the logit: no MLP.
+
+Unlike QIN (qin.py: per-field interaction layers, then an MLP), nothing here is per field.
+"""
+from torch import nn
+
+from ..errors import ConfigError
+from .attention import SparseTargetAttention
+from .items import ItemSequenceModel
+from .layers import Float32Linear
+
+
+class FlatQuadraticLayer(nn.Module):
+    """x + Dropout(PReLU(BN(x * sum_r Dropout(W_r x + b_r)))) (module docstring, step 3)."""
+
+    def __init__(self, dim, rank, dropout=0., batch_norm=True):
+        super().__init__()
+        self.rank = rank
+        self.maps = nn.Linear(dim, rank * dim)  # the rank maps W_r, b_r stacked
+        self.map_dropout = nn.Dropout(dropout)
+        self.norm = nn.BatchNorm1d(dim) if batch_norm else nn.Identity()
+        self.activation = nn.PReLU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):  # (batch, D)
+        h = self.map_dropout(self.maps(x)).view(x.shape[0], self.rank, -1).sum(1)
+        return x + self.dropout(self.activation(self.norm(x * h)))
+
+
+class FlatQIN(ItemSequenceModel):
+    def __init__(self,
+                 feature_map,
+                 model_id="FlatQIN",
+                 gpu=-1,
+                 embedding_dim=128,
+                 attention_dropout=0,
+                 qin_layers=4,
+                 qin_rank=3,
+                 net_dropout=0.1,
+                 batch_norm=True,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         **kwargs)
+        if int(qin_rank) < 1 or int(qin_layers) < 0:
+            raise ConfigError(f"qin_rank={qin_rank}, qin_layers={qin_layers}: need qin_rank "
+                              f">= 1 and qin_layers >= 0. Fix: e.g. qin_rank: 3, qin_layers: 4")
+        # one head twice as wide as the item vector, as published
+        self.target_attention = SparseTargetAttention(self.item_dim, 2 * self.item_dim, 1,
+                                                      scores="relu",
+                                                      dropout_rate=attention_dropout)
+        width = self.row_dim + 2 * self.item_dim
+        self.interaction_layers = nn.Sequential(*(
+            FlatQuadraticLayer(width, int(qin_rank), net_dropout, batch_norm)
+            for _ in range(int(qin_layers))))
+        self.output = Float32Linear(width, 1)
+        self.finish_building(self.interaction_layers)
+
+    def forward(self, inputs):
+        batch = self.prepare_items(inputs)
+        item_emb, target_emb = self.embed_item_batch(batch)
+        interest = target_emb + self.target_attention.attend(
+            target_emb, item_emb, batch["history_slot"], batch["history_row"])
+        x = self.interaction_layers(self.rows_and(inputs, target_emb, interest))
+        return {"logit": self.output(x)}

@@ -1,0 +1,144 @@
+"""Transformer over [history item, target] pairs + DCNv2: the 1st place's layout of the challenge
+(team momo, arXiv:2505.03543, github.com/yinzm/WWW2025_MMCTR_rk1), with a correct mask.
+
+1. Every real history position is its item vector concatenated with the target's item vector
+   (2 x item_dim wide, no position embeddings), so attention and feed-forward see each
+   history item beside the target it is scored for.
+2. transformer_layers nn.TransformerEncoderLayer (post-norm, torch's default) over the
+   positions of the dense layout of items.py (real items packed to the right), padded cells
+   masked as keys.
+3. A max-pool of the outputs over the real positions, through a Linear layer; a row with no
+   history gets the pooled vector 0.
+4. DCNv2: FuxiCTR's CrossNetV2 beside an MLP over [row features, target item vector, pooled
+   vector]; their outputs, concatenated, go through the head MLP to the Float32Linear logit.
+
+Mask convention: nn.TransformerEncoderLayer's src_key_padding_mask is True where a key is
+IGNORED, so we pass True for padding (`key_padding_mask`). The 1st-place code passed
+"1 = real item" there; tests/test_models.py shows that this inverted mask breaks padding
+invariance here too. A query with every key masked would give NaN, so a row with no
+unmasked key (no history) keeps its last cell (a zero item beside its target) as a key; its
+outputs are never pooled.
+
+Speed: with length_buckets > 1, rows are sorted by history length and encoded in that many
+groups of equal size, each only as wide as its longest history (as in TransformerDCN); rows
+never interact in the encoder, so results do not depend on it. item_projection_dim (null as
+published) projects each item vector to that width before the concatenation (positions
+2 x item_projection_dim wide): the _cpu block's way to a CPU-sized Transformer, since the
+item vector is at least as wide as its 128-wide content embedding.
+
+Left out of the published layout: the last 16 encoder outputs, which the 1st place also fed
+to the cross network (16 x 2 x item_dim more inputs: a cross network of about 250M weights
+at their sizes). TransformerDCN (transformer_dcn.py) keeps them, on a projected width.
+"""
+import torch
+from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
+from torch import nn
+
+from ..errors import ConfigError
+from .items import ItemSequenceModel, check_divisible
+from .layers import with_float32_output
+
+
+class TransformerConcatDCN(ItemSequenceModel):
+    def __init__(self,
+                 feature_map,
+                 model_id="TransformerConcatDCN",
+                 gpu=-1,
+                 embedding_dim=64,
+                 item_projection_dim=None,
+                 transformer_heads=1,
+                 transformer_layers=2,
+                 transformer_ffn_dim=256,
+                 transformer_dropout=0.1,
+                 length_buckets=1,
+                 dcn_cross_layers=3,
+                 dnn_hidden_units=(1024, 512, 256),
+                 dnn_activations="ReLU",
+                 head_hidden_units=(64, 32),
+                 net_dropout=0,
+                 batch_norm=False,
+                 max_len=64,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
+                         max_len=max_len, **kwargs)
+        # once per distinct item; None: the item vectors themselves, as published
+        self.item_projection = (nn.Linear(self.item_dim, int(item_projection_dim), bias=False)
+                                if item_projection_dim else None)
+        width = 2 * int(item_projection_dim or self.item_dim)
+        check_divisible("transformer_heads", transformer_heads, width,
+                        "a position (history item beside target: 2 x item_projection_dim, "
+                        "default the item vector)")
+        for key, value in (("transformer_layers", transformer_layers),
+                           ("length_buckets", length_buckets)):
+            if int(value) < 1:
+                raise ConfigError(f"{key}={value}: must be at least 1. Fix: set {key} >= 1")
+        self.length_buckets = int(length_buckets)
+        self.encoder_layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(width, int(transformer_heads),
+                                       dim_feedforward=int(transformer_ffn_dim),
+                                       dropout=transformer_dropout, batch_first=True)
+            for _ in range(int(transformer_layers)))
+        self.pool_projection = nn.Linear(width, width)
+        cross_dim = self.row_dim + self.item_dim + width
+        self.cross_net = CrossNetV2(cross_dim, int(dcn_cross_layers))
+        self.parallel_dnn = MLP_Block(input_dim=cross_dim, hidden_units=list(dnn_hidden_units),
+                                      hidden_activations=dnn_activations, output_dim=None,
+                                      dropout_rates=net_dropout, batch_norm=batch_norm)
+        dnn_dim = dnn_hidden_units[-1] if dnn_hidden_units else cross_dim
+        # the published head has neither dropout nor batch norm
+        self.head = with_float32_output(MLP_Block(
+            input_dim=cross_dim + dnn_dim, hidden_units=list(head_hidden_units),
+            hidden_activations=dnn_activations, output_dim=1, output_activation=None))
+        self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
+
+    @staticmethod
+    def key_padding_mask(real):
+        """src_key_padding_mask for the encoder: True = padding (ignored as a key)."""
+        return ~real
+
+    def encoder_outputs(self, cells, real, target):
+        """(rows, width, 2 d) encoder outputs for packed history vectors cells (rows, width, d),
+        real (rows, width) and target vectors (rows, d); d: the (projected) item width."""
+        x = torch.cat([cells, target.unsqueeze(1).expand_as(cells)], dim=-1)
+        padding = self.key_padding_mask(real)
+        no_key = padding.all(dim=1, keepdim=True)
+        last = torch.arange(padding.shape[1], device=padding.device) == padding.shape[1] - 1
+        padding = padding & ~(no_key & last)
+        for layer in self.encoder_layers:
+            x = layer(x, src_key_padding_mask=padding)
+        return x
+
+    def pooled(self, outputs, real):
+        """(rows, 2 d): Linear(max over the real positions), 0 for rows without any."""
+        has_history = real.any(dim=1, keepdim=True)
+        pooled = outputs.masked_fill(~real.unsqueeze(-1), -torch.inf).max(dim=1).values
+        # no -inf may reach the Linear: its weight gradient would be 0 * inf = NaN
+        pooled = torch.where(has_history, pooled, 0)
+        return self.pool_projection(pooled) * has_history.to(pooled.dtype)
+
+    def sequence_features(self, cells, real, target):
+        """(rows, 2 d) pooled vectors of every row, encoded in length_buckets groups of rows
+        of similar history length."""
+        if self.length_buckets == 1:
+            return self.pooled(self.encoder_outputs(cells, real, target), real)
+        lengths = real.sum(1)
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for group in order.tensor_split(self.length_buckets):
+            if len(group) == 0:
+                continue
+            width = max(int(lengths[group[-1]]), 1)  # sorted: the last row is the longest
+            group_real = real[group, -width:]
+            parts.append(self.pooled(self.encoder_outputs(cells[group, -width:], group_real,
+                                                          target[group]), group_real))
+        return torch.cat(parts).index_select(0, torch.argsort(order))
+
+    def forward(self, inputs):
+        batch = self.prepare_items(inputs, dense=True)
+        item_emb, target_emb = self.embed_item_batch(batch)
+        real = batch["dense_real"]
+        projected = item_emb if self.item_projection is None else self.item_projection(item_emb)
+        pooled = self.sequence_features(self.dense_history(projected, batch), real,
+                                        projected.index_select(0, batch["target_slot"]))
+        x = self.rows_and(inputs, target_emb, pooled)
+        return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}
