@@ -16,7 +16,10 @@ github.com/salmon1802/QIN, QIN_variety_v9), written here on our item layout.
    whose best config has 3 (its README: 4 scored best but trained unstably on some machines).
 4. One Float32Linear from x to the logit: no MLP.
 
-Unlike QIN (qin.py: per-field interaction layers, then an MLP), nothing here is per field.
+Unlike QIN (qin.py: per-field interaction layers, then an MLP), nothing here is per field,
+and nothing bounds x before a product (QIN normalises each layer's input): only batch norm,
+after it. So the model relies on batch norm's statistics: untrained, in eval mode (initial
+statistics), its logits on generated data reach 1e31; training mode uses the batch's.
 """
 from torch import nn
 
