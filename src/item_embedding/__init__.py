@@ -11,5 +11,6 @@ Modules, one job each:
   proxy       next-item recall@K on held-out users
   protocol    tuner configs of the fixed task-1 DIN protocol
   evaluate    proxy + DIN table over several files
-Command line: python -m src.item_embedding {build,encode-titles,evaluate} --help
+  semantic_ids  residual k-means codes of an embedding, categorical item features for task 2
+Command line: python -m src.item_embedding {build,encode-titles,evaluate,semantic-ids} --help
 """

@@ -4,6 +4,8 @@
                                      [--title-emb TITLES]
   python -m src.item_embedding encode-titles --data-dir DIR --out TITLES   (optional encoder)
   python -m src.item_embedding evaluate FILE [FILE ...] --data-dir DIR [--proxy-only]
+  python -m src.item_embedding semantic-ids --item-file PARQUET --column COL --levels 3
+                                            --codes 64 --out OUT.parquet [--seed 0]
 
 Precedence: command-line options > the method's defaults (build.py, contrastive.py) and the
 protocol's defaults (protocol.py).
@@ -123,6 +125,18 @@ def add_evaluate_parser(sub):
     g.add_argument("--force", action="store_true", help="rerun grid points already done")
 
 
+def add_semantic_ids_parser(sub):
+    p = sub.add_parser("semantic-ids", help="residual k-means codes of an item embedding, as "
+                                             "categorical item-side features for task 2")
+    p.add_argument("--item-file", required=True,
+                   help="parquet with item_id and an embedding column (item_info, item_emb)")
+    p.add_argument("--column", default="item_emb_d128", help="the embedding column")
+    p.add_argument("--levels", type=int, default=3, help="codes per item (residual levels)")
+    p.add_argument("--codes", type=int, default=64, help="codes per level (K); ids 1..K")
+    p.add_argument("--out", required=True, help="parquet to write: item_id, sid_1 .. sid_L")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def next_commands(out, data_dir, work_dir):
     out, data_dir = shlex.quote(str(out)), shlex.quote(str(data_dir))
     config = shlex.quote(str(Path(work_dir) / f"{Path(out).stem}_tuner_config"))
@@ -173,6 +187,20 @@ def run_evaluate(args):
              patience=args.patience, seeds=args.seeds)
 
 
+def run_semantic_ids(args):
+    from .semantic_ids import semantic_ids  # imports scikit-learn: only when needed
+    path, meta = semantic_ids(args.item_file, args.column, args.out, levels=args.levels,
+                              codes=args.codes, seed=args.seed)
+    residuals = ", ".join(f"{e:.3f}" for e in meta["relative_residual"])
+    print(f"wrote {path}: {meta['n_items']} items, {meta['levels']} levels x {meta['codes']} "
+          f"codes (seed {meta['seed']}); relative residual after each level {residuals}; "
+          f"{meta['seconds']} s")
+    print("declare them in the dataset config's feature_cols (docs/task2_features.md):")
+    for level in range(1, meta["levels"] + 1):
+        print(f"  - {{name: item_sid_{level}, active: True, dtype: int, type: categorical, "
+              f"vocab_size: auto, source: item, item_file: {path}, column: sid_{level}}}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m src.item_embedding",
                                      description=__doc__.splitlines()[0])
@@ -180,10 +208,11 @@ def main(argv=None):
     add_build_parser(sub)
     add_encode_titles_parser(sub)
     add_evaluate_parser(sub)
+    add_semantic_ids_parser(sub)
     args = parser.parse_args(argv)
     setup_logging()
-    {"build": run_build, "encode-titles": run_encode_titles,
-     "evaluate": run_evaluate}[args.command](args)
+    {"build": run_build, "encode-titles": run_encode_titles, "evaluate": run_evaluate,
+     "semantic-ids": run_semantic_ids}[args.command](args)
 
 
 if __name__ == "__main__":
