@@ -15,7 +15,8 @@ Config (ConfigError):
   or `auto`); active embedding features need `pretrain_dim` or `embedding_dim` (the length
   of the stored vectors; pretrain_dim wins when both are given);
 - task-2 keys only where they work (src/data/features.py: check_task2_keys): `oov` on
-  categorical row features, `item_file` / `from_splits` on source: item features;
+  categorical row features, `item_file` / `from_splits` on source: item features, a
+  feature's own `embedding_regularizer` a number >= 0 on an embedded (non-meta) feature;
 - every active feature (and the label, when train or valid is checked) names a column of at
   least one checked file; a name found nowhere is a typo in the config;
 - the path keys (train_data, valid_data, test_data for the requested splits, item_info) are set.
