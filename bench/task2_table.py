@@ -49,18 +49,26 @@ def experiments(tuner_yaml, truth, out):
         if expid not in lines:
             print(f"{expid}: no result line yet, left out", file=sys.stderr)
             continue
-        params = resolve_vocab_sizes(load_params(config_dir, expid))
-        result = predict_test(config_dir, [expid], out_dir=out)
-        test_auc = score_submission(result["zip"], truth)["Task2"]
-        model = build_model(params)
+        scored = score_experiment(config_dir, expid, truth, out)
+        params = scored["params"]
         block = ", ".join([single_block or EXPID_TAIL.sub("", expid)]
                           + [f"{key} {params[key]:g}" if isinstance(params[key], float)
                              else f"{key} {params[key]}" for key in varied])
         rows.append({"config": Path(tuner_yaml).stem, "expid": expid, "block": block,
                      "seed": params["seed"], "valid_auc": lines[expid]["val"]["AUC"],
-                     "test_auc": test_auc,
-                     "parameters": sum(p.numel() for p in model.parameters())})
+                     "test_auc": scored["test_auc"], "parameters": scored["parameters"]})
     return rows
+
+
+def score_experiment(config_dir, expid, truth, out):
+    """One trained experiment's test scores (prediction.py's zip, written into out), their
+    AUC against the ground-truth parquet, its parameter count and params."""
+    params = resolve_vocab_sizes(load_params(config_dir, expid))
+    result = predict_test(config_dir, [expid], out_dir=out)
+    model = build_model(params)
+    return {"test_auc": score_submission(result["zip"], truth)["Task2"],
+            "scores": result["scores"], "params": params,
+            "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def summarise(rows, baseline, best, baseline_means=None):
