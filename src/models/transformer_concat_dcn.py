@@ -35,7 +35,7 @@ from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
 from torch import nn
 
 from ..errors import ConfigError
-from .items import ItemSequenceModel, check_divisible
+from .items import ItemSequenceModel, check_divisible, in_length_buckets
 from .layers import with_float32_output
 
 
@@ -119,19 +119,9 @@ class TransformerConcatDCN(ItemSequenceModel):
     def sequence_features(self, cells, real, target):
         """(rows, 2 d) pooled vectors of every row, encoded in length_buckets groups of rows
         of similar history length."""
-        if self.length_buckets == 1:
-            return self.pooled(self.encoder_outputs(cells, real, target), real)
-        lengths = real.sum(1)
-        order = torch.argsort(lengths, stable=True)
-        parts = []
-        for group in order.tensor_split(self.length_buckets):
-            if len(group) == 0:
-                continue
-            width = max(int(lengths[group[-1]]), 1)  # sorted: the last row is the longest
-            group_real = real[group, -width:]
-            parts.append(self.pooled(self.encoder_outputs(cells[group, -width:], group_real,
-                                                          target[group]), group_real))
-        return torch.cat(parts).index_select(0, torch.argsort(order))
+        return in_length_buckets(
+            lambda c, r, t: self.pooled(self.encoder_outputs(c, r, t), r), cells, real, target,
+            self.length_buckets)
 
     def forward(self, inputs):
         batch = self.prepare_items(inputs, dense=True)

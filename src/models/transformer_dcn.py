@@ -26,7 +26,7 @@ from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
 from torch import nn
 
 from ..errors import ConfigError
-from .items import ItemSequenceModel, check_divisible
+from .items import ItemSequenceModel, check_divisible, in_length_buckets
 from .layers import with_float32_output
 
 
@@ -117,17 +117,7 @@ class TransformerDCN(ItemSequenceModel):
         target = self.input_projection(target_emb)
         real = batch["dense_real"]
         cells = self.dense_history(projected, batch)
-        if self.length_buckets == 1:
-            return self.encode(cells, real, target)
-        lengths = real.sum(1)
-        order = torch.argsort(lengths, stable=True)
-        parts = []
-        for group in order.tensor_split(self.length_buckets):
-            if len(group) == 0:
-                continue
-            width = max(int(lengths[group[-1]]), 1)  # sorted: the last row is the longest
-            parts.append(self.encode(cells[group, -width:], real[group, -width:], target[group]))
-        return torch.cat(parts).index_select(0, torch.argsort(order))
+        return in_length_buckets(self.encode, cells, real, target, self.length_buckets)
 
     def forward(self, inputs):
         batch = self.prepare_items(inputs, dense=True)
