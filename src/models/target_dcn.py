@@ -8,11 +8,10 @@ history. Beside the history models its scores measure what the history adds; the
 suggest much of the real data's signal sits in the target's item-side features.
 """
 import torch
-from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
 
 from ..data.loader import TARGET
 from .items import ItemSequenceModel
-from .layers import Float32Linear
+from .layers import Float32Linear, parallel_dcn
 
 
 class TargetDCN(ItemSequenceModel):
@@ -30,12 +29,10 @@ class TargetDCN(ItemSequenceModel):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         input_dim = self.row_dim + self.item_dim
-        self.cross_net = CrossNetV2(input_dim, int(dcn_cross_layers))
-        self.parallel_dnn = MLP_Block(input_dim=input_dim, hidden_units=list(dnn_hidden_units),
-                                      hidden_activations=dnn_activations, output_dim=None,
-                                      dropout_rates=net_dropout, batch_norm=batch_norm)
-        dnn_dim = dnn_hidden_units[-1] if dnn_hidden_units else input_dim
-        self.output = Float32Linear(input_dim + dnn_dim, 1)
+        self.cross_net, self.parallel_dnn, dcn_dim = parallel_dcn(
+            input_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations, net_dropout,
+            batch_norm)
+        self.output = Float32Linear(dcn_dim, 1)
         self.finish_building(self.cross_net, self.parallel_dnn)
 
     def forward(self, inputs):

@@ -31,12 +31,12 @@ to the cross network (16 x 2 x item_dim more inputs: a cross network of about 25
 at their sizes). TransformerDCN (transformer_dcn.py) keeps them, on a projected width.
 """
 import torch
-from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
+from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
 from ..errors import ConfigError
 from .items import ItemSequenceModel, check_divisible, in_length_buckets
-from .layers import with_float32_output
+from .layers import parallel_dcn, with_float32_output
 
 
 class TransformerConcatDCN(ItemSequenceModel):
@@ -80,14 +80,12 @@ class TransformerConcatDCN(ItemSequenceModel):
             for _ in range(int(transformer_layers)))
         self.pool_projection = nn.Linear(width, width)
         cross_dim = self.row_dim + self.item_dim + width
-        self.cross_net = CrossNetV2(cross_dim, int(dcn_cross_layers))
-        self.parallel_dnn = MLP_Block(input_dim=cross_dim, hidden_units=list(dnn_hidden_units),
-                                      hidden_activations=dnn_activations, output_dim=None,
-                                      dropout_rates=net_dropout, batch_norm=batch_norm)
-        dnn_dim = dnn_hidden_units[-1] if dnn_hidden_units else cross_dim
+        self.cross_net, self.parallel_dnn, dcn_dim = parallel_dcn(
+            cross_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations, net_dropout,
+            batch_norm)
         # the published head has neither dropout nor batch norm
         self.head = with_float32_output(MLP_Block(
-            input_dim=cross_dim + dnn_dim, hidden_units=list(head_hidden_units),
+            input_dim=dcn_dim, hidden_units=list(head_hidden_units),
             hidden_activations=dnn_activations, output_dim=1, output_activation=None))
         self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
 
