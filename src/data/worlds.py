@@ -127,18 +127,17 @@ class ClickLaw:
         """The law's logit with the user's latent part estimated from the row's history
         seqs (n, 64) of item ids, left-padded with 0 (no user bias: the history shows none)."""
         w, zn = self.world, self.items["zn"]
-        target = zn[item]
-        summed = zn[seqs].sum(axis=1)
-        mean_dir = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+        target, history = zn[item], zn[seqs]
         if w.taste == "max":
             # the history's best match stands in for the best-matching interest
-            cos = np.einsum("nd,nld->nl", target, zn[seqs])
+            cos = np.einsum("nd,nld->nl", target, history)
             taste = np.where(seqs > 0, cos, -np.inf).max(axis=1)
             taste = np.where(np.isfinite(taste), taste, 0.0)
-        elif w.taste == "recent":
-            recent = last_clicks(seqs, w.recent_len)
-            taste = np.einsum("nd,nd->n", target, self._recent_interest(mean_dir, recent))
         else:
+            # the history's mean direction stands in for the long-term interest
+            mean_dir = _unit(history.sum(axis=1))
+            if w.taste == "recent":
+                mean_dir = self._recent_interest(mean_dir, last_clicks(seqs, w.recent_len))
             taste = np.einsum("nd,nd->n", target, mean_dir)
         return w.alpha * taste + self.item_bias[item]
 
