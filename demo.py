@@ -11,7 +11,7 @@ from pathlib import Path
 
 from src.cli import run_main, setup_logging
 from src.data.generator import generate
-from src.experiment import predict_test
+from src.predict import predict_test
 from src.tuning.tuner import tune
 
 DATA_DIR = Path("data/demo")

@@ -13,7 +13,7 @@ picked it.
 import argparse
 
 from src.cli import run_main, setup_logging
-from src.experiment import AVERAGES, predict_test
+from src.predict import AVERAGES, predict_test
 
 
 def main():

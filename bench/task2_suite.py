@@ -41,6 +41,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import task2_table  # noqa: E402  (this folder: the table's scoring and block statistics)
 
+from src.atomic import atomic_write  # noqa: E402
+
 MODEL_CONFIG = REPO / "config" / "task2_config" / "model_config.yaml"
 APPENDIX = REPO / "docs" / "task2_single_world.md"
 APPENDIX_HEADING = "Appendix: the single-world comparison (cosine law only, earlier sessions)"
@@ -320,7 +322,7 @@ def score_run(config_dir, expid, line, truth, work, world):
     count, seed, how it ended): from the cache when it holds this run (the run id of its
     result line), else scored now (the test zip through task2_table's score_experiment, the
     validation split through the checked model) and cached."""
-    from src.experiment import load_checked_model, validation_scores
+    from src.predict import load_checked_model, validation_scores
     from src.params import RunPaths
     cache = work / "scores" / world / f"{expid}.npz"
     if cache.is_file():
@@ -335,18 +337,16 @@ def score_run(config_dir, expid, line, truth, work, world):
              "test_auc": scored["test_auc"], "parameters": scored["parameters"],
              "seed": params["seed"], "ended": how_it_ended(RunPaths(params).log)}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(cache) as tmp, open(tmp, "wb") as f:
         np.savez(f, **saved)
-    os.replace(tmp, cache)
     return saved
 
 
 def world_runs(world, labels, work, truth, log):
     """{label: [run rows]} and {(label, seed): scores} of one world's finished runs."""
-    from src.experiment import current_fingerprints
+    from src.predict import current_fingerprints
     from src.tuning.grid import config_dir_of
-    from src.tuning.results import latest_results, results_path
+    from src.runs.results import latest_results, results_path
     rows, scores = {}, {}
     for label in labels:
         config_dir = config_dir_of(config_path(work, world, label))
@@ -390,7 +390,7 @@ def ensemble_rows(world, members, scores, truth, work):
     validation scores, test AUC of its checked zip."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
-    from src.experiment import combine_scores
+    from src.predict import combine_scores
     from src.submission import score_submission, write_submission
     rows = []
     for seed in sorted({seed for _, seed in scores}):

@@ -23,11 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.experiment import build_model, current_fingerprints, predict_test  # noqa: E402
+from src.experiment import build_model  # noqa: E402
+from src.predict import current_fingerprints, predict_test  # noqa: E402
 from src.params import load_params, read_yaml  # noqa: E402
 from src.submission import score_submission  # noqa: E402
 from src.tuning.grid import EXPID_TAIL, config_dir_of  # noqa: E402
-from src.tuning.results import latest_results, results_path  # noqa: E402
+from src.runs.results import latest_results, results_path  # noqa: E402
 from src.data.vocab import resolve_vocab_sizes  # noqa: E402
 
 

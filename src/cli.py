@@ -43,21 +43,33 @@ def _file_handlers():
     return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
-def run_main(main):
-    """Run main(); a UserError prints `error: ...` and exits 2, Ctrl-C exits 130; any other
-    exception is a bug: its traceback goes to the log file too, and it exits 1."""
+def exit_status(err: BaseException) -> int:
+    """The exit status of a command that ended with err: 2 for a user error (bad input, a
+    refused action), 130 for Ctrl-C (as a shell reports SIGINT), 1 for anything else (a bug).
+    Every entry point and the tuner's in-process Ray trials use it."""
+    if isinstance(err, UserError):
+        return 2
+    if isinstance(err, KeyboardInterrupt):
+        return 130
+    return 1
+
+
+def run_main(main, *args):
+    """Run main(*args); a UserError prints `error: ...` and exits 2, Ctrl-C exits 130 (see
+    exit_status); any other exception is a bug: its traceback goes to the log file too, and it
+    exits 1."""
     try:
-        return main()
+        return main(*args)
     except UserError as err:
         if _file_handlers():
             logger.error("error: %s", err, extra={"file_only": True})
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        sys.exit(exit_status(err))
+    except KeyboardInterrupt as err:
         if _file_handlers():
             logger.warning("interrupted", extra={"file_only": True})
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(exit_status(err))
     except Exception:
         if _file_handlers():
             logger.exception("crashed", extra={"file_only": True})

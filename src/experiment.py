@@ -1,47 +1,41 @@
 """One experiment, read top to bottom: checks -> lock -> log -> seed -> model -> data -> fit
-(or resume) -> evaluate -> result line; and scoring the test set with trained experiments.
+(or resume) -> evaluate -> result line.
 
-run_expid.py and prediction.py are thin wrappers around `train` and `predict_test`.
+run_expid.py is a thin wrapper around `train`; scoring the test set with trained experiments
+is src/predict.py, the machine checks (threads, GPU, folders, disk room) src/environment.py.
 Order matters here: everything that can refuse a run (config values, data files, a writable
 model_root with room, another process training the same experiment) is checked before the
 log file is opened, so a refused run leaves every file as it was.
 """
 import logging
 import os
-import shutil
 import signal
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from .cli import add_log_file, console_summary
-from .errors import ConfigError, SubmissionError, UserError
+from .data.checks import validate_dataset
+from .data.features import build_feature_map
+from .data.loader import MMCTRDataLoader
+from .data.vocab import resolve_vocab_sizes
+from .environment import check_room, require_gpu, require_writable, set_up_torch
+from .errors import UserError
 from .history import RunHistory, require_tensorboard
-from .params import RunPaths, load_params, log_file, require_config_dir  # noqa: F401
-from .tuning.fingerprint import (describe_difference, fingerprint_record, file_signature,
-                                 new_run_id)
-from .tuning.lock import FileLock
-from .tuning.results import append_result, latest_results, ranked_results, results_path
+from .models import model_class
+from .params import RunPaths, load_params  # noqa: F401 (load_params: run_expid.py imports it here)
+from .runs.checkpoint import read_checkpoint
+from .runs.fingerprint import describe_difference, fingerprint_record, new_run_id
+from .runs.lock import FileLock
+from .runs.results import append_result
 from .tuning.values import check_grid_values
 
 logger = logging.getLogger(__name__)
-
-TASK_COLUMNS = {1: "Task1", 2: "Task2"}
-# How an ensemble's members' scores become one: mean of the probabilities, or (rank) mean of
-# each member's normalised ranks, which weighs members alike whatever their score scales.
-AVERAGES = ("mean", "rank")
-# Bytes a run needs in model_root per parameter: the checkpoint, its temporary copy during a
-# save, and the training state (weights + Adam's two moments), all float32.
-BYTES_PER_PARAMETER = 4 * (2 + 3)
 
 
 # --- building blocks -----------------------------------------------------------------------
 def build_model(params, feature_map=None, item_table=None):
     """The model of params; item_table shares an already loaded ItemTable (else item_info
     is read)."""
-    from .data.features import build_feature_map
-    from .models import model_class
     feature_map = feature_map or build_feature_map(params)
     model = model_class(params["model"])(feature_map, item_table=item_table, **params)
     model.config = dict(params)
@@ -74,99 +68,13 @@ def make_loaders(feature_map, params, stage, model=None):
     """FuxiCTR's RankDataLoader with our loader: (train, valid) for "train", test for "test".
     With a model on a GPU, the splits go to that GPU when they fit (split_device)."""
     from fuxictr.pytorch.dataloaders import RankDataLoader
-    from .data.loader import MMCTRDataLoader
     return RankDataLoader(feature_map, stage=stage, data_loader=MMCTRDataLoader,
                           device=split_device(params, model, stage), **params).make_iterator()
-
-
-def resolve_vocab_sizes(params):
-    """params with every `vocab_size: auto` replaced by its number (src/data/vocab.py)."""
-    from .data.vocab import resolve_vocab_sizes as resolve
-    return resolve(params)
-
-
-def validate_inputs(params, splits):
-    """Check data files against the config before any work (see src/data/checks.py)."""
-    from .data.checks import validate_dataset
-    return validate_dataset(params, splits=splits)
 
 
 def check_params(params):
     """The values of one experiment, as the tuner checks every grid point."""
     check_grid_values({params["model_id"]: params}, f"expid {params['model_id']}")
-
-
-def cpu_threads(requested=None, deterministic=False):
-    """(threads, why) for torch on the CPU: --threads, else OMP_NUM_THREADS, else 1 for a
-    deterministic run (the thread count changes the order of float sums, so results are only
-    identical at one count), else the cores this process may use minus the load of other
-    processes (at least 1). torch's default, one thread per core, made training 10-16x slower
-    on a busy 2-core machine."""
-    if requested:
-        return int(requested), "--threads"
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
-    if deterministic:
-        return 1, "deterministic: True"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores, round(cores - load))), f"{cores} cores, load {load:.1f}"
-
-
-def set_up_torch(params, threads=None):
-    """Threads, determinism and seeds of a run, logged."""
-    import torch
-    from fuxictr.pytorch.torch_utils import seed_everything
-    count, why = cpu_threads(threads, params.get("deterministic"))
-    torch.set_num_threads(count)
-    if params.get("deterministic"):
-        # cuBLAS needs this before its first use to pick deterministic kernels
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-    logger.info("CPU threads: %d (%s; --threads N to choose)%s", count, why,
-                ", deterministic algorithms" if params.get("deterministic") else "")
-    seed_everything(seed=params["seed"])
-
-
-def check_room(model, paths):
-    """model_root must take this run's files: checked before any training."""
-    count = sum(p.numel() for p in model.parameters())
-    needed = count * BYTES_PER_PARAMETER
-    free = shutil.disk_usage(paths.folder).free
-    if free < needed:
-        raise UserError(f"model_root folder {paths.folder} has {free / 1e6:,.0f} MB free, a "
-                        f"checkpoint and training state of {count:,} parameters need about "
-                        f"{needed / 1e6:,.0f} MB. Fix: free disk space or set model_root to a "
-                        f"folder with room")
-
-
-def require_gpu(gpu):
-    """--gpu N must name a CUDA device torch can see. FuxiCTR silently falls back to the CPU,
-    which is what a CPU build of torch gives: a "GPU" run then takes days without a word."""
-    if gpu is None or gpu < 0:
-        return
-    import torch
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpu >= count:
-        build = ("a CPU build: torch.version.cuda is None" if torch.version.cuda is None
-                 else f"CUDA {torch.version.cuda}")
-        raise UserError(f"--gpu {gpu}: torch {torch.__version__} ({build}) sees {count} CUDA "
-                        f"device(s). Fix: install a CUDA build of torch (README, \"Installing "
-                        f"torch for a GPU\"), check CUDA_VISIBLE_DEVICES, or use --gpu -1 for "
-                        f"the CPU")
-
-
-def require_writable(folder, what):
-    """Create folder if needed and prove a file can be written there."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_test{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"{what} {folder} is not writable ({err.strerror}). Fix: point it at a "
-                        f"folder you can write, or fix its permissions") from None
 
 
 # --- training -----------------------------------------------------------------------------
@@ -198,7 +106,6 @@ class _SignalAsExit:
 
 def _resume_state(paths, record, fresh):
     """The saved training state to continue from, or None (and why, logged)."""
-    from .models.base import read_checkpoint
     if not paths.state.exists():
         return None
     if fresh:
@@ -223,18 +130,18 @@ def _resume_state(paths, record, fresh):
 
 
 def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=None,
-          on_evaluation=None, hand_back=False):
+          on_evaluation=None, caller_writes_result=False):
     """Train the experiment of params (from load_params), evaluate on valid, append the
     result line for config_dir; return the validation metrics.
     on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
-    hand_back: append no result line but return what it would hold, {"val", "fingerprint",
-    "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
+    caller_writes_result: append no result line but return what it would hold, {"val",
+    "fingerprint", "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
     paths = RunPaths(params)
     require_gpu(params.get("gpu"))
     check_params(params)
     require_tensorboard(params)
-    validate_inputs(params, splits=("train", "valid"))
+    validate_dataset(params, splits=("train", "valid"))
     require_writable(paths.folder, "model_root folder")
     with FileLock(paths.lock, f"experiment {paths.name}",
                   fix="wait for that run to finish (a tuner's run stops by itself once its tuner "
@@ -251,14 +158,13 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
         try:
             with _SignalAsExit():
                 return _train(params, config_dir, argv, threads, tuner_pid, paths, record,
-                              resume, history, on_evaluation, hand_back)
+                              resume, history, on_evaluation, caller_writes_result)
         finally:
             history.close()
 
 
 def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
-           on_evaluation, hand_back):
-    from .data.features import build_feature_map
+           on_evaluation, caller_writes_result):
     set_up_torch(params, threads)
     if params.get("gpu", -1) >= 0:
         import torch
@@ -286,7 +192,7 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     model.fit(train_gen, validation_data=valid_gen, resume=resume, **params)
     logger.info("****** Validation evaluation ******")
     valid_result = model.evaluate(valid_gen)
-    if hand_back:
+    if caller_writes_result:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
                 "dataset_id": params["dataset_id"]}
@@ -299,176 +205,3 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
 
 def _params_block(params):
     return "\n".join(f"  {k}: {params[k]}" for k in sorted(params))
-
-
-# --- prediction ---------------------------------------------------------------------------
-def current_fingerprints(config_dir, expids=None):
-    """{expid: fingerprint of its config and data now} for a config folder's experiments."""
-    from .params import config_expids
-    signatures = {}
-    return {e: fingerprint_record(load_params(config_dir, e), signatures)["fingerprint"]
-            for e in (expids or config_expids(config_dir))}
-
-
-def resolve_expids(config_dir, expid_args):
-    """Expids to predict with and the result lines they were picked by. `best` is the best
-    validation AUC among the grid's experiments with their current settings and data,
-    `best:K` the K best (an ensemble); any other value names an expid."""
-    require_config_dir(config_dir)
-    fingerprints = current_fingerprints(config_dir)
-    chosen = []
-    for arg in expid_args:
-        if arg == "best" or arg.startswith("best:"):
-            count = 1 if arg == "best" else _positive(arg.split(":", 1)[1], arg)
-            ranked = ranked_results(config_dir, fingerprints)
-            if not ranked:
-                from .tuning.results import best_result
-                best_result(config_dir, fingerprints)  # raises the "no results" error
-            if len(ranked) < count:
-                raise ConfigError(f"--expid {arg}: only {len(ranked)} experiment(s) of "
-                                  f"{config_dir} have results. Fix: ask for fewer")
-            chosen += [(r["exp_id"], r) for r in ranked[:count]]
-        else:
-            if arg not in fingerprints:
-                load_params(config_dir, arg)  # raises the error listing the known expids
-            line = latest_results(results_path(config_dir), {arg: fingerprints[arg]}).get(arg)
-            chosen.append((arg, line))
-    unique = list(dict((e, (e, r)) for e, r in chosen).values())
-    return unique, fingerprints
-
-
-def _positive(text, arg):
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"--expid {arg}: expected best:K with K a whole number >= 1")
-    return int(text)
-
-
-def load_checked_model(config_dir, expid, line, gpu):
-    """The trained model of expid, after checking that its checkpoint was made by the config
-    and data as they are now and by the run whose result line picked it."""
-    require_gpu(gpu)
-    params = load_params(config_dir, expid, gpu)
-    record = fingerprint_record(params)
-    params = resolve_vocab_sizes(params)
-    model = build_model(params)
-    saved = model.load_weights(model.checkpoint)
-    made_by = saved.get("fingerprint")
-    if made_by != record["fingerprint"]:
-        raise UserError(
-            f"checkpoint {model.checkpoint} was not made by experiment {expid} of {config_dir} "
-            f"as it is now (checkpoint fingerprint {made_by}, config {record['fingerprint']}: "
-            f"{describe_difference(saved.get('fingerprint_record') or {}, record) or 'no record'}"
-            f"). Another config with the same expid, or a retrain, replaced it. Fix: retrain "
-            f"{expid} with this config (python run_param_tuner.py --config {config_dir}.yaml "
-            f"--force, or run_expid.py), or predict with the config that trained it")
-    if line is not None and line.get("run") != saved.get("run_id"):
-        raise UserError(
-            f"checkpoint {model.checkpoint} was written by run {saved.get('run_id')}, but the "
-            f"result line of {expid} (line {line.get('line')} of {results_path(config_dir)}, "
-            f"validation AUC {line['val'].get('AUC')}) came from run {line.get('run')}: the "
-            f"checkpoint was replaced after that result. Fix: retrain {expid} (rerun the tuner "
-            f"with --force) so checkpoint and result come from one run")
-    if line is None:
-        logger.warning("%s has no result line in %s: the checkpoint matches the config, but its "
-                       "validation AUC is not on record", expid, results_path(config_dir))
-    return params, model
-
-
-def combine_scores(scores, average="mean"):
-    """One score per row from the members' scores (a list of equal-length arrays): their
-    mean, or for "rank" the mean of each member's ranks divided by the row count (ties get
-    their average rank), which lies in (0, 1] like a probability. One member's scores are
-    returned as they are. Used for the test and the validation scores alike."""
-    if average not in AVERAGES:
-        raise ConfigError(f"average={average!r}: expected one of {', '.join(AVERAGES)}")
-    if len(scores) == 1:
-        return np.asarray(scores[0])
-    if average == "rank":
-        from scipy.stats import rankdata
-        scores = [rankdata(s) / len(s) for s in scores]
-    return np.mean(scores, axis=0)
-
-
-def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="submission",
-                 threads=None, average="mean"):
-    """Score the test split in file order with one experiment or the average of several
-    (average: "mean" of probabilities or "rank", see combine_scores), write
-    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The result holds
-    the written scores under "scores"."""
-    import torch
-    from .data.features import build_feature_map
-    from .data.loader import TEST_ID
-    from .submission import check_submission, submission_name, write_submission
-    expids = [expids] if isinstance(expids, str) else list(expids)
-    if average not in AVERAGES:
-        raise ConfigError(f"--average {average}: expected one of {', '.join(AVERAGES)}")
-    chosen, _ = resolve_expids(config_dir, expids)
-    require_writable(out_dir, "submission folder")
-    count, why = cpu_threads(threads)
-    torch.set_num_threads(count)
-    logger.info("CPU threads: %d (%s; --threads N to choose)", count, why)
-    members, test_files = [], set()
-    for expid, line in chosen:
-        params, model = load_checked_model(config_dir, expid, line, gpu)
-        validate_inputs(params, splits=("test",))
-        test_files.add((str(Path(params["test_data"]).resolve()),
-                        file_signature(params["test_data"])))
-        members.append((expid, line, params, model))
-    if len(test_files) > 1:
-        raise UserError(f"the experiments {', '.join(e for e, *_ in members)} read different test "
-                        f"files ({', '.join(p for p, _ in sorted(test_files))}): their scores "
-                        f"cannot be averaged. Fix: ensemble experiments of one test file")
-    scores, ids, valid_scores = [], None, []
-    for expid, line, params, model in members:
-        feature_map = build_feature_map(params)
-        test_gen = make_loaders(feature_map, params, "test", model)
-        scores.append(model.predict(test_gen, progress_desc=f"scoring test ({expid})"))
-        ids = test_gen.tensors[TEST_ID].cpu().numpy()
-        if len(members) > 1:
-            valid_scores.append(validation_scores(model, params, feature_map))
-    combined = combine_scores(scores, average)
-    name = submission_name([e for e, *_ in members])
-    if len(members) > 1 and average != "mean":
-        name += f"_{average}"  # beside the mean's zip of the same members, not over it
-    aucs = _report_aucs(members, valid_scores, average)
-    columns = {TASK_COLUMNS[task]: combined for task in sorted(set(tasks))}
-    zip_path = write_submission(ids, columns, out_dir, name)
-    try:
-        verdict = check_submission(zip_path, members[0][2]["test_data"])
-    except SubmissionError:
-        zip_path.unlink()  # never leave a zip that would be rejected or scored 0
-        raise
-    return {"expid": name, "members": [e for e, *_ in members], "zip": zip_path,
-            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined}
-
-
-def validation_scores(model, params, feature_map=None):
-    """(scores, labels) of a trained model on the validation split, in file order."""
-    from .data.features import build_feature_map
-    from .data.loader import MMCTRDataLoader
-    feature_map = feature_map or build_feature_map(params)
-    loader = MMCTRDataLoader(feature_map, params["valid_data"], split="valid",
-                             batch_size=params["batch_size"], max_len=params.get("max_len", 64))
-    predictions, labels, _ = model._scores(loader, with_labels=True)
-    return predictions, labels
-
-
-def _report_aucs(members, valid_scores, average="mean"):
-    """The validation AUC of each member (its result line) and, for an ensemble, of its
-    members' validation scores combined as its test scores are (combine_scores); logged side
-    by side."""
-    line_auc = {e: (line or {}).get("val", {}).get("AUC") for e, line, *_ in members}
-    if len(members) == 1:
-        expid = members[0][0]
-        if line_auc[expid] is not None:
-            logger.info("%s: validation AUC %.6f", expid, line_auc[expid])
-        return line_auc[expid]
-    from sklearn.metrics import roc_auc_score
-    labels = valid_scores[0][1]
-    member_auc = {e: roc_auc_score(labels, p) for (e, *_), (p, _) in zip(members, valid_scores)}
-    ensemble = roc_auc_score(labels, combine_scores([p for p, _ in valid_scores], average))
-    for expid, auc in member_auc.items():
-        logger.info("member %s: validation AUC %.6f", expid, auc)
-    logger.info("ensemble of %d: validation AUC %.6f (best member %.6f; %s average)",
-                len(members), ensemble, max(member_auc.values()), average)
-    return ensemble

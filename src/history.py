@@ -10,11 +10,11 @@ and appends. A fresh start truncates the file. The report (src/report) reads it 
 import csv
 import importlib.util
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 
+from .atomic import atomic_write
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -67,12 +67,10 @@ def _cell(value):
 def _write_rows(path, rows):
     """Header and rows to path through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows({k: _cell(row[k]) for k in FIELDS} for row in rows)
-    os.replace(tmp, path)
 
 
 class RunHistory:

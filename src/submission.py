@@ -15,8 +15,6 @@ import hashlib
 import io
 import logging
 import os
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -27,6 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from src.atomic import atomic_write
+from src.cli import run_main
 from src.errors import SubmissionError
 
 logger = logging.getLogger(__name__)
@@ -104,26 +104,15 @@ def write_submission(ids, scores, out_dir, name):
     out_dir = Path(out_dir)
     csv_dir = out_dir / name
     csv_dir.mkdir(parents=True, exist_ok=True)
-    temps = []
-    try:
-        for folder, suffix in ((csv_dir, ".csv.tmp"), (out_dir, ".zip.tmp")):
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)
-            os.close(fd)
-            temps.append(Path(tmp))
-        tmp_csv, tmp_zip = temps
-        frame = pd.DataFrame({"ID": ids, **checked})
-        frame.to_csv(tmp_csv, index=False, float_format=FLOAT_FORMAT)
-        with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.write(tmp_csv, arcname=MEMBER)
-        for tmp in temps:
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a submission is meant to be shared
-        os.replace(tmp_csv, csv_dir / MEMBER)
-        zip_path = out_dir / f"{name}.zip"
-        os.replace(tmp_zip, zip_path)
-    except BaseException:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        raise
+    zip_path = out_dir / f"{name}.zip"
+    # both written before either is renamed: the csv first, then the zip (the inner block ends
+    # first); an error removes both temporary files
+    with atomic_write(zip_path) as tmp_zip:
+        with atomic_write(csv_dir / MEMBER) as tmp_csv:
+            frame = pd.DataFrame({"ID": ids, **checked})
+            frame.to_csv(tmp_csv, index=False, float_format=FLOAT_FORMAT)
+            with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.write(tmp_csv, arcname=MEMBER)
     logger.info("wrote %s: %d rows, %s", zip_path, len(ids), ",".join(["ID", *checked]))
     return zip_path
 
@@ -290,6 +279,11 @@ def score_submission(zip_path, truth_path):
 
 
 def main(argv=None):
+    """python -m src.submission ZIP [--test T] [--truth P]: one line and exit 2 on a bad zip."""
+    run_main(_main, argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description="Check a submission zip before uploading it; "
                                      "with --truth, also score it offline.")
     parser.add_argument("zip", help="the submission zip")
@@ -298,18 +292,14 @@ def main(argv=None):
                         "generated data: prints the submission's test AUC")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.truth:
-            aucs = score_submission(args.zip, args.truth)
-            best = aucs.pop("best", None)
-            print(f"test AUC of {args.zip}: " + ", ".join(f"{t} {a:.4f}" for t, a in aucs.items())
-                  + (f" (best achievable {best:.4f}, the AUC of the true click probabilities)"
-                     if best is not None else ""))
-            return
-        print(check_submission(args.zip, args.test))
-    except SubmissionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if args.truth:
+        aucs = score_submission(args.zip, args.truth)
+        best = aucs.pop("best", None)
+        print(f"test AUC of {args.zip}: " + ", ".join(f"{t} {a:.4f}" for t, a in aucs.items())
+              + (f" (best achievable {best:.4f}, the AUC of the true click probabilities)"
+                 if best is not None else ""))
+        return
+    print(check_submission(args.zip, args.test))
 
 
 if __name__ == "__main__":

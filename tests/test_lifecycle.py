@@ -16,7 +16,7 @@ import yaml
 from src.models.base import atomic_save
 from src.tuning.slots import slot_environment
 from src.errors import ConfigError, UserError
-from src.experiment import combine_scores
+from src.predict import combine_scores
 
 from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for, write_tuner_config
 
@@ -517,7 +517,7 @@ def test_the_tuner_does_not_train_beside_a_live_run_of_the_same_experiment(small
 
 
 def test_room_for_checkpoints_is_checked_from_the_parameter_count(tmp_path):
-    from src.experiment import BYTES_PER_PARAMETER, check_room
+    from src.environment import BYTES_PER_PARAMETER, check_room
     from src.params import RunPaths
     import shutil
     paths = RunPaths({"model_id": "x", "dataset_id": "d", "model_root": str(tmp_path)})
@@ -583,7 +583,7 @@ def test_every_shipped_model_block_passes_the_value_checks(small_data, tmp_path,
 
 
 def test_cpu_threads_follow_the_request_the_environment_determinism_and_the_load(monkeypatch):
-    from src.experiment import cpu_threads
+    from src.environment import cpu_threads
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert cpu_threads(3) == (3, "--threads")
     assert cpu_threads(None, deterministic=True) == (1, "deterministic: True")
@@ -595,7 +595,7 @@ def test_cpu_threads_follow_the_request_the_environment_determinism_and_the_load
 
 
 def test_deterministic_turns_on_torchs_deterministic_kernels(monkeypatch):
-    from src.experiment import set_up_torch
+    from src.environment import set_up_torch
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     threads = torch.get_num_threads()
     try:

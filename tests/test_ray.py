@@ -83,7 +83,7 @@ def expids_of(tuner_yaml):
 
 
 def lines(folder, tuner_yaml):
-    from src.tuning.results import read_results
+    from src.runs.results import read_results
     return read_results(Path(folder) / f"{Path(tuner_yaml).stem}.csv")
 
 

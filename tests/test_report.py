@@ -18,7 +18,7 @@ from src.errors import ConfigError
 from src.history import RunHistory, read_history
 from src.params import RunPaths, load_params
 from src.report.build import build_report, detect_item_embedding
-from src.tuning.lock import FileLock
+from src.runs.lock import FileLock
 
 from .conftest import REPO, run_cli, tune_cli, wait_for, write_tuner_config
 

@@ -156,7 +156,7 @@ FAKE_RUN_EXPID = textwrap.dedent("""\
         sys.path.insert(0, os.environ["REPO"])
         import torch
         from src.params import RunPaths, load_params
-        from src.tuning.fingerprint import fingerprint
+        from src.runs.fingerprint import fingerprint
         params = load_params(config, expid)
         fingerprint = fingerprint(params)
         checkpoint = RunPaths(params).checkpoint

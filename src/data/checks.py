@@ -74,7 +74,6 @@ Files are read in batches of columns through pyarrow, so the 3.6M-row train file
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,10 +81,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..cli import run_main
 from .features import FROM_SPLITS, ITEM_FILE, check_task2_keys, item_file_column
 from .files import as_list_array, first_null_row, is_list_type, iter_batches, open_parquet
 from .vocab import column_range, has_auto, resolve_vocab_sizes, vocab_fix
-from ..errors import ConfigError, DataError, UserError
+from ..errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -646,6 +646,11 @@ def validate_dataset(params, splits=("train", "valid", "test")):
 
 
 def main(argv=None):
+    """python -m src.validation --config C --expid ID: one line and exit 2 on bad data."""
+    run_main(_main, argv)
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description="Check the dataset files of an experiment "
                                      "against its dataset config before training or scoring.")
     parser.add_argument("--config", required=True, help="config folder (model_config.yaml, "
@@ -658,16 +663,12 @@ def main(argv=None):
     from fuxictr.utils import load_config
 
     try:
-        try:
-            params = load_config(args.config, args.expid)
-        except (RuntimeError, AssertionError, OSError) as e:
-            raise ConfigError(f"cannot load --config {args.config} --expid {args.expid}: {e}. "
-                              "Fix: pass the folder holding model_config.yaml and dataset_config.yaml "
-                              "and an expid defined in it") from e
-        summary = validate_dataset(params, splits=tuple(args.splits))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        params = load_config(args.config, args.expid)
+    except (RuntimeError, AssertionError, OSError) as e:
+        raise ConfigError(f"cannot load --config {args.config} --expid {args.expid}: {e}. "
+                          "Fix: pass the folder holding model_config.yaml and dataset_config.yaml "
+                          "and an expid defined in it") from e
+    summary = validate_dataset(params, splits=tuple(args.splits))
     for name, rows in summary.items():
         where = params.get(SPLIT_KEYS.get(name, name))
         print(f"{name}: {rows:,} rows OK" + (f" ({where})" if where else ""))

@@ -34,7 +34,6 @@ It ends by printing the vocabulary sizes to put in a dataset config (the numbers
 import argparse
 import json
 import logging
-import os
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +44,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from ..atomic import atomic_write
 from .vocab import dataset_vocab_sizes
 from .worlds import DEFAULT_WORLD, WORLDS, ClickLaw, get_world, world_user_draws
 
@@ -418,9 +418,8 @@ def _fixed(matrix):
 def _write(table, path, **kwargs):
     """Write to a temporary name and rename, so a crash never leaves a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp, **kwargs)
 
 
 def _row_seqs(hist, user, t):
@@ -449,8 +448,7 @@ def _write_rows(path, rows, hist, items, with_label, with_id, progress):
     schema = pa.schema(fields)
     n = rows["user"].size
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_write(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for lo in tqdm(range(0, n, ROW_CHUNK), desc=path.name, unit="chunk",
                        disable=not progress or n <= ROW_CHUNK):
             s = slice(lo, min(n, lo + ROW_CHUNK))
@@ -460,7 +458,6 @@ def _write_rows(path, rows, hist, items, with_label, with_id, progress):
                      item, items["likes"][item], items["views"][item]]
             cols += [rows["label"][s]] if with_label else []
             writer.write_table(pa.Table.from_arrays(cols, schema=schema))
-    os.replace(tmp, path)
 
 
 def _write_items(root, seed, cfg, items, progress):
@@ -587,9 +584,8 @@ def generate(out_dir, scale="tiny", seed=0, progress=True, world=DEFAULT_WORLD):
         vocab_sizes=dataset_vocab_sizes(data / "item_info.parquet", data / "train.parquet",
                                         data / "valid.parquet", data / "test.parquet"),
     )
-    tmp = truth / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, truth / "summary.json")
+    with atomic_write(truth / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 

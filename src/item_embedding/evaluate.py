@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, DataError, UserError
-from ..tuning.results import read_results, results_path
+from ..runs.results import read_results, results_path
 from ..tuning.tuner import GridFailed, tune
 from . import inputs, protocol
 from .holdout import HOLDOUT_FRACTION, HOLDOUT_SALT
@@ -184,11 +185,10 @@ def write_tables(rows, work_dir, protocol_line):
     work_dir.mkdir(parents=True, exist_ok=True)
     cols = [k for k, _ in COLUMNS if any(k in r for r in rows)]
     csv_path, md_path = work_dir / f"{RESULTS_NAME}.csv", work_dir / f"{RESULTS_NAME}.md"
-    with open(csv_path.with_suffix(".csv.tmp"), "w", newline="") as f:
+    with atomic_write(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in cols} for r in rows)
-    os.replace(csv_path.with_suffix(".csv.tmp"), csv_path)
     md_path.write_text(f"{protocol_line}\n\n{markdown_table(rows)}\n")
     return csv_path, md_path
 

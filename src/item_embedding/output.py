@@ -7,13 +7,13 @@ held-out users) is stored as JSON in the parquet schema metadata under `item_emb
 so an evaluation table can name the method of any file without a side file.
 """
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..atomic import atomic_write
 from ..data.files import check_ids_are_row_numbers, list_column_to_2d, read_table, scalar_column
 from ..errors import DataError
 
@@ -46,9 +46,8 @@ def write_parquet_atomically(table, meta_key, metadata, path):
     table = table.replace_schema_metadata({meta_key: json.dumps(metadata).encode()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, use_dictionary=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp, use_dictionary=False)
     return path
 
 

@@ -17,7 +17,6 @@ Protocol choices and why:
 import hashlib
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from ..atomic import atomic_write
 from ..errors import ConfigError, DataError
 from ..tuning.task1_rules import (FIXED_EXPID, FIXED_MODEL_DIR, KNOBS, SEED_DATASET_ID,
                            seed_dataset_params)
@@ -104,9 +104,8 @@ def train_subset(data_dir, rows, work_dir):
         return source
     keep = np.sort(np.random.default_rng(0).choice(table.num_rows, rows, replace=False))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table.take(keep), tmp)
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        pq.write_table(table.take(keep), tmp)
     logger.info("wrote a %d-row training subset to %s", rows, out)
     return out
 
@@ -166,9 +165,7 @@ def fingerprint(config, item_info):
 def write_tuner_config(config, path, header=""):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         f.write(header)
         yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None, width=120)
-    os.replace(tmp, path)
     return path

@@ -3,7 +3,7 @@
 For a grid folder config/X (written by the tuner) and the current folder:
 - the experiments and their params: config/X/model_config.yaml (src.params.load_params);
 - each run's evaluation history: <model_root>/<dataset_id>/<expid>.history.csv;
-- each run's result line: X.csv (latest line per expid, src.tuning.results);
+- each run's result line: X.csv (latest line per expid, src.runs.results);
 - each run's status: running (a live process holds its lock), else the tuner's last summary
   X_summary.csv, else what its files say (a result line, a training state left by a killed
   run, a history without a result);
@@ -19,9 +19,11 @@ from pathlib import Path
 from ..errors import ConfigError, UserError
 from ..history import read_history
 from ..params import RunPaths, config_expids, load_params, require_config_dir, with_option_defaults
-from ..tuning.grid import EXPID_TAIL, config_dir_of, load_tuner_config
-from ..tuning.lock import holder
-from ..tuning.results import read_results, results_path
+from ..runs.lock import holder
+from ..runs.results import read_results, results_path
+from ..tuning.grid import (EXPID_TAIL, config_dir_of, dataset_block, load_tuner_config,
+                           model_block)
+from ..tuning.tuner import read_summary, summary_path
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +103,14 @@ def base_blocks(tuner_yaml):
     """{base_expid: its merged params (Base + block + dataset block + option defaults)} from
     the tuner config, or {} when it cannot be read (moved, or its base_config is relative to
     another folder): the report then shows differences between the runs only."""
-    from ..tuning import grid
     if tuner_yaml is None:
         return {}
     try:
         config = load_tuner_config(tuner_yaml)
         bases = config["base_expid"] if isinstance(config["base_expid"], list) \
             else [config["base_expid"]]
-        dataset = grid.dataset_block(config, config.get("dataset_id"), tuner_yaml)
-        return {b: with_option_defaults({**grid.model_block(config, b, tuner_yaml), **dataset})
+        dataset = dataset_block(config, config.get("dataset_id"), tuner_yaml)
+        return {b: with_option_defaults({**model_block(config, b, tuner_yaml), **dataset})
                 for b in bases}
     except (ConfigError, KeyError) as err:
         logger.warning("Differences from the base block left out: %s", err)
@@ -171,7 +172,6 @@ def run_status(paths, summary_row, result_line, history):
 
 def collect_grid(config):
     """The GridReport of --config (folder or yaml), read from the current folder."""
-    from ..tuning.tuner import read_summary, summary_path
     config_dir, tuner_yaml = resolve_config_dir(config)
     expids = config_expids(config_dir)
     if not expids:

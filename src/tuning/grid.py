@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import atomic_write
 from ..errors import ConfigError
 from ..params import OPTION_DEFAULTS, read_yaml, with_option_defaults
 from .task1_rules import check_tuner_config
@@ -66,10 +67,8 @@ class Grid:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         for name, content in ((DATASET_CONFIG, self.datasets), (MODEL_CONFIG, self.experiments)):
             path = self.config_dir / name
-            tmp = path.with_name(f".{name}.tmp{os.getpid()}")
-            with open(tmp, "w") as f:
+            with atomic_write(path) as tmp, open(tmp, "w") as f:
                 yaml.safe_dump(content, f, default_flow_style=None, sort_keys=False, indent=4)
-            os.replace(tmp, path)
         return self.config_dir
 
 

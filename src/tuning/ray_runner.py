@@ -3,10 +3,11 @@ trial that runs somewhere in a Ray cluster with --gpus-per-run GPUs and --cpus-p
 
 How, and why:
 - A trial trains in its own Ray worker process (one actor per trial, never reused) by calling
-  src.experiment.train there, and hands its result back; this driver writes the result line,
-  once, into the result file on the machine that ran the tuner. The driver sends each trial
-  its params and this package (a Ray runtime_env), so nodes need the same Python environment,
-  the data and model_root, not the repository or the grid folder.
+  src.experiment.train there (run_param_tuner.py passes it in), and hands its result back;
+  this driver writes the result line, once, into the result file on the machine that ran the
+  tuner. The driver sends each trial its params and this package (a Ray runtime_env), so nodes
+  need the same Python environment, the data and model_root, not the repository or the grid
+  folder.
 - A trial runs in the tuner's current folder (the same path on each node) when relative paths
   are used: relative paths of configs start there, as they do for run_expid.py.
 - Before anything is written, every node that can take a run is asked what it sees: each data
@@ -34,10 +35,11 @@ import time
 import uuid
 from pathlib import Path
 
+from ..cli import exit_status, setup_logging
 from ..errors import UserError
 from ..params import RunPaths
+from ..runs.fingerprint import data_files, file_signature
 from .executor import Ended
-from .fingerprint import data_files, file_signature
 from .slots import StopSignalsAsInterrupt
 
 logger = logging.getLogger(__name__)
@@ -56,11 +58,13 @@ FIX_SHARED = ("put the data and model_root on a file system every node mounts at
 
 
 class RayRunner:
-    """executor = RayRunner("auto" | "HOST:PORT" | "local", gpus_per_run=1, cpus_per_run=1,
-    retries=1, scheduler=None | "asha", grace_period=1, reduction_factor=4)."""
+    """executor = RayRunner("auto" | "HOST:PORT" | "local", train, gpus_per_run=1,
+    cpus_per_run=1, retries=1, scheduler=None | "asha", grace_period=1, reduction_factor=4).
+    train: the function each trial calls (src.experiment.train), passed in by the entry script
+    because the experiment sits above the tuner (tests/test_layers.py)."""
 
-    def __init__(self, address, gpus_per_run=1, cpus_per_run=1, retries=1, scheduler=None,
-                 grace_period=1, reduction_factor=4):
+    def __init__(self, address, train, gpus_per_run=1, cpus_per_run=1, retries=1,
+                 scheduler=None, grace_period=1, reduction_factor=4):
         problems = []
         host, _, port = (address or "").rpartition(":")
         if address and address.startswith("ray://"):
@@ -86,6 +90,7 @@ class RayRunner:
             raise UserError(f"{'; '.join(problems)}. Fix: correct the option (python "
                             f"run_param_tuner.py --help)")
         self.address, self.scheduler, self.retries = address, scheduler, retries
+        self.train = train
         self.resources = {"cpu": cpus_per_run, "gpu": gpus_per_run}
         self.grace_period, self.reduction_factor = grace_period, reduction_factor
         self.params, self.connected = {}, False
@@ -188,7 +193,7 @@ class RayRunner:
             for expid in queue:
                 RunPaths(self.params[expid]).state.unlink(missing_ok=True)
         params = {e: dict(self.params[e], gpu=gpu) for e in queue}
-        job = {"cwd": os.getcwd(), "report": bool(self.scheduler)}
+        job = {"cwd": os.getcwd(), "report": bool(self.scheduler), "train": self.train}
         argv = {e: [str(spec.run_expid), "--config", str(spec.config_dir), "--expid", e,
                     "--gpu", str(gpu)] for e in queue}
         book = _callback_class()(hooks, argv)
@@ -451,8 +456,6 @@ def _here():
 def _trial(config, params, job):
     """One run in a Ray worker (a Tune trial): train in-process and hand the result back; a
     failure of the run's own is an exit status, as run_expid.py would have exited."""
-    from ..cli import setup_logging
-    from ..experiment import train
     expid = config["expid"]
     if os.path.isdir(job["cwd"]):
         os.chdir(job["cwd"])  # this worker process runs this one trial
@@ -460,14 +463,14 @@ def _trial(config, params, job):
     where = _here()
     logger.info("%s runs on Ray %s", expid, where)
     try:
-        result = train(params[expid], None, fresh=False, hand_back=True,
-                       on_evaluation=_reporter(where) if job["report"] else None)
+        result = job["train"](params[expid], None, fresh=False, caller_writes_result=True,
+                              on_evaluation=_reporter(where) if job["report"] else None)
     except UserError as err:
         logger.error("error: %s", err)
-        return {"returncode": 2, "AUC": None, "where": where}
-    except Exception:
+        return {"returncode": exit_status(err), "AUC": None, "where": where}
+    except Exception as err:
         logger.exception("crashed")
-        return {"returncode": 1, "AUC": None, "where": where}
+        return {"returncode": exit_status(err), "AUC": None, "where": where}
     result["val"] = {k: float(v) for k, v in result["val"].items()}
     return {"returncode": 0, "AUC": result["val"].get("AUC"), "result": result, "where": where}
 

@@ -7,7 +7,7 @@ tune() reads top to bottom:
 2. take the grid's lock (a second tuner on the same config is refused, naming the first's
    pid and host; the lock of a dead tuner is taken over), then write the grid folder;
 3. plan: an experiment is done when its latest result line carries the fingerprint its
-   config and data have now (src/tuning/fingerprint.py), the last summary did not call it
+   config and data have now (src/runs/fingerprint.py), the last summary did not call it
    failed or interrupted, and its checkpoint is readable and was written by that same run;
    everything else runs (all of it with --force);
 4. run the queue on an executor (src/tuning/executor.py): the slots of this machine
@@ -31,14 +31,19 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write
+from ..data.checks import validate_dataset
+from ..environment import require_gpu, require_writable
 from ..errors import UserError
+from ..history import require_tensorboard
 from ..params import RunPaths
 from ..progress import _duration
+from ..runs.checkpoint import read_checkpoint
+from ..runs.fingerprint import fingerprint_record
+from ..runs.lock import FileLock, describe, holder
+from ..runs.results import append_result, latest_results, read_results, results_path
 from .executor import RunSpec
-from .fingerprint import fingerprint_record
 from .grid import expand
-from .lock import FileLock, describe, holder
-from .results import append_result, latest_results, read_results, results_path
 from .slots import LocalSlots
 
 logger = logging.getLogger(__name__)
@@ -59,18 +64,13 @@ class GridFailed(UserError):
 def check_gpus(gpus):
     """Every slot's GPU must exist (a CPU build of torch has none): refused up front."""
     wanted = sorted({g for g in gpus if g >= 0})
-    if wanted:
-        from ..experiment import require_gpu
-        for gpu in wanted:
-            require_gpu(gpu)
+    for gpu in wanted:
+        require_gpu(gpu)
 
 
 def validate_grid_data(grid):
     """Check each dataset of the grid once, that each model_root can be written, and that
     the TensorBoard package is there where a grid point asks for it."""
-    from ..data.checks import validate_dataset
-    from ..experiment import require_writable
-    from ..history import require_tensorboard
     checked, roots = set(), set()
     for expid in grid.expids:
         params = grid.params(expid)
@@ -113,7 +113,6 @@ def _was_stopped(status):
 
 def checkpoint_problem(paths, line):
     """Why the checkpoint of a finished run cannot be trusted, or None."""
-    from ..models.base import read_checkpoint
     try:
         saved = read_checkpoint(paths.checkpoint)
     except UserError as err:
@@ -320,14 +319,12 @@ def summary_rows(expids, records):
 def write_summary(config_dir, expids, records):
     rows = summary_rows(expids, records)
     path = summary_path(config_dir)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
                              for k, v in row.items()})
-    tmp.replace(path)
     return rows, path
 
 

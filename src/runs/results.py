@@ -1,7 +1,7 @@
 """The seed-style result file: one line per finished run, appended by run_expid.py.
 
 Format (FuxiCTR's, kept so existing tools keep reading it), fields joined by ",[", plus the
-fingerprint of what made the run and the run's id (src/tuning/fingerprint.py):
+fingerprint of what made the run and the run's id (src/runs/fingerprint.py):
  20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[fingerprint] F,[run] R,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
 """
 import logging
