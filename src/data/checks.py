@@ -82,7 +82,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..cli import run_main
-from .features import FROM_SPLITS, ITEM_FILE, check_task2_keys, item_file_column
+from .features import (FEATURE_TYPES, FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys,
+                       entry_names, item_file_column)
 from .files import as_list_array, first_null_row, is_list_type, iter_batches, open_parquet
 from .vocab import column_range, has_auto, resolve_vocab_sizes, vocab_fix
 from ..errors import ConfigError, DataError
@@ -90,8 +91,6 @@ from ..errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 # --- defaults ------------------------------------------------------------------------------
-FEATURE_TYPES = ("meta", "categorical", "sequence", "embedding", "numeric")
-SPLIT_KEYS = {"train": "train_data", "valid": "valid_data", "test": "test_data"}
 # Rows per read batch. 131,072 rows of a 64-long int64 item_seq are ~70 MB: large enough that
 # per-batch overhead vanishes, small enough that memory stays flat on the 3.6M-row train file.
 BATCH_ROWS = 131_072
@@ -170,9 +169,7 @@ def _parse_features(params):
         if ftype not in FEATURE_TYPES:
             raise ConfigError(f"{key} (name={spec['name']!r}): type={ftype!r} is not one of "
                               f"{', '.join(FEATURE_TYPES)}. Fix: set type to one of these")
-        # FuxiCTR lets one entry declare several features that share a spec.
-        names = spec["name"] if isinstance(spec["name"], list) else [spec["name"]]
-        for name in names:
+        for name in entry_names(spec):
             f = _Feature(name=str(name), type=ftype, key=key, active=bool(spec.get("active", True)),
                          source=spec.get("source") or "", oov=bool(spec.get("oov")),
                          item_file=spec.get(ITEM_FILE), from_splits=spec.get(FROM_SPLITS))
@@ -489,7 +486,7 @@ def _item_id_bound(features, n_items):
     return high, why
 
 
-def _split_columns(features, labels, split, n_items, max_len):
+def _expected_columns(features, labels, split, n_items, max_len):
     """(columns to check, required {name: why}, allowed names) for one split file."""
     high, why = _item_id_bound(features, n_items)
     fix = "map ids to item_info row numbers, or rebuild item_info (and vocab_size) to cover them"
@@ -634,7 +631,7 @@ def validate_dataset(params, splits=("train", "valid", "test")):
 
     for split in splits:
         path, schema = paths[split], schemas[split]
-        columns, required, allowed = _split_columns(features, labels, split, n_items, max_len)
+        columns, required, allowed = _expected_columns(features, labels, split, n_items, max_len)
         _check_schema(path, schema, columns, required, allowed)
         if split == "test" and schema.names[0] != TEST_ID:
             logger.warning("%s: ID is column %d, not the first column as in the real release",

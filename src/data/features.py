@@ -39,7 +39,8 @@ _COPIED_KEYS = ("feature_encoder", "embedding_dim", "emb_output_dim", "share_emb
 FEATURE_REGULARIZER = "embedding_regularizer"
 # Where an item-side feature comes from: item_info (positional), another file, the splits.
 ITEM_INFO, ITEM_FILE, FROM_SPLITS = "item_info", "item_file", "from_splits"
-SPLIT_KEYS = ("train_data", "valid_data", "test_data")
+# split name -> the config key of its file
+SPLIT_KEYS = {"train": "train_data", "valid": "valid_data", "test": "test_data"}
 
 
 def is_auto(value):
@@ -130,11 +131,17 @@ def item_origin(spec):
     return ITEM_INFO
 
 
+def entry_names(col: dict) -> list:
+    """The feature names of one feature_cols entry: FuxiCTR lets one entry declare several
+    features that share a spec (name: [a, b]). The data checks and the feature map both read
+    entries through this."""
+    return col["name"] if isinstance(col["name"], list) else [col["name"]]
+
+
 def _expand_names(feature_cols):
-    """A feature col may name a list of features; expand it to one spec per name."""
+    """One spec per feature name."""
     for col in feature_cols:
-        names = col["name"] if isinstance(col["name"], list) else [col["name"]]
-        for name in names:
+        for name in entry_names(col):
             yield dict(col, name=name)
 
 
@@ -180,10 +187,11 @@ def _feature_spec(col, params):
         spec["column"] = item_file_column(col)
     if FROM_SPLITS in col:
         spec[FROM_SPLITS] = str(col[FROM_SPLITS])
-        spec["split_files"] = [str(params[key]) for key in SPLIT_KEYS if params.get(key)]
+        spec["split_files"] = [str(params[k]) for k in SPLIT_KEYS.values() if params.get(k)]
         if not spec["split_files"]:
             raise ConfigError(f"feature_cols: feature {col['name']!r} has from_splits but none "
-                              f"of {', '.join(SPLIT_KEYS)} is set. Fix: set the split paths")
+                              f"of {', '.join(SPLIT_KEYS.values())} is set. Fix: set the split "
+                              f"paths")
     return spec
 
 

@@ -89,9 +89,10 @@ def _sources(entry, key, params):
         if ITEM_FILE in entry:
             sources.append((entry[ITEM_FILE], item_file_column(entry), f"{key} item_file"))
         if FROM_SPLITS in entry:  # with an item_file too: the splits fill the file's gaps
-            sources += [(params[k], entry[FROM_SPLITS], k) for k in SPLIT_KEYS if params.get(k)]
+            sources += [(params[k], entry[FROM_SPLITS], k) for k in SPLIT_KEYS.values()
+                        if params.get(k)]
         return sources or [(params.get("item_info"), name, "item_info")]
-    return [(params[k], name, k) for k in SPLIT_KEYS if params.get(k)]
+    return [(params[k], name, k) for k in SPLIT_KEYS.values() if params.get(k)]
 
 
 def _auto_size(entry, key, params, ranges):
@@ -109,7 +110,7 @@ def _auto_size(entry, key, params, ranges):
         return open_parquet(params["item_info"], "item_info").metadata.num_rows, "item_info rows"
     sources = _sources(entry, key, params)
     if not sources or any(not path for path, _, _ in sources):
-        missing = "item_info" if entry.get("source") == "item" else ", ".join(SPLIT_KEYS)
+        missing = "item_info" if entry.get("source") == "item" else ", ".join(SPLIT_KEYS.values())
         raise ConfigError(f"{key} (name={name!r}): vocab_size: auto reads {missing}, which is "
                           "not set. Fix: set the path(s) in the dataset config")
     largest = None

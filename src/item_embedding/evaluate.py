@@ -129,7 +129,7 @@ def run_din(files, data_dir, work_dir, gpus=(-1,), force=False, train_rows=None,
         config = protocol.tuner_config(path, data_dir, train_data=train_data, **proto)
         yaml_path = work_dir / f"{Path(path).stem}_tuner_config.yaml"
         config_dir = yaml_path.with_suffix("")
-        current = protocol.fingerprint(config, path)
+        current = protocol.dataset_fingerprint(config, path)
         fingerprint_file = work_dir / f"{yaml_path.stem}.fingerprint"
         rerun = _retire_stale_results(config_dir, fingerprint_file, current)
         protocol.write_tuner_config(

@@ -150,7 +150,7 @@ def tuner_config(item_info, data_dir, model="seed", grid=None, knobs=None, epoch
     }
 
 
-def fingerprint(config, item_info):
+def dataset_fingerprint(config, item_info):
     """What, besides the model params hashed into expids, decides a run's result: the
     dataset block and the bytes of item_info. FuxiCTR's expids hash only model params, so a
     rebuilt file under the same name would otherwise be skipped as "done before"."""

@@ -35,4 +35,4 @@ class CosineInterest(InterestRegularized, ItemSequenceModel):
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
         _, score = self.interest(item_emb, batch)
-        return {"logit": self.wide(self.rows_and(inputs, target_emb)) + score}
+        return {"logit": self.wide(self.dnn_input(inputs, target_emb)) + score}

@@ -84,4 +84,4 @@ class DIN(ItemSequenceModel):
 
     def forward(self, inputs):
         pooled_emb, target_emb = self.pooled_and_target(inputs)
-        return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled_emb))}
+        return {"logit": self.dnn(self.dnn_input(inputs, target_emb, pooled_emb))}

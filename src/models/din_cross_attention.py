@@ -90,4 +90,4 @@ class DINCrossAttention(ItemSequenceModel):
         query = target_emb
         for block in self.cross_blocks:
             query = block(query, item_emb, slot, row)
-        return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled, query))}
+        return {"logit": self.dnn(self.dnn_input(inputs, target_emb, pooled, query))}

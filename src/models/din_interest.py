@@ -50,4 +50,4 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
         slot, row = batch["history_slot"], batch["history_row"]
         pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
         match, score = self.interest(item_emb, batch)
-        return {"logit": self.dnn(self.rows_and(inputs, target_emb, pooled, match)) + score}
+        return {"logit": self.dnn(self.dnn_input(inputs, target_emb, pooled, match)) + score}

@@ -79,5 +79,5 @@ class FlatQIN(ItemSequenceModel):
         item_emb, target_emb = self.embed_item_batch(batch)
         interest = target_emb + self.target_attention.attend(
             target_emb, item_emb, batch["history_slot"], batch["history_row"])
-        x = self.interaction_layers(self.rows_and(inputs, target_emb, interest))
+        x = self.interaction_layers(self.dnn_input(inputs, target_emb, interest))
         return {"logit": self.output(x)}

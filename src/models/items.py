@@ -124,7 +124,7 @@ class ItemSequenceModel(MMCTRModel):
         features = self.get_inputs(inputs)
         return self.embedding_layer(features, flatten_emb=True) if features else None
 
-    def rows_and(self, inputs, *parts):
+    def dnn_input(self, inputs, *parts):
         """The row features' embeddings (when the dataset declares any) followed by parts,
         concatenated along the last dimension: the input of a model's DNN or linear part."""
         row_emb = self.embed_rows(inputs)

@@ -37,5 +37,5 @@ class TargetDCN(ItemSequenceModel):
 
     def forward(self, inputs):
         target = inputs[TARGET].to(self.device).long()
-        x = self.rows_and(inputs, self.embed_items(target))
+        x = self.dnn_input(inputs, self.embed_items(target))
         return {"logit": self.output(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}

@@ -128,5 +128,5 @@ class TransformerConcatDCN(ItemSequenceModel):
         projected = item_emb if self.item_projection is None else self.item_projection(item_emb)
         pooled = self.sequence_features(self.dense_history(projected, batch), real,
                                         projected.index_select(0, batch["target_slot"]))
-        x = self.rows_and(inputs, target_emb, pooled)
+        x = self.dnn_input(inputs, target_emb, pooled)
         return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}

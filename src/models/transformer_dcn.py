@@ -120,5 +120,5 @@ class TransformerDCN(ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs, dense=True)
         item_emb, target_emb = self.embed_item_batch(batch)
-        x = self.rows_and(inputs, target_emb, self.sequence_features(item_emb, target_emb, batch))
+        x = self.dnn_input(inputs, target_emb, self.sequence_features(item_emb, target_emb, batch))
         return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}

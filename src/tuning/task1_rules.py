@@ -43,8 +43,10 @@ SEED_DATASET_ID = "MicroLens_1M_x1"
 
 KNOBS = ("embedding_regularizer", "net_regularizer", "net_dropout", "learning_rate",
          "batch_size")
-BOOKKEEPING = ("model_root", "verbose", "num_workers", "debug_mode", "torch_compile",
-               "split_on_device", "deterministic", "tensorboard")
+# how a run goes, not what it trains: may differ from the fixed DIN's, never vary in a grid
+# (not src.params.BOOKKEEPING_KEYS, the keys a run's fingerprint leaves out)
+RUN_SETTINGS = ("model_root", "verbose", "num_workers", "debug_mode", "torch_compile",
+                "split_on_device", "deterministic", "tensorboard")
 IDENTITY = ("model_id", "dataset_id")  # set by the tuner, not training settings
 PATH_KEYS = ("data_root", "train_data", "valid_data", "test_data", "item_info")
 DATA_FORMAT_KEYS = ("data_format", "rebuild_dataset")
@@ -138,7 +140,7 @@ def _check_tuner_space(tuner_space, fixed):
         if key in KNOBS:
             continue
         values = _grid_values(value)
-        if key in BOOKKEEPING:
+        if key in RUN_SETTINGS:
             if len(values) > 1:
                 problems.append(f"tuner_space varies the bookkeeping key {key}={value!r}, which "
                                 f"only repeats runs (give it one value)")
@@ -152,7 +154,7 @@ def _check_tuner_space(tuner_space, fixed):
 
 def _check_model(base, fixed, base_expid):
     problems = []
-    skip = set(KNOBS) | set(BOOKKEEPING) | set(IDENTITY)
+    skip = set(KNOBS) | set(RUN_SETTINGS) | set(IDENTITY)
     for key in sorted((set(base) | set(fixed)) - skip):
         mine, theirs = base.get(key, MISSING), fixed.get(key, MISSING)
         if mine != theirs:
@@ -195,7 +197,8 @@ def _check_dataset(dataset, seed, fixed):
     if dataset.get("label_col", MISSING) != seed["label_col"]:
         problems.append(f"dataset label_col={dataset.get('label_col', MISSING)!r} (seed: "
                         f"{seed['label_col']!r}; copy the seed's label_col)")
-    allowed = set(seed) | set(PATH_KEYS) | set(DATA_FORMAT_KEYS) | set(KNOBS) | set(BOOKKEEPING)
+    allowed = (set(seed) | set(PATH_KEYS) | set(DATA_FORMAT_KEYS) | set(KNOBS)
+               | set(RUN_SETTINGS))
     for key in sorted(set(dataset) - allowed):
         if key in fixed and dataset[key] == fixed[key]:
             continue

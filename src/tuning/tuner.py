@@ -52,7 +52,7 @@ RUN_EXPID = Path(__file__).resolve().parents[2] / "run_expid.py"
 ORPHAN_WAIT_SECONDS = 60  # an orphaned run notices its tuner is gone at its next batch
 OK, DONE_BEFORE, INTERRUPTED, NOT_STARTED = "ok", "done before", "interrupted", "not started"
 STOPPED, STOPPED_BEFORE = "stopped early", "stopped before"  # by a scheduler (ASHA)
-FINE = (OK, DONE_BEFORE, STOPPED, STOPPED_BEFORE)  # everything else failed
+NOT_FAILED = (OK, DONE_BEFORE, STOPPED, STOPPED_BEFORE)  # every other status is a failure
 SUMMARY_FIELDS = ["expid", "status", "AUC", "logloss", "seconds"]
 
 
@@ -383,7 +383,7 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
         print("Interrupted: rerun the same command to run the unfinished experiments",
               file=sys.stderr)
         raise KeyboardInterrupt
-    failed = [r["expid"] for r in rows if r["status"] not in FINE]
+    failed = [r["expid"] for r in rows if r["status"] not in NOT_FAILED]
     if failed:
         log_folder = RunPaths(grid.params(failed[0])).folder
         raise GridFailed(f"{len(failed)} of {len(rows)} run(s) failed: {', '.join(failed)}. "
