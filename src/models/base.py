@@ -150,7 +150,10 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         # training counters, also for callers that call train_step without fit (benchmarks)
         self._total_steps = self._batch_index = self._epoch_index = 0
         self._stop_training = False
-        self._interval = (None, 0)  # training loss and rows since the last evaluation
+        # training loss, rows and regularisation penalty (part of the loss) since the last
+        # evaluation; the penalty of the latest batch, kept by batch_loss
+        self._interval = (None, 0, None)
+        self._last_penalty = 0.0
         self._max_gradient_norm = 10.0
         self._schedule_steps = 1
 
@@ -207,7 +210,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
     def train_epoch(self, data_generator):
         self.train()
         # loss, rows and time since the last evaluation count from the epoch's start
-        train_loss, loss_steps, loss_rows = 0.0, 0, 0
+        train_loss, train_penalty, loss_steps, loss_rows = 0.0, 0.0, 0, 0
         self.history.start()
         skip = self._resume_batch + 1
         if skip:  # the resumed epoch: same shuffle as before the interruption, done batches skipped
@@ -232,6 +235,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
                                      f"kept in {self.state_path}, a rerun continues from it")
             loss = self.train_step(batch_data)
             train_loss += loss
+            train_penalty += float(self._last_penalty)
             loss_steps += 1
             rows = len(batch_data[self.feature_map.labels[0]])
             loss_rows += rows
@@ -239,8 +243,9 @@ class MMCTRModel(PenaltyLoop, BaseModel):
                             last_valid_AUC=self._last_auc)
             if self._total_steps % self._eval_steps == 0:
                 logger.info("Train loss: %.6f", train_loss / loss_steps)
-                self._interval = (train_loss / loss_steps, loss_rows)  # for the history
-                train_loss, loss_steps, loss_rows = 0.0, 0, 0
+                # for the history
+                self._interval = (train_loss / loss_steps, loss_rows, train_penalty / loss_steps)
+                train_loss, train_penalty, loss_steps, loss_rows = 0.0, 0.0, 0, 0
                 self.eval_step()
             if self.max_steps and self._total_steps >= self.max_steps:
                 logger.info("Reached max_steps=%d", self.max_steps)
@@ -275,8 +280,9 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         self._last_auc = float(val_logs["AUC"]) if "AUC" in val_logs else None
         self.checkpoint_and_earlystop(val_logs)
         # before the state: a run resumed from this state finds this row on disk
-        loss, rows = self._interval
-        self.history.record(self._epoch_index + 1, self._total_steps, loss, rows, val_logs, lr)
+        loss, rows, penalty = self._interval
+        self.history.record(self._epoch_index + 1, self._total_steps, loss, rows, val_logs, lr,
+                            train_penalty=penalty)
         self.save_training_state()
         self.on_evaluation(self, val_logs)
         self.history.start()
@@ -370,14 +376,17 @@ class MMCTRModel(PenaltyLoop, BaseModel):
 
     def batch_loss(self, batch_data):
         """The training loss of a batch: binary cross-entropy from the logit (exact where
-        log(sigmoid) of a probability rounded to 1.0 would clamp), plus regularisation."""
+        log(sigmoid) of a probability rounded to 1.0 would clamp), plus regularisation (its value
+        kept in _last_penalty, so the history can show the two apart)."""
         logit, y_pred = self.scores(batch_data)
         y_true = self.get_labels(batch_data)
         if self._bce_from_logits:
             loss = F.binary_cross_entropy_with_logits(logit, y_true)
         else:
             loss = self.loss_fn(y_pred, y_true, reduction="mean")
-        return loss + self.regularization_loss()
+        penalty = self.regularization_loss()
+        self._last_penalty = penalty.detach() if torch.is_tensor(penalty) else penalty
+        return loss + penalty
 
     def train_step(self, batch_data):
         loss = self.batch_loss(batch_data)
