@@ -7,12 +7,16 @@ A and B (`--average rank`: the mean of each member's normalised test-score ranks
 the mean of their probabilities, in (0, 1]; the ensemble's validation AUC the same way).
 Writes submission/<name>/prediction.csv (header ID,Task2; `--task 1` for ID,Task1,
 `--task 1 2` for both) and submission/<name>.zip, then checks the zip against the test file.
+Beside the zip, <name>.manifest.json records its members with their validation AUCs, the
+averaging rule, the submission's validation AUC and the test file's size and sha256; it is
+printed here and by `python -m src.submission submission/<name>.zip`.
 A checkpoint is used only if it was made by this config and data and by the run whose result
 picked it.
 """
 
 from src.cli import CONFIG_FOLDER_HELP, make_parser, run_main, setup_logging
 from src.experiment import AVERAGES, predict_test
+from src.manifest import format_manifest
 
 
 def main():
@@ -38,6 +42,8 @@ def main():
     result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out,
                           threads=args.threads, average=args.average)
     print(result["verdict"])
+    print(format_manifest(result["manifest"]))
+    print(f"manifest: {result['manifest_path']}")
     print(f"submission: {result['zip']}")
 
 

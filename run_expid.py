@@ -18,11 +18,12 @@ def main():
     parser = make_parser(__doc__, [
         "python run_expid.py --config config/DIN_demo_tuner_config "
         "--expid DIN_MicroLens_demo_x1_001_b4df6352 --gpu -1",
-        "python run_expid.py --config config/DIN_demo_tuner_config --expid DIN_MicroLens_demo_x1_001_b4df6352 "
-        "--max-steps 200   # a quick capped run"])
+        "python run_expid.py --config config/DIN_demo_tuner_config "
+        "--expid DIN_MicroLens_demo_x1_001_b4df6352 --max-steps 200   # a quick capped run"])
     parser.add_argument("--config", default="./config/", help=CONFIG_FOLDER_HELP + ", or any "
                         "folder with model_config.yaml and dataset_config.yaml")
-    parser.add_argument("--expid", required=True, help="experiment id in its model_config.yaml (the tuner's summary lists them)")
+    parser.add_argument("--expid", required=True, help="experiment id in its model_config.yaml "
+                        "(the tuner's summary lists them)")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many training steps (a capped run, filed apart)")

@@ -22,7 +22,8 @@ def main():
         "python prediction.py --config config/DIN_demo_tuner_config --expid best   # then"])
     parser.add_argument("--config", required=True, help=TUNER_YAML_HELP)
     parser.add_argument("--gpu", type=int, nargs="+", default=None,
-                        help="one slot per entry: GPU index, or -1 for the CPU (unset: one CPU slot, -1)")
+                        help="one slot per entry: GPU index, or -1 for the CPU "
+                             "(unset: one CPU slot, -1)")
     parser.add_argument("--force", action="store_true",
                         help="rerun experiments already done, from scratch")
     parser.add_argument("--report", action="store_true",
