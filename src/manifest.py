@@ -130,6 +130,8 @@ def audit_lines(zip_path, manifest: dict | None, test_path) -> list[str]:
     """What can be said of a zip beside its check: its manifest, whether the zip and the test
     file are still the ones it describes; for a zip without manifest, what its name tells."""
     zip_path = Path(zip_path)
+    if manifest is None and not zip_path.is_file():
+        return []  # the check says the zip is missing
     if manifest is None:
         name = zip_path.stem
         guess = (f"an ensemble of {name[len('ensemble'):].split('_')[0]} experiments (its members "

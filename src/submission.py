@@ -317,7 +317,8 @@ def main(argv=None):
     try:
         manifest = read_manifest(args.zip)
         test = args.test or _manifest_test(manifest) or DEFAULT_TEST
-        print("\n".join(audit_lines(args.zip, manifest, test)))
+        for line in audit_lines(args.zip, manifest, test):
+            print(line)
         if args.truth:
             aucs = score_submission(args.zip, args.truth)
             best = aucs.pop("best", None)

@@ -100,15 +100,15 @@ def format_table(rows: list[dict], keys: list[str] = ()) -> str:
     expid_width = max([len("expid")] + [len(e) for e in shown])
     status_width = max([len("status")] + [len(r["status"]) for r in rows])
     metrics = f"{'AUC':>7} {'logloss':>7} {'seconds':>7}"
-    widths, status_width, expid_width = _fit(widths, [len(h) for h in headers], expid_width, status_width,
-                                len(metrics))
-    cols = " ".join(f"{h:>{w}}" for h, w in zip(headers, widths))
-    lines = [f"{'expid':<{expid_width}} {cols + ' ' if cols else ''}{'status':<{status_width}} "
-             f"{metrics}"]
+    widths, status_width, expid_width = _fit(widths, [len(h) for h in headers], expid_width,
+                                             status_width, len(metrics))
+    cols = "".join(f"{h:>{w}} " for h, w in zip(headers, widths))
+    lines = [f"{'expid':<{expid_width}} {cols}{'status':<{status_width}} {metrics}"]
     for row, expid, texts in zip(rows, shown, values):
-        cells = " ".join(f"{_cut(t, w):>{w}}" for t, w in zip(texts, widths))
-        lines.append(f"{_cut_middle(expid, expid_width):<{expid_width}} {cells + ' ' if cells else ''}"
-                     f"{_cut(row['status'], status_width):<{status_width}} {fmt(row['AUC'], '7.4f'):>7} "
+        cells = "".join(f"{_cut(t, w):>{w}} " for t, w in zip(texts, widths))
+        status = _cut(row["status"], status_width)
+        lines.append(f"{_cut_middle(expid, expid_width):<{expid_width}} {cells}"
+                     f"{status:<{status_width}} {fmt(row['AUC'], '7.4f'):>7} "
                      f"{fmt(row['logloss'], '7.4f'):>7} {fmt(row['seconds'], '7.0f'):>7}")
     legend = [f"{h}={k}" for h, k in zip(headers, keys) if h != k]
     cut = any(len(e) > expid_width for e in shown)
