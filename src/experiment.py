@@ -398,6 +398,7 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     import torch
     from .data.features import build_feature_map
     from .data.loader import TEST_ID
+    from .manifest import build_manifest, write_manifest
     from .submission import check_submission, submission_name, write_submission
     expids = [expids] if isinstance(expids, str) else list(expids)
     if average not in AVERAGES:
@@ -430,7 +431,7 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     name = submission_name([e for e, *_ in members])
     if len(members) > 1 and average != "mean":
         name += f"_{average}"  # beside the mean's zip of the same members, not over it
-    aucs = _report_aucs(members, valid_scores, average)
+    aucs, member_aucs = _report_aucs(members, valid_scores, average)
     columns = {TASK_COLUMNS[task]: combined for task in sorted(set(tasks))}
     zip_path = write_submission(ids, columns, out_dir, name)
     try:
@@ -438,8 +439,15 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     except SubmissionError:
         zip_path.unlink()  # never leave a zip that would be rejected or scored 0
         raise
+    manifest = build_manifest(
+        zip_path, [{"expid": e, "valid_auc": member_aucs[e], "run": (line or {}).get("run"),
+                    "result_line_auc": (line or {}).get("val", {}).get("AUC")}
+                   for e, line, *_ in members],
+        average if len(members) > 1 else "single", aucs, members[0][2]["test_data"], config_dir,
+        expids, list(columns))
     return {"expid": name, "members": [e for e, *_ in members], "zip": zip_path,
-            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined}
+            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined,
+            "manifest": manifest, "manifest_path": write_manifest(zip_path, manifest)}
 
 
 def validation_scores(model, params, feature_map=None):
@@ -454,15 +462,15 @@ def validation_scores(model, params, feature_map=None):
 
 
 def _report_aucs(members, valid_scores, average="mean"):
-    """The validation AUC of each member (its result line) and, for an ensemble, of its
-    members' validation scores combined as its test scores are (combine_scores); logged side
-    by side."""
+    """(validation AUC of the submission, {expid: validation AUC}): a single model's are those
+    of its result line; an ensemble's are computed from the members' validation scores,
+    combined as its test scores are (combine_scores); logged side by side."""
     line_auc = {e: (line or {}).get("val", {}).get("AUC") for e, line, *_ in members}
     if len(members) == 1:
         expid = members[0][0]
         if line_auc[expid] is not None:
             logger.info("%s: validation AUC %.6f", expid, line_auc[expid])
-        return line_auc[expid]
+        return line_auc[expid], line_auc
     from sklearn.metrics import roc_auc_score
     labels = valid_scores[0][1]
     member_auc = {e: roc_auc_score(labels, p) for (e, *_), (p, _) in zip(members, valid_scores)}
@@ -471,4 +479,4 @@ def _report_aucs(members, valid_scores, average="mean"):
         logger.info("member %s: validation AUC %.6f", expid, auc)
     logger.info("ensemble of %d: validation AUC %.6f (best member %.6f; %s average)",
                 len(members), ensemble, max(member_auc.values()), average)
-    return ensemble
+    return float(ensemble), {e: float(auc) for e, auc in member_auc.items()}

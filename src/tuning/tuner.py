@@ -40,6 +40,7 @@ from .grid import expand
 from .lock import FileLock, describe, holder
 from .results import append_result, latest_results, read_results, results_path
 from .slots import LocalSlots
+from .summary import format_table, value_text
 
 logger = logging.getLogger(__name__)
 
@@ -304,40 +305,43 @@ def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor
 
 
 # --- summary -----------------------------------------------------------------------------------
-def summary_rows(expids, records):
+def summary_rows(expids, records, values=None):
     """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
-    the latest line for `done before`; none for a failed run), time; best AUC first."""
+    the latest line for `done before`; none for a failed run), time, and under "values" the
+    run's {key: value} of values (the keys the grid varies); best AUC first."""
     rows = []
     for expid in expids:
         record = records.get(expid, {"status": NOT_STARTED, "seconds": None, "val": {}})
         val = record.get("val") or {}
         rows.append({"expid": expid, "status": record["status"], "AUC": val.get("AUC"),
-                     "logloss": val.get("logloss"), "seconds": record["seconds"]})
+                     "logloss": val.get("logloss"), "seconds": record["seconds"],
+                     "values": (values or {}).get(expid, {})})
     rows.sort(key=lambda r: (r["AUC"] is None, -(r["AUC"] or 0.0)))
     return rows
 
 
-def write_summary(config_dir, expids, records):
-    rows = summary_rows(expids, records)
+def _value_column(key):
+    """The csv column of a varied key (renamed only if it would clash with a summary field)."""
+    return f"param_{key}" if key in SUMMARY_FIELDS else key
+
+
+def write_summary(config_dir, expids, records, values=None, keys=()):
+    """Write the summary csv: expid, one column per varied key (keys; values: {expid: {key:
+    value}}), then status, AUC, logloss, seconds. Returns (rows, path)."""
+    rows = summary_rows(expids, records, values)
     path = summary_path(config_dir)
     tmp = path.with_suffix(".csv.tmp")
+    fields = SUMMARY_FIELDS[:1] + [_value_column(k) for k in keys] + SUMMARY_FIELDS[1:]
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
-                             for k, v in row.items()})
+            line = {k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
+                    for k, v in row.items() if k != "values"}
+            line.update({_value_column(k): value_text(row["values"].get(k)) for k in keys})
+            writer.writerow(line)
     tmp.replace(path)
     return rows, path
-
-
-def format_table(rows):
-    lines = [f"{'expid':<44} {'status':<26} {'AUC':>8} {'logloss':>8} {'seconds':>8}"]
-    for r in rows:
-        fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
-        lines.append(f"{r['expid']:<44} {r['status']:<26} {fmt(r['AUC'], '8.4f'):>8} "
-                     f"{fmt(r['logloss'], '8.4f'):>8} {fmt(r['seconds'], '8.0f'):>8}")
-    return "\n".join(lines)
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -375,10 +379,12 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
                                              lock_paths={e: p.lock for e, p in paths.items()},
                                              executor=executor, fresh=force)
             records.update(done)
-            rows, path = write_summary(grid.config_dir, grid.expids, records)
+            values = {e: {k: grid.params(e).get(k) for k in grid.varied} for e in grid.expids}
+            rows, path = write_summary(grid.config_dir, grid.expids, records, values,
+                                       grid.varied)
     finally:
         executor.close()
-    print(format_table(rows))
+    print(format_table(rows, grid.varied))
     print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
     print(f"report: python -m src.report --config {grid.config_dir} writes "
           f"reports/{grid.config_dir.name}/index.html (or run the tuner with --report)")
