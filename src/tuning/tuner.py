@@ -39,6 +39,7 @@ from .fingerprint import fingerprint_record
 from .grid import expand
 from .lock import FileLock, describe, holder
 from .results import append_result, latest_results, read_results, results_path
+from .run_files import check_owner
 from .slots import LocalSlots
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def validate_grid_data(grid):
         roots.add(params.get("model_root", "./checkpoints/"))
     for root in sorted(roots):
         require_writable(root, "model_root")
+    for expid in grid.expids:  # another config's runs in the same files: refused, named
+        check_owner(RunPaths(grid.params(expid)), grid.config_dir)
 
 
 # --- what is done, what runs -----------------------------------------------------------------
@@ -217,6 +220,8 @@ class GridRuns:
             busy = holder(lock)
         if busy:
             return f"failed (busy: {describe(busy)} is training it)"
+        if _line_counts(self.config_dir).get(expid, 0) > self.lines_before.get(expid, 0):
+            return DONE_BEFORE  # the process waited for (run_expid.py by hand) finished it
         # a run killed while saving leaves its temporary checkpoint or training state
         for pattern in (f"{expid}.model.tmp*", f"{expid}.state.tmp*") if lock else ():
             for tmp in Path(lock).parent.glob(pattern):
@@ -239,7 +244,10 @@ class GridRuns:
         handed back (its line appended here), or what the run wrote itself."""
         expid = ended.expid
         if ended.status:
-            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": {}}
+            lines = [r for r in read_results(results_path(self.config_dir))
+                     if r["exp_id"] == expid] if ended.status == DONE_BEFORE else []
+            val = lines[-1]["val"] if lines else {}
+            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": val}
         if ended.result is not None:
             result = ended.result
             append_result(self.config_dir, expid, result["dataset_id"], result["val"],
