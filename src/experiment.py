@@ -23,7 +23,7 @@ from .tuning.fingerprint import (describe_difference, fingerprint_record, file_s
                                  new_run_id)
 from .tuning.lock import FileLock
 from .tuning.results import append_result, latest_results, ranked_results, results_path
-from .tuning.run_files import claim, finished_run, promote, run_paths
+from .tuning.run_files import check_owner, claim, finished_run, promote, run_paths
 from .tuning.values import check_grid_values
 
 logger = logging.getLogger(__name__)
@@ -245,10 +245,12 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
                       "is gone) or stop it"):
         record = fingerprint_record(params)  # of the config as written: `auto` and all
         if config_dir is not None:
-            claim(final, config_dir, record["fingerprint"])
+            check_owner(final, config_dir)  # another config folder's files: refused
         paths = run_paths(params)
         if paths.partial and not (fresh or tuner_pid or hand_back or paths.state.exists()):
             _keep_finished(final, config_dir, record)
+        if config_dir is not None:
+            claim(final, config_dir, record["fingerprint"])
         params = resolve_vocab_sizes(params)  # the numbers go into the checkpoint's config
         resume = _resume_state(paths, record, fresh)
         add_log_file(paths.log, append=True)  # never truncated: it may hold a finished run's

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from .conftest import REPO, run_cli, tune_cli, wait_for, write_tuner_config
 
 DATASET = "MicroLens_tiny_x1"
 FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
-# 16 steps per epoch, an evaluation every 2: long enough to be caught mid-run
-SLOW = {"epochs": 2, "batch_size": 256, "eval_steps": 2, "early_stop_patience": 100,
+# 16 steps, an evaluation every 4: long enough to be caught mid-run
+SLOW = {"epochs": 1, "batch_size": 256, "eval_steps": 4, "early_stop_patience": 100,
         "learning_rate": 3.e-3}
 
 
@@ -64,6 +65,7 @@ def has_line(log, *parts):
 
 
 # --- (c) a rerun of a finished run; a retrain stopped by SIGTERM -------------------------------
+@pytest.mark.slow  # about 30 s on a busy 2-core machine
 def test_a_finished_run_is_kept_and_a_retrain_replaces_it_only_when_it_finishes(small_data,
                                                                                 tmp_path):
     _, config_dir, (expid,) = expand(tmp_path, small_data, SLOW)
@@ -82,8 +84,9 @@ def test_a_finished_run_is_kept_and_a_retrain_replaces_it_only_when_it_finishes(
     retrain = start_expid(tmp_path, config_dir, expid, "--fresh",
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: has_line(log, f"P{retrain.pid} ", "Save best model"), 120,
-                 "the retrain's first checkpoint")
+        wait_for(lambda: has_line(log, f"P{retrain.pid} ", "Save best model") and
+                 log.with_name(f"{expid}.partial.state").exists(), 120,
+                 "the retrain's first checkpoint and training state")
         retrain.send_signal(signal.SIGTERM)
         retrain.wait(timeout=60)
     finally:
@@ -105,6 +108,7 @@ def test_a_finished_run_is_kept_and_a_retrain_replaces_it_only_when_it_finishes(
 
 
 # --- (d) a run that passes the checks and then crashes -------------------------------------------
+@pytest.mark.slow  # about 30 s on a busy 2-core machine
 def test_a_crashed_run_keeps_the_finished_runs_log_history_and_checkpoint(small_data, tmp_path):
     _, config_dir, (expid,) = expand(tmp_path, small_data, FAST)
     first = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, cwd=tmp_path)
@@ -124,6 +128,7 @@ def test_a_crashed_run_keeps_the_finished_runs_log_history_and_checkpoint(small_
 
 
 # --- (a) a copy of a tuner config with one more grid point, (b) two working folders -----------
+@pytest.mark.slow  # about 30 s on a busy 2-core machine
 def test_a_copy_of_a_tuner_config_does_not_retrain_the_firsts_runs(small_data, tmp_path):
     first = write_tuner_config(tmp_path, small_data, {**FAST, "learning_rate": [3.e-3]},
                                name="first.yaml")
@@ -143,6 +148,7 @@ def test_a_copy_of_a_tuner_config_does_not_retrain_the_firsts_runs(small_data, t
     assert run_cli("prediction.py", "--config", tmp_path / "first", cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.slow  # about 30 s on a busy 2-core machine
 def test_two_working_folders_with_one_absolute_model_root_do_not_share_runs(small_data,
                                                                           tmp_path):
     root = tmp_path / "shared_checkpoints"
@@ -168,6 +174,7 @@ def test_two_working_folders_with_one_absolute_model_root_do_not_share_runs(smal
 
 
 # --- (e) run_expid.py by hand and a tuner on the same experiment --------------------------------
+@pytest.mark.slow  # about 30 s on a busy 2-core machine
 def test_a_tuner_does_not_retrain_what_a_hand_started_run_finished(small_data, tmp_path):
     tuner_yaml, config_dir, (expid,) = expand(tmp_path, small_data, SLOW)
     log = log_of(tmp_path, expid)

@@ -223,7 +223,8 @@ class GridRuns:
         if _line_counts(self.config_dir).get(expid, 0) > self.lines_before.get(expid, 0):
             return DONE_BEFORE  # the process waited for (run_expid.py by hand) finished it
         # a run killed while saving leaves its temporary checkpoint or training state
-        for pattern in (f"{expid}.model.tmp*", f"{expid}.state.tmp*") if lock else ():
+        for pattern in (f"{expid}{partial}.{kind}.tmp*" for partial in ("", ".partial")
+                        for kind in ("model", "state")) if lock else ():
             for tmp in Path(lock).parent.glob(pattern):
                 logger.info("Removing %s left by an interrupted run", tmp)
                 tmp.unlink(missing_ok=True)
