@@ -6,7 +6,8 @@ folder; log, best checkpoint and training state to <model_root>/<dataset_id>/<ex
 A run killed part-way continues from its last evaluation when started again (--fresh: from
 scratch). A finished run with the same settings and data is kept unless --fresh; a new run of
 a finished experiment writes beside it (<expid>.partial.*) and replaces it only when it
-finishes. Files owned by another config folder (<expid>.owner.json) are never written. --max-steps N caps training; a capped run is filed as <expid>.max_steps_N and never
+finishes. Files owned by another config folder (<expid>.owner.json) are never written.
+--max-steps N caps training; a capped run is filed as <expid>.max_steps_N and never
 replaces the full run's checkpoint or result.
 """
 import argparse

@@ -23,7 +23,7 @@ from .tuning.fingerprint import (describe_difference, fingerprint_record, file_s
                                  new_run_id)
 from .tuning.lock import FileLock
 from .tuning.results import append_result, latest_results, ranked_results, results_path
-from .tuning.run_files import check_owner, claim, finished_run, promote, run_paths
+from .tuning.run_files import check_owner, claim, keep_finished, promote, run_paths
 from .tuning.values import check_grid_values
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
             check_owner(final, config_dir)  # another config folder's files: refused
         paths = run_paths(params)
         if paths.partial and not (fresh or tuner_pid or hand_back or paths.state.exists()):
-            _keep_finished(final, config_dir, record)
+            keep_finished(final, config_dir, record["fingerprint"])
         if config_dir is not None:
             claim(final, config_dir, record["fingerprint"])
         params = resolve_vocab_sizes(params)  # the numbers go into the checkpoint's config
@@ -268,18 +268,6 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
                               record, resume, history, on_evaluation, hand_back)
         finally:
             history.close()
-
-
-def _keep_finished(final, config_dir, record):
-    """Refuse to retrain a finished run made with the same settings and data (without
-    --fresh): the user asked for nothing new."""
-    line = finished_run(final, config_dir, record["fingerprint"]) if config_dir else None
-    if line is not None:
-        raise UserError(
-            f"experiment {final.name} has finished with these settings and data (run "
-            f"{line.get('run')}, validation AUC {line['val'].get('AUC')}, line {line.get('line')} "
-            f"of {results_path(config_dir)}): kept, nothing trained. Fix: add --fresh to train it "
-            f"again (the finished run is replaced only when the new one finishes)")
 
 
 def _train(params, config_dir, argv, threads, tuner_pid, paths, final, record, resume, history,

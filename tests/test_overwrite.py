@@ -203,3 +203,37 @@ def test_a_tuner_does_not_retrain_what_a_hand_started_run_finished(small_data, t
     assert (tmp_path / "grid.csv").read_text().count("[exp_id]") == 1  # trained once
     summary = pd.read_csv(tmp_path / "grid_summary.csv")
     assert summary["status"][0] == "done before" and summary["AUC"][0] > 0
+
+
+# --- the rules, on files alone (fast) ----------------------------------------------------------
+def test_a_new_run_writes_beside_a_finished_checkpoint_only(tmp_path):
+    from src.tuning.run_files import run_paths
+    params = {"model_id": "E", "dataset_id": "D", "model_root": str(tmp_path)}
+    folder = tmp_path / "D"
+    folder.mkdir()
+    assert not run_paths(params).partial  # nothing there: the experiment's own files
+    (folder / "E.model").write_bytes(b"x")
+    (folder / "E.state").write_bytes(b"x")
+    assert not run_paths(params).partial  # a first run killed part-way continues in place
+    (folder / "E.state").unlink()
+    paths = run_paths(params)  # finished: beside it
+    assert paths.partial and paths.checkpoint == folder / "E.partial.model"
+    assert paths.history == folder / "E.partial.history.csv" and paths.log == folder / "E.log"
+    (folder / "E.model").unlink()
+    (folder / "E.partial.state").write_bytes(b"x")
+    assert run_paths(params).partial  # a retrain cut short continues beside
+
+
+def test_files_of_another_config_folder_are_refused_naming_it(tmp_path):
+    from src.errors import UserError
+    from src.params import RunPaths
+    from src.tuning.run_files import claim
+    paths = RunPaths({"model_id": "E", "dataset_id": "D", "model_root": str(tmp_path)})
+    claim(paths, tmp_path / "first", "f1")
+    before = paths.owner.read_bytes()
+    claim(paths, tmp_path / "first", "f2")  # the owner again: fine, the record stays
+    with pytest.raises(UserError, match=f"belong to the config folder {tmp_path / 'first'} "
+                                        f"\\(fingerprint f1"):
+        claim(paths, tmp_path / "second", "f1")
+    assert paths.owner.read_bytes() == before
+    assert [p.name for p in paths.folder.iterdir()] == ["E.owner.json"]

@@ -95,6 +95,18 @@ def finished_run(paths, config_dir, fingerprint: str):
     return line if line is not None and line.get("run") == saved.get("run_id") else None
 
 
+def keep_finished(final, config_dir, fingerprint: str) -> None:
+    """Refuse (UserError) a run by hand of an experiment whose finished run was made with the
+    same settings and data: nothing new was asked for, and --fresh retrains it."""
+    line = finished_run(final, config_dir, fingerprint) if config_dir is not None else None
+    if line is not None:
+        raise UserError(
+            f"experiment {final.name} has finished with these settings and data (run "
+            f"{line.get('run')}, validation AUC {line['val'].get('AUC')}, line {line.get('line')} "
+            f"of {results_path(config_dir)}): kept, nothing trained. Fix: add --fresh to train it "
+            f"again (the finished run is replaced only when the new one finishes)")
+
+
 def promote(work: RunPaths, final: RunPaths) -> None:
     """The files of a run that finished beside the experiment's (work.partial) renamed over
     them: checkpoint first, then history and TensorBoard events. Each rename is atomic."""

@@ -2,8 +2,9 @@
 
 tune() reads top to bottom:
 1. expand and check the grid in memory (keys with "did you mean", every grid point's values,
-   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files and each
-   model_root's permissions; a refusal writes nothing and prints one line;
+   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files, each
+   model_root's permissions and that no other config folder owns the grid's run files
+   (src/tuning/run_files.py); a refusal writes nothing and prints one line;
 2. take the grid's lock (a second tuner on the same config is refused, naming the first's
    pid and host; the lock of a dead tuner is taken over), then write the grid folder;
 3. plan: an experiment is done when its latest result line carries the fingerprint its
@@ -14,8 +15,9 @@ tune() reads top to bottom:
    (src/tuning/slots.py) or a Ray cluster (src/tuning/ray_runner.py); a run is `ok` only if
    it exits 0 AND appended a new result line, or if its executor handed its result back, in
    which case the line is written here, once; a run whose experiment another live process is
-   training (an orphan of a killed tuner, say) is not started beside it; a line of progress
-   as each run ends;
+   training (an orphan of a killed tuner, say) is not started beside it, and one that such a
+   process finished while the tuner waited for it (run_expid.py started by hand) is `done
+   before`, not trained again; a line of progress as each run ends;
 5. write the summary (best validation AUC first) to `<tuner name>_summary.csv` beside the
    result file `<tuner name>.csv`, print it, exit 0, 2 (failed runs) or 130 (interrupted).
 A run that a scheduler stopped early (Ray Tune's ASHA) has a result line (the AUC of its best
