@@ -65,7 +65,7 @@ def has_line(log, *parts):
 
 
 # --- (c) a rerun of a finished run; a retrain stopped by SIGTERM -------------------------------
-@pytest.mark.slow  # about 30 s on a busy 2-core machine
+@pytest.mark.slow  # five processes: about 2 minutes on a busy 2-core machine, 40 s idle
 def test_a_finished_run_is_kept_and_a_retrain_replaces_it_only_when_it_finishes(small_data,
                                                                                 tmp_path):
     _, config_dir, (expid,) = expand(tmp_path, small_data, SLOW)
@@ -108,7 +108,7 @@ def test_a_finished_run_is_kept_and_a_retrain_replaces_it_only_when_it_finishes(
 
 
 # --- (d) a run that passes the checks and then crashes -------------------------------------------
-@pytest.mark.slow  # about 30 s on a busy 2-core machine
+@pytest.mark.slow  # 20-45 s on a busy 2-core machine
 def test_a_crashed_run_keeps_the_finished_runs_log_history_and_checkpoint(small_data, tmp_path):
     _, config_dir, (expid,) = expand(tmp_path, small_data, FAST)
     first = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, cwd=tmp_path)
@@ -128,7 +128,7 @@ def test_a_crashed_run_keeps_the_finished_runs_log_history_and_checkpoint(small_
 
 
 # --- (a) a copy of a tuner config with one more grid point, (b) two working folders -----------
-@pytest.mark.slow  # about 30 s on a busy 2-core machine
+@pytest.mark.slow  # 20-45 s on a busy 2-core machine
 def test_a_copy_of_a_tuner_config_does_not_retrain_the_firsts_runs(small_data, tmp_path):
     first = write_tuner_config(tmp_path, small_data, {**FAST, "learning_rate": [3.e-3]},
                                name="first.yaml")
@@ -148,7 +148,7 @@ def test_a_copy_of_a_tuner_config_does_not_retrain_the_firsts_runs(small_data, t
     assert run_cli("prediction.py", "--config", tmp_path / "first", cwd=tmp_path).returncode == 0
 
 
-@pytest.mark.slow  # about 30 s on a busy 2-core machine
+@pytest.mark.slow  # 20-45 s on a busy 2-core machine
 def test_two_working_folders_with_one_absolute_model_root_do_not_share_runs(small_data,
                                                                           tmp_path):
     root = tmp_path / "shared_checkpoints"
@@ -174,7 +174,7 @@ def test_two_working_folders_with_one_absolute_model_root_do_not_share_runs(smal
 
 
 # --- (e) run_expid.py by hand and a tuner on the same experiment --------------------------------
-@pytest.mark.slow  # about 30 s on a busy 2-core machine
+@pytest.mark.slow  # 20-45 s on a busy 2-core machine
 def test_a_tuner_does_not_retrain_what_a_hand_started_run_finished(small_data, tmp_path):
     tuner_yaml, config_dir, (expid,) = expand(tmp_path, small_data, SLOW)
     log = log_of(tmp_path, expid)
