@@ -4,7 +4,10 @@ Usage: python run_expid.py --config config/DIN_demo_tuner_config --expid <expid>
 (--gpu -1 runs on the CPU). The result line goes to <config folder name>.csv in the current
 folder; log, best checkpoint and training state to <model_root>/<dataset_id>/<expid>.*.
 A run killed part-way continues from its last evaluation when started again (--fresh: from
-scratch). --max-steps N caps training; a capped run is filed as <expid>.max_steps_N and never
+scratch). A finished run with the same settings and data is kept unless --fresh; a new run of
+a finished experiment writes beside it (<expid>.partial.*) and replaces it only when it
+finishes. Files owned by another config folder (<expid>.owner.json) are never written.
+--max-steps N caps training; a capped run is filed as <expid>.max_steps_N and never
 replaces the full run's checkpoint or result.
 """
 import argparse
@@ -30,7 +33,8 @@ def main():
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (unset: the cores not busy elsewhere)")
     parser.add_argument("--fresh", action="store_true",
-                        help="start from scratch even if a killed run left a training state")
+                        help="start from scratch even if a killed run left a training state, "
+                             "and retrain a finished run (replaced only when this one finishes)")
     parser.add_argument("--tuner-pid", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     setup_logging()

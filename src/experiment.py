@@ -23,6 +23,7 @@ from .tuning.fingerprint import (describe_difference, fingerprint_record, file_s
                                  new_run_id)
 from .tuning.lock import FileLock
 from .tuning.results import append_result, latest_results, ranked_results, results_path
+from .tuning.run_files import check_owner, claim, keep_finished, promote, run_paths
 from .tuning.values import check_grid_values
 
 logger = logging.getLogger(__name__)
@@ -229,34 +230,47 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     hand_back: append no result line but return what it would hold, {"val", "fingerprint",
-    "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
-    paths = RunPaths(params)
+    "run", "dataset_id"}: the tuner that started the run elsewhere writes it.
+    A finished run of the experiment is replaced only when this run finishes (it trains beside
+    it, src/tuning/run_files.py); one made with the same settings and data is kept, unless
+    fresh or a tuner (tuner_pid, hand_back) asked for this run."""
+    final = RunPaths(params)
     require_gpu(params.get("gpu"))
     check_params(params)
     require_tensorboard(params)
     validate_inputs(params, splits=("train", "valid"))
-    require_writable(paths.folder, "model_root folder")
-    with FileLock(paths.lock, f"experiment {paths.name}",
+    require_writable(final.folder, "model_root folder")
+    with FileLock(final.lock, f"experiment {final.name}",
                   fix="wait for that run to finish (a tuner's run stops by itself once its tuner "
                       "is gone) or stop it"):
         record = fingerprint_record(params)  # of the config as written: `auto` and all
+        if config_dir is not None:
+            check_owner(final, config_dir)  # another config folder's files: refused
+        paths = run_paths(params)
+        if paths.partial and not (fresh or tuner_pid or hand_back or paths.state.exists()):
+            keep_finished(final, config_dir, record["fingerprint"])
+        if config_dir is not None:
+            claim(final, config_dir, record["fingerprint"])
         params = resolve_vocab_sizes(params)  # the numbers go into the checkpoint's config
         resume = _resume_state(paths, record, fresh)
-        add_log_file(paths.log, append=resume is not None)
+        add_log_file(paths.log, append=True)  # never truncated: it may hold a finished run's
+        if paths.partial:
+            logger.info("%s has a finished run: this run writes beside it (%s.partial.*) and "
+                        "replaces it only when it finishes", final.name, final.name)
         logger.debug("Params: %s", params)
         logger.info("Params:\n%s", _params_block(params), extra={"file_only": True})
-        # like the log: continued from the state's evaluation on a resume, else started afresh
+        # continued from the state's evaluation on a resume, else started afresh
         history = RunHistory(paths.history, resume["total_steps"] if resume else None,
                              paths.tensorboard if params.get("tensorboard") else None)
         try:
             with _SignalAsExit():
-                return _train(params, config_dir, argv, threads, tuner_pid, paths, record,
-                              resume, history, on_evaluation, hand_back)
+                return _train(params, config_dir, argv, threads, tuner_pid, paths, final,
+                              record, resume, history, on_evaluation, hand_back)
         finally:
             history.close()
 
 
-def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
+def _train(params, config_dir, argv, threads, tuner_pid, paths, final, record, resume, history,
            on_evaluation, hand_back):
     from .data.features import build_feature_map
     set_up_torch(params, threads)
@@ -267,6 +281,7 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
                     os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
+    model.checkpoint = str(paths.checkpoint.resolve())  # beside a finished run: its own file
     run_id = resume["run_info"]["run_id"] if resume else new_run_id()
     model.run_info = {"fingerprint": record["fingerprint"], "run_id": run_id,
                       "fingerprint_record": record}
@@ -286,6 +301,7 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     model.fit(train_gen, validation_data=valid_gen, resume=resume, **params)
     logger.info("****** Validation evaluation ******")
     valid_result = model.evaluate(valid_gen)
+    promote(paths, final)  # this run's files over a finished run's, now that it has finished
     if hand_back:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,

@@ -186,8 +186,9 @@ def test_a_rerun_starts_its_history_afresh(small_data, tmp_path):
     from src.tuning.tuner import expand_grid
     config_dir, (expid,) = expand_grid(tuner_yaml)
     params = load_params(config_dir, expid)
-    for _ in range(2):
-        done = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, cwd=tmp_path)
+    for fresh in ([], ["--fresh"]):  # a finished run is retrained only when asked
+        done = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, *fresh,
+                       cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         assert [r["step"] for r in history_of(tmp_path, params)] == [2, 4]
 
@@ -202,8 +203,9 @@ def test_tensorboard_scalars_read_back_as_the_history(small_data, tmp_path):
     from src.tuning.tuner import expand_grid
     config_dir, (expid,) = expand_grid(tuner_yaml)
     params = load_params(config_dir, expid)
-    for _ in range(2):  # a rerun replaces the events of the first run
-        done = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, cwd=tmp_path)
+    for fresh in ([], ["--fresh"]):  # a retrain replaces the events of the first run
+        done = run_cli("run_expid.py", "--config", config_dir, "--expid", expid, *fresh,
+                       cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
     rows = history_of(tmp_path, params)
     assert [r["step"] for r in rows] == [2, 4, 6, 8]

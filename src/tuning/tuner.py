@@ -2,8 +2,9 @@
 
 tune() reads top to bottom:
 1. expand and check the grid in memory (keys with "did you mean", every grid point's values,
-   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files and each
-   model_root's permissions; a refusal writes nothing and prints one line;
+   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files, each
+   model_root's permissions and that no other config folder owns the grid's run files
+   (src/tuning/run_files.py); a refusal writes nothing and prints one line;
 2. take the grid's lock (a second tuner on the same config is refused, naming the first's
    pid and host; the lock of a dead tuner is taken over), then write the grid folder;
 3. plan: an experiment is done when its latest result line carries the fingerprint its
@@ -14,8 +15,9 @@ tune() reads top to bottom:
    (src/tuning/slots.py) or a Ray cluster (src/tuning/ray_runner.py); a run is `ok` only if
    it exits 0 AND appended a new result line, or if its executor handed its result back, in
    which case the line is written here, once; a run whose experiment another live process is
-   training (an orphan of a killed tuner, say) is not started beside it; a line of progress
-   as each run ends;
+   training (an orphan of a killed tuner, say) is not started beside it, and one that such a
+   process finished while the tuner waited for it (run_expid.py started by hand) is `done
+   before`, not trained again; a line of progress as each run ends;
 5. write the summary (best validation AUC first) to `<tuner name>_summary.csv` beside the
    result file `<tuner name>.csv`, print it, exit 0, 2 (failed runs) or 130 (interrupted).
 A run that a scheduler stopped early (Ray Tune's ASHA) has a result line (the AUC of its best
@@ -39,6 +41,7 @@ from .fingerprint import fingerprint_record
 from .grid import expand
 from .lock import FileLock, describe, holder
 from .results import append_result, latest_results, read_results, results_path
+from .run_files import check_owner
 from .slots import LocalSlots
 from .summary import format_table, value_text
 
@@ -83,6 +86,8 @@ def validate_grid_data(grid):
         roots.add(params.get("model_root", "./checkpoints/"))
     for root in sorted(roots):
         require_writable(root, "model_root")
+    for expid in grid.expids:  # another config's runs in the same files: refused, named
+        check_owner(RunPaths(grid.params(expid)), grid.config_dir)
 
 
 # --- what is done, what runs -----------------------------------------------------------------
@@ -218,8 +223,11 @@ class GridRuns:
             busy = holder(lock)
         if busy:
             return f"failed (busy: {describe(busy)} is training it)"
+        if _line_counts(self.config_dir).get(expid, 0) > self.lines_before.get(expid, 0):
+            return DONE_BEFORE  # the process waited for (run_expid.py by hand) finished it
         # a run killed while saving leaves its temporary checkpoint or training state
-        for pattern in (f"{expid}.model.tmp*", f"{expid}.state.tmp*") if lock else ():
+        for pattern in (f"{expid}{partial}.{kind}.tmp*" for partial in ("", ".partial")
+                        for kind in ("model", "state")) if lock else ():
             for tmp in Path(lock).parent.glob(pattern):
                 logger.info("Removing %s left by an interrupted run", tmp)
                 tmp.unlink(missing_ok=True)
@@ -240,7 +248,10 @@ class GridRuns:
         handed back (its line appended here), or what the run wrote itself."""
         expid = ended.expid
         if ended.status:
-            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": {}}
+            lines = [r for r in read_results(results_path(self.config_dir))
+                     if r["exp_id"] == expid] if ended.status == DONE_BEFORE else []
+            val = lines[-1]["val"] if lines else {}
+            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": val}
         if ended.result is not None:
             result = ended.result
             append_result(self.config_dir, expid, result["dataset_id"], result["val"],
