@@ -12,6 +12,7 @@ from src.tuning import reference
 from src.tuning.grid import expand
 from src.tuning.keys import check_model_file
 from src.tuning.tuner import validate_grid_data
+from src.tuning.values import check_grid_values
 from tests.conftest import REPO, run_cli, tune_cli, write_tuner_config
 
 SHIPPED_TUNER_CONFIGS = sorted((REPO / "config").glob("*.yaml")) + \
@@ -167,3 +168,16 @@ def test_the_config_reference_is_the_generated_one():
     assert committed == reference.markdown(), (
         f"{reference.PAGE} is out of date with src/options.py or a model constructor. "
         f"Fix: run `{reference.COMMAND}` and commit the page")
+
+
+def test_a_key_a_model_takes_at_one_value_only_is_checked_before_any_run(monkeypatch):
+    """DINInterest blocks copy DIN's din_use_softmax: False (YAML <<); True is refused up
+    front, not when the model is built mid-grid."""
+    monkeypatch.chdir(REPO)
+    grid = expand(Path("config/compare/interest_tuner_config.yaml"))
+    interest = [e for e in grid.expids if grid.params(e)["model"] == "DINInterest"]
+    assert interest and all(grid.params(e)["din_use_softmax"] is False for e in interest)
+    with pytest.raises(ConfigError, match=r"din_use_softmax=True must be False for model "
+                                          r"DINInterest"):
+        check_grid_values({e: dict(grid.params(e), din_use_softmax=True) for e in interest},
+                          "interest")

@@ -46,6 +46,12 @@ def model_arguments(name):
     return arguments
 
 
+def fixed_arguments(name):
+    """{argument: the one value the model takes}: keys a model accepts only to run blocks
+    copied from another model's (a class's FIXED_ARGUMENTS)."""
+    return dict(getattr(model_class(name), "FIXED_ARGUMENTS", {}))
+
+
 def model_class(name):
     """The class named by a model config's `model:` key; ConfigError listing the known ones."""
     models = available_models()

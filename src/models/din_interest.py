@@ -15,6 +15,10 @@ from .layers import logit_mlp
 
 
 class DINInterest(InterestRegularized, ItemSequenceModel):
+    # Arguments taken at one value only: DIN's key, which blocks copied from a DIN block
+    # (YAML <<) carry; its attention pools without a softmax. Checked before any run.
+    FIXED_ARGUMENTS = {"din_use_softmax": False}
+
     def __init__(self,
                  feature_map,
                  model_id="DINInterest",
@@ -40,7 +44,7 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
                                                   hidden_activations=attention_hidden_activations,
                                                   output_activation=attention_output_activation,
                                                   dropout_rate=attention_dropout)
-        if din_use_softmax:  # a key of DIN blocks this one copies (YAML <<); kept False
+        if din_use_softmax:
             raise ConfigError("din_use_softmax: True: DINInterest's attention pools without a "
                               "softmax. Fix: set din_use_softmax: False for DINInterest")
         self.interest_regularizer = interest_regularizer

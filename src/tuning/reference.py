@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..models import available_models, model_arguments
+from ..models import available_models, fixed_arguments, model_arguments
 from ..options import MODEL_ARGUMENTS, NO_DEFAULT, OPTIONS, keys_of
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "config_reference.md"
@@ -52,7 +52,9 @@ def markdown() -> str:
         for key, default in model_arguments(model).items():
             if key not in declared:
                 check, doc = MODEL_ARGUMENTS[key]
-                lines.append(f"| `{key}` | {_cell(_default(default))} | {_cell(check.rule)} | "
+                fixed = fixed_arguments(model)
+                rule = f"only {fixed[key]!r}" if key in fixed else check.rule
+                lines.append(f"| `{key}` | {_cell(_default(default))} | {_cell(rule)} | "
                              f"{_cell(doc)} |")
         lines.append("")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ the model names and each feature entry's own embedding_regularizer.
 """
 from ..data.features import FEATURE_REGULARIZER, regularizer_problem
 from ..errors import ConfigError
-from ..models import available_models
+from ..models import available_models, fixed_arguments
 from ..options import cross_problems
 from ..options import problem as declared_problem
 
@@ -38,6 +38,15 @@ def problem(key, value):
     return why
 
 
+def _fixed_problems(params):
+    """Arguments the model takes at one value only (src/models.fixed_arguments)."""
+    if params.get("model") not in available_models():
+        return []
+    return [(key, params[key], f"must be {value!r} for model {params['model']}")
+            for key, value in fixed_arguments(params["model"]).items()
+            if key in params and params[key] != value]
+
+
 def check_grid_values(experiments, where):
     """Raise one ConfigError naming each bad key=value and the expids that have it.
 
@@ -45,7 +54,7 @@ def check_grid_values(experiments, where):
     bad = {}
     for expid, params in experiments.items():
         found = [(key, value, problem(key, value)) for key, value in params.items()]
-        for key, value, why in found + cross_problems(params):
+        for key, value, why in found + cross_problems(params) + _fixed_problems(params):
             if why:
                 shown = repr(value)  # a whole feature_cols list would drown the reason
                 shown = shown if len(shown) <= 80 else shown[:60] + "...]"
