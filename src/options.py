@@ -188,9 +188,10 @@ def monitor(value):
     names = list(value) if isinstance(value, dict) else [value]
     wrong = [n for n in names if n not in METRICS]
     if not names or wrong:
-        hint = [m for m in METRICS if str(wrong[0]).lower() == m.lower()] if wrong else []
-        return (f"names no metric the evaluation computes{f' (did you mean {hint[0]!r}?)' if hint else ''}"
-                f": use one of {', '.join(METRICS)} or a {{metric: weight}} mapping of them")
+        close = [m for m in METRICS if str(wrong[0]).lower() == m.lower()] if wrong else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"names no metric the evaluation computes{hint}: use one of "
+                f"{', '.join(METRICS)} or a {{metric: weight}} mapping of them")
 
 
 # --- the table ---------------------------------------------------------------------------
