@@ -23,6 +23,7 @@ from .tuning.fingerprint import (describe_difference, fingerprint_record, file_s
                                  new_run_id)
 from .tuning.lock import FileLock
 from .tuning.results import append_result, latest_results, ranked_results, results_path
+from .tuning.keys import check_config_dir
 from .tuning.run_files import check_owner, claim, keep_finished, promote, run_paths
 from .tuning.values import check_grid_values
 
@@ -92,8 +93,11 @@ def validate_inputs(params, splits):
     return validate_dataset(params, splits=splits)
 
 
-def check_params(params):
-    """The values of one experiment, as the tuner checks every grid point."""
+def check_params(params, config_dir=None):
+    """The keys of one experiment's blocks in config_dir (strict: an unknown key is refused)
+    and its values, as the tuner checks every grid point."""
+    if config_dir is not None:
+        check_config_dir(config_dir, params["model_id"])
     check_grid_values({params["model_id"]: params}, f"expid {params['model_id']}")
 
 
@@ -236,7 +240,7 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     fresh or a tuner (tuner_pid, hand_back) asked for this run."""
     final = RunPaths(params)
     require_gpu(params.get("gpu"))
-    check_params(params)
+    check_params(params, config_dir)
     require_tensorboard(params)
     validate_inputs(params, splits=("train", "valid"))
     require_writable(final.folder, "model_root folder")
@@ -364,6 +368,7 @@ def load_checked_model(config_dir, expid, line, gpu):
     and data as they are now and by the run whose result line picked it."""
     require_gpu(gpu)
     params = load_params(config_dir, expid, gpu)
+    check_config_dir(config_dir, expid)
     record = fingerprint_record(params)
     params = resolve_vocab_sizes(params)
     model = build_model(params)

@@ -113,7 +113,7 @@ def read_checkpoint(path, what="checkpoint"):
 
 class MMCTRModel(PenaltyLoop, BaseModel):
     """BaseModel plus the options of our configs (defaults keep FuxiCTR's behaviour; see
-    src/params.OPTION_DEFAULTS and the README):
+    src/options.py and docs/config_reference.md):
     max_steps: stop training after this many steps (an evaluation and checkpoint come first);
     amp_bf16: run forward passes under bfloat16 autocast (logit and loss stay float32);
     torch_compile: compile the model's dense blocks (see compile_blocks);

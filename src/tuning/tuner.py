@@ -75,19 +75,31 @@ def validate_grid_data(grid):
     from ..data.checks import validate_dataset
     from ..experiment import require_writable
     from ..history import require_tensorboard
-    checked, roots = set(), set()
+    longest, roots = {}, set()  # per dataset: the expid with the largest max_len
     for expid in grid.expids:
         params = grid.params(expid)
         require_tensorboard(params)
-        if params["dataset_id"] not in checked:
-            logger.info("Checking data of dataset %s", params["dataset_id"])
-            validate_dataset(params, splits=("train", "valid", "test"))
-            checked.add(params["dataset_id"])
+        best = longest.get(params["dataset_id"])
+        if best is None or _max_len(params) > _max_len(grid.params(best)):
+            longest[params["dataset_id"]] = expid
         roots.add(params.get("model_root", "./checkpoints/"))
+    for dataset_id, expid in longest.items():
+        # the histories must be as long as the longest max_len of any grid point, not the first
+        logger.info("Checking data of dataset %s", dataset_id)
+        try:
+            validate_dataset(grid.params(expid), splits=("train", "valid", "test"))
+        except UserError as err:  # same error, also naming the grid point it was checked for
+            err.args = (f"expid {expid} (max_len={_max_len(grid.params(expid))}): {err}",)
+            raise
     for root in sorted(roots):
         require_writable(root, "model_root")
     for expid in grid.expids:  # another config's runs in the same files: refused, named
         check_owner(RunPaths(grid.params(expid)), grid.config_dir)
+
+
+def _max_len(params):
+    value = params.get("max_len")
+    return value if isinstance(value, int) else 0
 
 
 # --- what is done, what runs -----------------------------------------------------------------
