@@ -8,7 +8,9 @@ the mean of their probabilities, in (0, 1]; the ensemble's validation AUC the sa
 Writes submission/<name>/prediction.csv (header ID,Task2; `--task 1` for ID,Task1,
 `--task 1 2` for both) and submission/<name>.zip, then checks the zip against the test file.
 A checkpoint is used only if it was made by this config and data and by the run whose result
-picked it.
+picked it, and if its weights hash to what that run recorded. An experiment whose run did not
+finish (no result line, or a later run's training state left) is refused unless
+--allow-unfinished.
 """
 import argparse
 
@@ -30,10 +32,14 @@ def main():
     parser.add_argument("--out", default="submission", help="output folder")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: the cores not busy elsewhere)")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="score an experiment whose run did not finish (killed, or still "
+                             "training) with its best checkpoint so far")
     args = parser.parse_args()
     setup_logging()
     result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out,
-                          threads=args.threads, average=args.average)
+                          threads=args.threads, average=args.average,
+                          allow_unfinished=args.allow_unfinished)
     print(result["verdict"])
     print(f"submission: {result['zip']}")
 

@@ -197,8 +197,10 @@ class _SignalAsExit:
 
 
 def _resume_state(paths, record, fresh):
-    """The saved training state to continue from, or None (and why, logged)."""
+    """The saved training state to continue from, or None (and why, logged). A state or best
+    checkpoint whose weights do not match their recorded hash is not resumed from."""
     from .models.base import read_checkpoint
+    from .models.state_hash import CHECKPOINT_KEY, STATE_KEY, verify_weights
     if not paths.state.exists():
         return None
     if fresh:
@@ -206,8 +208,14 @@ def _resume_state(paths, record, fresh):
         return None
     try:
         state = read_checkpoint(paths.state, what="training state")
+        verify_weights(state.get("model", {}), state.get(STATE_KEY), paths.state,
+                       what="training state")
+        if paths.checkpoint.exists():
+            best = read_checkpoint(paths.checkpoint)
+            verify_weights(best.get("state_dict", {}), best.get(CHECKPOINT_KEY),
+                           paths.checkpoint)
     except UserError as err:
-        logger.warning("Starting from scratch: %s", err)
+        logger.warning("Starting from scratch: %s", str(err).split(". Fix:")[0])
         return None
     saved = state.get("run_info", {})
     if saved.get("fingerprint") != record["fingerprint"]:
@@ -229,7 +237,7 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     hand_back: append no result line but return what it would hold, {"val", "fingerprint",
-    "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
+    "run", "dataset_id", "weights"}: the tuner that started the run elsewhere writes it."""
     paths = RunPaths(params)
     require_gpu(params.get("gpu"))
     check_params(params)
@@ -289,9 +297,10 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     if hand_back:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
-                "dataset_id": params["dataset_id"]}
+                "dataset_id": params["dataset_id"], "weights": model.weights_sha256}
     path = append_result(config_dir, paths.name, params["dataset_id"], valid_result, argv,
-                         fingerprint=record["fingerprint"], run_id=run_id)
+                         fingerprint=record["fingerprint"], run_id=run_id,
+                         weights=model.weights_sha256)
     paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
     logger.info("Result appended to %s", path)
     return valid_result
@@ -343,15 +352,48 @@ def _positive(text, arg):
     return int(text)
 
 
-def load_checked_model(config_dir, expid, line, gpu):
-    """The trained model of expid, after checking that its checkpoint was made by the config
-    and data as they are now and by the run whose result line picked it."""
+def require_finished(config_dir, expid, line, params):
+    """Refuse an experiment whose run did not finish: no result line, or a training state of
+    another run than the result line's left beside it (a later run was killed or is still
+    training). A run a scheduler stopped early keeps the state of the run of its line: it is
+    finished as far as its result goes."""
+    from .models.base import read_checkpoint
+    state = RunPaths(params).state
+    why = None
+    if line is None:
+        why = f"it has no result line in {results_path(config_dir)}"
+        if state.exists():
+            why += f" and its training state {state} is left (the run was killed or is running)"
+    elif state.exists():
+        try:
+            state_run = read_checkpoint(state, what="training state").get("run_info", {}).get(
+                "run_id")
+        except UserError:
+            state_run = None
+        if state_run != line.get("run"):
+            why = (f"its training state {state} is of run {state_run}, a later run than its "
+                   f"result line's ({line.get('run')}): that run was killed or is running")
+    if why:
+        raise UserError(f"experiment {expid} of {config_dir} is unfinished: {why}. Fix: rerun the "
+                        f"tuner (python run_param_tuner.py --config {config_dir}.yaml --gpu -1, or "
+                        f"--gpu 0), which finishes it from its training state, or pass "
+                        f"--allow-unfinished to score its best checkpoint so far")
+
+
+def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
+    """The trained model of expid, after checking that its run finished (unless
+    allow_unfinished), that its checkpoint was made by the config and data as they are now and
+    by the run whose result line picked it, and that its weights are those the run saved
+    (their hash: the checkpoint's own, and the result line's)."""
     require_gpu(gpu)
     params = load_params(config_dir, expid, gpu)
+    if not allow_unfinished:
+        require_finished(config_dir, expid, line, params)
     record = fingerprint_record(params)
     params = resolve_vocab_sizes(params)
     model = build_model(params)
-    saved = model.load_weights(model.checkpoint)
+    saved = model.load_weights(model.checkpoint)  # checks the checkpoint's own hash
+    _check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
         raise UserError(
@@ -369,9 +411,27 @@ def load_checked_model(config_dir, expid, line, gpu):
             f"checkpoint was replaced after that result. Fix: retrain {expid} (rerun the tuner "
             f"with --force) so checkpoint and result come from one run")
     if line is None:
-        logger.warning("%s has no result line in %s: the checkpoint matches the config, but its "
-                       "validation AUC is not on record", expid, results_path(config_dir))
+        logger.warning("%s has no result line in %s (--allow-unfinished): the checkpoint matches "
+                       "the config, but its validation AUC is not on record", expid,
+                       results_path(config_dir))
     return params, model
+
+
+def _check_line_weights(config_dir, expid, line, checkpoint, weights):
+    """The checkpoint's weights must be those its result line was evaluated with. A line or
+    checkpoint written before weights were hashed cannot be checked: said, not refused."""
+    recorded = (line or {}).get("weights")
+    if line is not None and recorded and weights and recorded != weights:
+        raise UserError(
+            f"checkpoint {checkpoint} holds other weights (sha256 {weights[:16]}...) than the "
+            f"run of its result line evaluated (line {line.get('line')} of "
+            f"{results_path(config_dir)}: {recorded[:16]}...): it was modified after that "
+            f"result. Fix: retrain {expid} (rerun the tuner: it retrains such experiments)")
+    if line is not None and not (recorded and weights):
+        logger.warning("%s: %s has no weights hash (written before weights were hashed): its "
+                       "weights cannot be verified; retrain it (tuner --force) to make it "
+                       "verifiable", expid, "the result line" if weights else
+                       f"checkpoint {checkpoint}")
 
 
 def combine_scores(scores, average="mean"):
@@ -390,11 +450,12 @@ def combine_scores(scores, average="mean"):
 
 
 def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="submission",
-                 threads=None, average="mean"):
+                 threads=None, average="mean", allow_unfinished=False):
     """Score the test split in file order with one experiment or the average of several
     (average: "mean" of probabilities or "rank", see combine_scores), write
-    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The result holds
-    the written scores under "scores"."""
+    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The test file is
+    checked against each experiment's features before any model is loaded. An unfinished run
+    is refused unless allow_unfinished. The result holds the written scores under "scores"."""
     import torch
     from .data.features import build_feature_map
     from .data.loader import TEST_ID
@@ -407,10 +468,11 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     count, why = cpu_threads(threads)
     torch.set_num_threads(count)
     logger.info("CPU threads: %d (%s; --threads N to choose)", count, why)
+    for expid, _ in chosen:  # a missing or bad test column is named before any model loads
+        validate_inputs(load_params(config_dir, expid, gpu), splits=("test",))
     members, test_files = [], set()
     for expid, line in chosen:
-        params, model = load_checked_model(config_dir, expid, line, gpu)
-        validate_inputs(params, splits=("test",))
+        params, model = load_checked_model(config_dir, expid, line, gpu, allow_unfinished)
         test_files.add((str(Path(params["test_data"]).resolve()),
                         file_signature(params["test_data"])))
         members.append((expid, line, params, model))
