@@ -19,6 +19,7 @@ from .cli import add_log_file, console_summary
 from .errors import ConfigError, SubmissionError, UserError
 from .history import RunHistory, require_tensorboard
 from .params import RunPaths, load_params, log_file, require_config_dir  # noqa: F401
+from .run_checks import check_line_weights, require_finished
 from .tuning.fingerprint import (describe_difference, fingerprint_record, file_signature,
                                  new_run_id)
 from .tuning.lock import FileLock
@@ -352,34 +353,6 @@ def _positive(text, arg):
     return int(text)
 
 
-def require_finished(config_dir, expid, line, params):
-    """Refuse an experiment whose run did not finish: no result line, or a training state of
-    another run than the result line's left beside it (a later run was killed or is still
-    training). A run a scheduler stopped early keeps the state of the run of its line: it is
-    finished as far as its result goes."""
-    from .models.base import read_checkpoint
-    state = RunPaths(params).state
-    why = None
-    if line is None:
-        why = f"it has no result line in {results_path(config_dir)}"
-        if state.exists():
-            why += f" and its training state {state} is left (the run was killed or is running)"
-    elif state.exists():
-        try:
-            state_run = read_checkpoint(state, what="training state").get("run_info", {}).get(
-                "run_id")
-        except UserError:
-            state_run = None
-        if state_run != line.get("run"):
-            why = (f"its training state {state} is of run {state_run}, a later run than its "
-                   f"result line's ({line.get('run')}): that run was killed or is running")
-    if why:
-        raise UserError(f"experiment {expid} of {config_dir} is unfinished: {why}. Fix: rerun the "
-                        f"tuner (python run_param_tuner.py --config {config_dir}.yaml --gpu -1, or "
-                        f"--gpu 0), which finishes it from its training state, or pass "
-                        f"--allow-unfinished to score its best checkpoint so far")
-
-
 def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
     """The trained model of expid, after checking that its run finished (unless
     allow_unfinished), that its checkpoint was made by the config and data as they are now and
@@ -393,7 +366,7 @@ def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
     params = resolve_vocab_sizes(params)
     model = build_model(params)
     saved = model.load_weights(model.checkpoint)  # checks the checkpoint's own hash
-    _check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
+    check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
         raise UserError(
@@ -415,23 +388,6 @@ def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
                        "the config, but its validation AUC is not on record", expid,
                        results_path(config_dir))
     return params, model
-
-
-def _check_line_weights(config_dir, expid, line, checkpoint, weights):
-    """The checkpoint's weights must be those its result line was evaluated with. A line or
-    checkpoint written before weights were hashed cannot be checked: said, not refused."""
-    recorded = (line or {}).get("weights")
-    if line is not None and recorded and weights and recorded != weights:
-        raise UserError(
-            f"checkpoint {checkpoint} holds other weights (sha256 {weights[:16]}...) than the "
-            f"run of its result line evaluated (line {line.get('line')} of "
-            f"{results_path(config_dir)}: {recorded[:16]}...): it was modified after that "
-            f"result. Fix: retrain {expid} (rerun the tuner: it retrains such experiments)")
-    if line is not None and not (recorded and weights):
-        logger.warning("%s: %s has no weights hash (written before weights were hashed): its "
-                       "weights cannot be verified; retrain it (tuner --force) to make it "
-                       "verifiable", expid, "the result line" if weights else
-                       f"checkpoint {checkpoint}")
 
 
 def combine_scores(scores, average="mean"):
