@@ -366,7 +366,6 @@ def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
     params = resolve_vocab_sizes(params)
     model = build_model(params)
     saved = model.load_weights(model.checkpoint)  # checks the checkpoint's own hash
-    check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
         raise UserError(
@@ -383,6 +382,8 @@ def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
             f"validation AUC {line['val'].get('AUC')}) came from run {line.get('run')}: the "
             f"checkpoint was replaced after that result. Fix: retrain {expid} (rerun the tuner "
             f"with --force) so checkpoint and result come from one run")
+    # after the fingerprint and run checks, whose messages say more about a swapped file
+    check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
     if line is None:
         logger.warning("%s has no result line in %s (--allow-unfinished): the checkpoint matches "
                        "the config, but its validation AUC is not on record", expid,
