@@ -393,7 +393,8 @@ def _callback_class():
             stopped = (f"stopped early by ASHA after evaluation {last[EVALUATION]} (step "
                        f"{last['step']}); it keeps its best checkpoint (evaluation "
                        f"{best[EVALUATION]}, AUC {best['val']['AUC']:.6f}) and training state")
-            result = {k: best[k] for k in ("val", "fingerprint", "run", "dataset_id")}
+            result = {k: best.get(k) for k in ("val", "fingerprint", "run", "dataset_id",
+                                                "weights")}
             return Ended(expid, seconds=seconds, returncode=0, where=last["where"],
                          result=dict(result, argv=self.argv[expid], stopped=stopped))
 
@@ -489,6 +490,7 @@ def _reporter(where):
                          "checkpoint": model._stopping_steps == 0 or not model._save_best_only,
                          "fingerprint": model.run_info["fingerprint"],
                          "run": model.run_info["run_id"],
+                         "weights": model.weights_sha256,  # of the checkpoint last saved
                          "dataset_id": model.config["dataset_id"]})
         except SystemExit:
             logger.warning("Stopped early by the scheduler (ASHA) after evaluation %d (step %d); "

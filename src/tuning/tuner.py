@@ -130,15 +130,26 @@ def _was_stopped(status):
 
 
 def checkpoint_problem(paths, line):
-    """Why the checkpoint of a finished run cannot be trusted, or None."""
+    """Why the checkpoint of a finished run cannot be trusted, or None: unreadable, of another
+    run, or weights that differ from its own recorded hash or its result line's. A checkpoint
+    or line written before weights were hashed is accepted, unverified (said in the log)."""
     from ..models.base import read_checkpoint
+    from ..models.state_hash import CHECKPOINT_KEY, verify_weights
     try:
         saved = read_checkpoint(paths.checkpoint)
+        weights = verify_weights(saved.get("state_dict", {}), saved.get(CHECKPOINT_KEY),
+                                 paths.checkpoint)
     except UserError as err:
         return str(err).split(". Fix:")[0]
     if saved.get("run_id") != line.get("run"):
         return (f"checkpoint {paths.checkpoint} was written by run {saved.get('run_id')}, not by "
                 f"the run of the result line ({line.get('run')})")
+    if line.get("weights") and line["weights"] != weights:
+        return (f"checkpoint {paths.checkpoint} holds other weights (sha256 {weights[:16]}...) "
+                f"than its result line's run evaluated ({line['weights'][:16]}...)")
+    if not (line.get("weights") and saved.get(CHECKPOINT_KEY)):
+        logger.info("%s: written before weights were hashed, kept unverified (--force retrains "
+                    "it verifiably)", paths.checkpoint)
     return None
 
 
@@ -268,7 +279,7 @@ class GridRuns:
             result = ended.result
             append_result(self.config_dir, expid, result["dataset_id"], result["val"],
                           argv=result["argv"], fingerprint=result["fingerprint"],
-                          run_id=result["run"])
+                          run_id=result["run"], weights=result.get("weights"))
             if result.get("stopped"):
                 logger.info("%s: %s", expid, result["stopped"])
             return {"expid": expid, "status": STOPPED if result.get("stopped") else OK,
