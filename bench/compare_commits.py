@@ -8,16 +8,16 @@ Usage: python bench/compare_commits.py A [B] [--work DIR]
 What it does, the same for both commits:
 1. checks the commit out into a temporary `git worktree` (removed afterwards), always at the
    same path, and runs in the same run folder, so that no path differs between the two sides;
-2. (once, with commit A's generator) generates the tiny data set (`python -m src.datagen
-   --scale tiny --seed 0`) and keeps its first rows (ROWS), the same files for both sides;
+2. generates the tiny data set (`python -m src.datagen --scale tiny --seed 0`) and hashes its
+   files; commit A's, cut to its first rows (ROWS), is the data of both sides' runs;
 3. runs the demo tuner config (config/DIN_demo_tuner_config.yaml of that commit) pointed at
    that data, shrunk to GRID (2 runs, 2 short epochs, deterministic: True, CPU, one thread):
    `python run_param_tuner.py --config bench.yaml --gpu -1`;
 4. scores the test set with each run: `python prediction.py --config bench --expid E --gpu -1`.
 
-Then, per run (expid), it compares: the result line's outcome (dataset_id, every validation
-metric, the fingerprint when src/tuning/fingerprint.py is the same in both commits; not the
-time, command or run id), the evaluation history (epoch, step, train_loss, val_AUC,
+Then it compares the generated files byte for byte and, per run (expid): the result line's
+outcome (dataset_id, every validation metric, the fingerprint when src/tuning/fingerprint.py
+is the same in both commits; not the time, command or run id), the evaluation history (epoch, step, train_loss, val_AUC,
 val_logloss, lr of every evaluation, floats bit for bit; not the speeds and durations), the
 number of epochs, the trained weights (sha256 of every tensor of the checkpoint's state_dict)
 and the test score file prediction.csv byte for byte. It prints one table row per field
@@ -204,17 +204,21 @@ class SideFailed(Exception):
     """A side's generator, tuner or prediction failed: the commits cannot be compared."""
 
 
-def make_data(code: Path, work: Path) -> Path:
-    """The tiny data set (commit A's generator), cut to its first ROWS rows per split."""
-    full, data = work / "generated", work / "data"
-    run(["-m", "src.datagen", "--scale", "tiny", "--seed", "0", "--out", full, "--quiet"],
+def generate(code: Path, out: Path) -> dict:
+    """The tiny data set by this commit's generator into out; {field: sha256} of its files."""
+    run(["-m", "src.datagen", "--scale", "tiny", "--seed", "0", "--out", out, "--quiet"],
         code, "the generator")
+    return {f"data {path.relative_to(out)} sha256": file_digest(path)
+            for path in sorted(out.rglob("*")) if path.is_file()}
+
+
+def cut(full: Path, data: Path) -> Path:
+    """The first ROWS rows of each split of the generated data, and its whole item_info."""
     (data / "MicroLens_1M_x1").mkdir(parents=True)
     for split, rows in ROWS.items():
         pd.read_parquet(full / "MicroLens_1M_x1" / f"{split}.parquet").head(rows).to_parquet(
             data / "MicroLens_1M_x1" / f"{split}.parquet")
     shutil.copy(full / "MicroLens_1M_x1" / "item_info.parquet", data / "MicroLens_1M_x1")
-    shutil.rmtree(full)
     return data
 
 
@@ -244,18 +248,21 @@ def run_side(code: Path, run_dir: Path, data: Path) -> None:
 
 
 def measure(commits, work: Path) -> list:
-    """Run both commits in turn at the same paths; [outcomes of A, outcomes of B]."""
+    """Run both commits in turn at the same paths; [outcomes of A, outcomes of B]. Each
+    commit generates the data (its files are compared); both train on commit A's."""
     code, run_dir, data, sides = work / "checkout", work / "run", None, []
     for side, commit in zip("AB", commits):
         with checkout(commit, code):
-            if data is None:
-                data = make_data(code, work)
-            print(f"{side}: {commit[:12]} runs ...", flush=True)
+            print(f"{side}: {commit[:12]} generates, trains and scores ...", flush=True)
+            full = work / f"generated_{side}"
+            generated = generate(code, full)
+            data = data or cut(full, work / "data")
+            shutil.rmtree(full)
             try:
                 run_side(code, run_dir, data)
             finally:
                 run_dir.rename(work / f"run_{side}")
-        sides.append(outcomes(work / f"run_{side}"))
+        sides.append({**generated, **outcomes(work / f"run_{side}")})
     return sides
 
 
