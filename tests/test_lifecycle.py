@@ -18,29 +18,14 @@ from src.tuning.slots import slot_environment
 from src.errors import ConfigError, UserError
 from src.experiment import combine_scores
 
-from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for, write_tuner_config
-
-FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
-DATASET = "MicroLens_tiny_x1"
+from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for
+from .helpers import DATASET, FAST, checkpoints, expanded_expids, last_error, make_tuner
 
 
 # --- helpers -------------------------------------------------------------------------------
-def make_tuner(folder, data_dir, space=None, name="grid.yaml", **dataset):
-    path = write_tuner_config(folder, data_dir, {**FAST, **(space or {})}, name=name)
-    if dataset:
-        config = yaml.safe_load(path.read_text())
-        config["dataset_config"][DATASET].update(dataset)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def expids_of(tuner_yaml):
     text = (Path(tuner_yaml).with_suffix("") / "model_config.yaml").read_text()
     return list(yaml.safe_load(text))
-
-
-def checkpoints(folder):
-    return Path(folder) / "checkpoints" / DATASET
 
 
 def predict(folder, config_dir, *extra):
@@ -69,10 +54,6 @@ def start_run(folder, tuner_yaml):
     return run, expid, log
 
 
-def last_error(done):
-    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
-
-
 # --- 1. a submission always comes from the run it claims ------------------------------------
 def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_data, tmp_path):
     """The scenario of the issue: a copy of a config with other data (here another item_info)
@@ -86,7 +67,7 @@ def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_da
     assert tune_cli(tmp_path, first, slots=1).returncode == 0
     before = predict(tmp_path, first.with_suffix(""), "--out", tmp_path / "before")
     assert before.returncode == 0, before.stderr[-2000:]
-    assert expids_of(first) != expids_of_after_expand(second)  # the dataset block is in the expid
+    assert expids_of(first) != expanded_expids(second)  # the dataset block is in the expid
     assert tune_cli(tmp_path, second, slots=1).returncode == 0
     after = predict(tmp_path, first.with_suffix(""), "--out", tmp_path / "after")
     assert after.returncode == 0, after.stderr[-2000:]
@@ -260,7 +241,7 @@ def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
     # long enough to be caught training (3,000 steps), short enough to finish on the rerun
     tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 1000, "eval_steps": 10,
                                                    "max_steps": 3000})
-    (expid,) = expids_of_after_expand(tuner_yaml)
+    (expid,) = expanded_expids(tuner_yaml)
     first = subprocess.Popen([sys.executable, str(REPO / "run_param_tuner.py"), "--config",
                               str(tuner_yaml), "--gpu", "-1"], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -284,11 +265,6 @@ def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
     rerun = tune_cli(tmp_path, tuner_yaml, slots=1)  # the dead tuner's lock is taken over
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Resumed from the training state" in log.read_text()
-
-
-def expids_of_after_expand(tuner_yaml):
-    from src.tuning.grid import expand
-    return expand(tuner_yaml).expids
 
 
 def _alive(pid):

@@ -5,7 +5,6 @@ train rows: two batches of 2,048); the exit-status and signal edge cases that re
 cannot produce on demand use a stand-in run_expid script.
 """
 import copy
-import csv
 import os
 import signal
 import subprocess
@@ -23,34 +22,20 @@ from src.tuning import slots, tuner
 from src.errors import ConfigError
 from src.tuning.task1_rules import check_tuner_config
 
-from .conftest import REPO, processes_mentioning, tune_cli, wait_for, write_tuner_config
+from .conftest import REPO, processes_mentioning, tune_cli, wait_for
+from .helpers import make_tuner, read_summary, statuses
 
 TASK1_CONFIG = REPO / "config" / "DIN_task1_tuner_config.yaml"
 SEED_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
-FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
 # batch_size 256 gives 16 batches, a checkpoint after each: a run to kill mid-epoch.
 SLOW = {"batch_size": [256, 2048], "eval_steps": 1, "early_stop_patience": 100}
 
 
 # --- helpers -------------------------------------------------------------------------------
-def make_tuner(folder, data_dir, space, name="grid.yaml"):
-    return write_tuner_config(folder, data_dir, {**FAST, **space}, name=name)
-
-
 def grid_params(tuner_yaml):
     """{expid: params} of the grid the tuner wrote beside tuner_yaml."""
     with open(Path(tuner_yaml).with_suffix("") / "model_config.yaml") as f:
         return yaml.safe_load(f)
-
-
-def read_summary(folder, tuner_yaml):
-    """Summary rows in file order."""
-    with open(Path(folder) / f"{Path(tuner_yaml).stem}_summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def statuses(folder, tuner_yaml):
-    return {row["expid"]: row["status"] for row in read_summary(folder, tuner_yaml)}
 
 
 def result_lines(folder, tuner_yaml):
