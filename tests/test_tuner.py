@@ -437,3 +437,19 @@ def test_summary_table_fits_100_columns_without_losing_the_expid_tail():
     body = [line for line in table if line[:3].isdigit()]
     assert [line.split()[0] for line in body] == ["001_0123abcd", "002_0123abcd", "003_0123abcd"]
     assert [line.split()[1] for line in body] == ["0.1", "0.01", "0.001"]
+
+
+def test_check_only_checks_everything_and_writes_no_grid(small_data, tmp_path):
+    """--check answers a good config with OK and trains nothing; a bad value or a data problem
+    is the same one-line refusal as a real run's, exit 2."""
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-3, 3.e-3]})
+    checked = tune_cli(tmp_path, tuner_yaml, "--check", slots=1)
+    assert checked.returncode == 0, checked.stderr
+    assert "OK:" in checked.stdout and "2 experiment(s)" in checked.stdout
+    assert not (tmp_path / "grid").exists()  # no grid folder, no result lines, no runs
+    assert not list(tmp_path.glob("grid*.csv"))
+    bad = make_tuner(tmp_path, small_data, {"max_len": [32, 100]}, name="bad.yaml")
+    refused = tune_cli(tmp_path, bad, "--check", slots=1)
+    assert refused.returncode == 2
+    assert "max_len=100" in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad").exists()

@@ -387,10 +387,11 @@ def expand_grid(tuner_yaml):
     return str(grid.config_dir), grid.expids
 
 
-def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
+def tune(tuner_yaml, gpus=(-1,), force=False, executor=None, check_only=False):
     """Check, lock, write, plan, run, summarise, on the executor (default: the slots of gpus
     on this machine). Raises GridFailed naming failed expids, KeyboardInterrupt (after
-    writing the summary) when interrupted."""
+    writing the summary) when interrupted. check_only: stop after the checks (config keys,
+    every grid point's values, the data files, the slots or nodes), writing no grid folder."""
     grid = expand(tuner_yaml)
     if executor is None:
         check_gpus(gpus)  # before the data is read: a wrong --gpu is answered at once
@@ -399,6 +400,10 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
     try:
         validate_grid_data(grid)
         executor.check(grid)
+        if check_only:
+            print(f"OK: {tuner_yaml}: {len(grid.expids)} experiment(s); config, values and data "
+                  f"checked; nothing trained, no grid folder written")
+            return str(grid.config_dir), []
         grid.config_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(grid.config_dir / ".tuner.lock", f"the grid {grid.config_dir}",
                       fix="wait for that tuner to finish, or stop it (Ctrl-C) and rerun"):
