@@ -214,6 +214,7 @@ def test_learnability(data):
     assert 0.62 < cos_auc < best - 0.05, cos_auc
 
 
+@pytest.mark.slow
 def test_modalities_are_complementary(data):
     """Text and image each recover part of the latent content; together they recover more."""
     root, _ = data
