@@ -215,6 +215,7 @@ def test_learnability(data):
     assert 0.62 < cos_auc < best - 0.05, cos_auc
 
 
+@pytest.mark.slow
 def test_modalities_are_complementary(data):
     """Text and image each recover part of the latent content; together they recover more."""
     root, _ = data
@@ -233,6 +234,7 @@ def test_modalities_are_complementary(data):
     assert r2_both > max(r2_txt, r2_img) + 0.2, (r2_txt, r2_img, r2_both)
 
 
+@pytest.mark.slow
 def test_deterministic_per_seed(data, tmp_path, capsys):
     root, _ = data
     datagen.main(["--scale", "tiny", "--out", str(tmp_path / "again"), "--quiet"])

@@ -55,6 +55,7 @@ def start_run(folder, tuner_yaml):
 
 
 # --- 1. a submission always comes from the run it claims ------------------------------------
+@pytest.mark.slow
 def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_data, tmp_path):
     """The scenario of the issue: a copy of a config with other data (here another item_info)
     is tuned after the first; --expid best on the first still predicts with its own model."""
@@ -76,6 +77,7 @@ def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_da
         zip_bytes(tmp_path / "after" / f"{name}.zip")
 
 
+@pytest.mark.slow
 def test_a_foreign_or_replaced_checkpoint_is_refused_and_retrained(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e-2]})
     assert tune_cli(tmp_path, tuner_yaml).returncode == 0
@@ -112,6 +114,7 @@ def test_a_foreign_or_replaced_checkpoint_is_refused_and_retrained(small_data, t
     assert predict(tmp_path, config_dir).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_capped_run_never_replaces_the_full_run(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data)
     assert tune_cli(tmp_path, tuner_yaml, slots=1).returncode == 0
@@ -131,6 +134,7 @@ def test_a_capped_run_never_replaces_the_full_run(small_data, tmp_path):
         zip_bytes(tmp_path / "second" / f"{expid}.zip")
 
 
+@pytest.mark.slow
 def test_best_is_chosen_among_the_current_grid_as_in_the_summary(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
     assert tune_cli(tmp_path, tuner_yaml).returncode == 0
@@ -149,6 +153,7 @@ def test_best_is_chosen_among_the_current_grid_as_in_the_summary(small_data, tmp
     assert "not in this grid left out" in predicted.stderr
 
 
+@pytest.mark.slow
 def test_ensemble_of_the_two_best(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
     assert tune_cli(tmp_path, tuner_yaml).returncode == 0
@@ -203,6 +208,7 @@ def test_rank_and_mean_averages_order_rows_differently():
         combine_scores([confident, timid], "median")
 
 
+@pytest.mark.slow
 def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(small_data,
                                                                                tmp_path):
     blocks = ["DIN_default_cpu", "DINCrossAttention_cpu", "QIN_cpu", "TransformerDCN_cpu",
@@ -237,6 +243,7 @@ def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(sm
 SLOW = {"batch_size": 256, "eval_steps": 1, "early_stop_patience": 100, "epochs": 3}
 
 
+@pytest.mark.slow
 def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
     # long enough to be caught training (3,000 steps), short enough to finish on the rerun
     tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 1000, "eval_steps": 10,
@@ -354,6 +361,7 @@ def test_each_gpu_slot_sees_only_its_gpu():
 
 
 # --- 4. logs ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_path):
     # 4095 rows in batches of 2047: the last batch has one row, which batch norm cannot train on
     # (a crash inside torch: the traceback must reach the run's log)
@@ -387,6 +395,7 @@ def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_
     assert "epoch 1: 100% (1/1 batches)" in rerun.stderr and "rows/s" in rerun.stderr
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_sigterm_says_so_in_its_log(small_data, tmp_path):
     run, expid, log = start_run(tmp_path, make_tuner(tmp_path, small_data, SLOW))
     try:
@@ -399,6 +408,7 @@ def test_a_run_stopped_by_sigterm_says_so_in_its_log(small_data, tmp_path):
 
 
 # --- 5. resume inside a run ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_result(small_data, tmp_path):
     """deterministic: True; one run uninterrupted, one killed by SIGKILL mid-epoch and
     started again: the same validation result and the same weights."""
@@ -472,6 +482,7 @@ def test_every_option_key_can_be_tuned(small_data, tmp_path):
     assert os.listdir(tmp_path) == ["grid.yaml"]  # expand writes nothing
 
 
+@pytest.mark.slow
 def test_the_tuner_does_not_train_beside_a_live_run_of_the_same_experiment(small_data, tmp_path,
                                                                            monkeypatch):
     """A run started by hand (or by another tool) holds its experiment's lock: the tuner waits
@@ -511,6 +522,7 @@ def test_room_for_checkpoints_is_checked_from_the_parameter_count(tmp_path):
         check_room(Huge(), paths)
 
 
+@pytest.mark.slow
 def test_an_unwritable_submission_folder_is_refused_before_scoring(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data)
     assert tune_cli(tmp_path, tuner_yaml, slots=1).returncode == 0
@@ -522,6 +534,7 @@ def test_an_unwritable_submission_folder_is_refused_before_scoring(small_data, t
     assert "scoring" not in done.stderr
 
 
+@pytest.mark.slow
 def test_vocab_size_auto_is_recorded_in_the_checkpoint(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data)
     config = yaml.safe_load(tuner_yaml.read_text())

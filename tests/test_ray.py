@@ -150,6 +150,7 @@ def test_asha_needs_auc_as_the_monitor(small_data, tmp_path):
 
 
 # --- the same grid, two executors --------------------------------------------------------
+@pytest.mark.slow
 def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_data, tmp_path):
     """deterministic: True (the demo's): the same result lines (expid, fingerprint, metrics),
     summary and exit status; a run that fails for its own reasons (a learning rate of 1e30:
@@ -205,6 +206,7 @@ def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_da
 
 
 # --- a cluster of two nodes --------------------------------------------------------------
+@pytest.mark.slow
 def test_runs_land_on_both_nodes_and_a_run_of_a_lost_node_is_retried_once(cluster, small_data,
                                                                           tmp_path):
     """One CPU per node, one per run: one run per node. The worker node is removed while its
@@ -282,6 +284,7 @@ def start_node_without(folder, address):
 
 
 @pytest.mark.parametrize("hidden", ["data", "model_root"])
+@pytest.mark.slow
 def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data, tmp_path,
                                                              hidden):
     """A node that does not see the data, or has its own folder where model_root is: one
@@ -324,6 +327,7 @@ def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_data, tmp_path):
     # 3 epochs: both runs are still training once both have saved a training state
     tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 3,
@@ -361,6 +365,7 @@ def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_da
 
 
 # --- ASHA ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_asha_stops_the_bad_points_early_and_finds_the_full_grids_best(small_data, tmp_path):
     """A learning rate of 10 or 100 saturates the model at once (validation AUC 0.5). One run
     at a time (each takes every CPU of the instance), the good point first: ASHA (grace period

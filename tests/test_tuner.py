@@ -48,6 +48,7 @@ def line_expid(line):
 
 
 # --- a crashing run ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
     # a learning rate of 1e30 passes the value checks and diverges at the second batch
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e+30]})
@@ -75,6 +76,7 @@ def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
 
 
 # --- a run killed mid-epoch ----------------------------------------------------------------
+@pytest.mark.slow
 def test_killed_run_keeps_its_checkpoint_and_the_tuner_completes_the_grid(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
     config_dir, expids = tuner.expand_grid(tuner_yaml)
@@ -103,6 +105,7 @@ def test_killed_run_keeps_its_checkpoint_and_the_tuner_completes_the_grid(small_
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_stops_the_runs_and_writes_the_summary(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
     cmd = [sys.executable, str(REPO / "run_param_tuner.py"), "--config", str(tuner_yaml),
@@ -202,6 +205,7 @@ def test_ok_needs_exit_zero_and_a_new_result_line(fake_runs, tmp_path):
     assert records["E_silent"]["status"] == "failed (no result line)"
 
 
+@pytest.mark.slow
 def test_resume_retries_failed_and_missing_and_force_reruns_all(fake_runs, small_data, tmp_path,
                                                                monkeypatch):
     """tune() as run_param_tuner.py calls it (real grid, real data check), runs faked."""
