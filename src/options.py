@@ -10,7 +10,8 @@ Nothing here imports torch: docs/config_reference.md is generated from this tabl
 """
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 
 
@@ -200,7 +201,7 @@ class Option:
     name: str
     block: str              # training, bookkeeping, dataset or model
     default: Any
-    check: Callable[[Any], Optional[str]]
+    check: Callable[[Any], str | None]
     doc: str
     filled: bool = False    # this toolkit's option: set to its default in every run's params
     bookkeeping: bool = False  # says where files go or what is printed: not in a fingerprint
@@ -342,7 +343,7 @@ def check_of(key: str):
     return MODEL_ARGUMENTS[key][0] if key in MODEL_ARGUMENTS else None
 
 
-def problem(key: str, value) -> Optional[str]:
+def problem(key: str, value) -> str | None:
     """Why value is not usable for key, or None (also for a key this table does not know:
     the key checks refuse those)."""
     check = check_of(key)

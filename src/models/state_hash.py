@@ -28,14 +28,14 @@ def state_hash(state_dict) -> str:
     """sha256 (hex) over the names, dtypes, shapes and bytes of a state_dict, in its order."""
     digest = hashlib.sha256()
     for name, value in state_dict.items():
-        digest.update(f"{name}\0".encode("utf-8"))
+        digest.update(f"{name}\0".encode())
         if isinstance(value, torch.Tensor):
             tensor = value.detach().to("cpu").contiguous()
-            digest.update(f"{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+            digest.update(f"{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
             # a byte view works for every dtype (bfloat16 too) and for 0-d tensors once flat
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         else:  # extra state of a module: plain values
-            digest.update(f"{type(value).__name__}\0{value!r}\0".encode("utf-8"))
+            digest.update(f"{type(value).__name__}\0{value!r}\0".encode())
     return digest.hexdigest()
 
 
