@@ -22,11 +22,14 @@ from .environment import check_room, require_gpu, require_writable, set_up_torch
 from .errors import UserError
 from .history import RunHistory, require_tensorboard
 from .models import model_class
+from .models.state_hash import CHECKPOINT_KEY, STATE_KEY, verify_weights
 from .params import RunPaths, load_params  # noqa: F401 (load_params: run_expid.py imports it here)
 from .runs.checkpoint import read_checkpoint
 from .runs.fingerprint import describe_difference, fingerprint_record, new_run_id
 from .runs.lock import FileLock
 from .runs.results import append_result
+from .runs.files import check_owner, claim, keep_finished, promote, run_paths
+from .tuning.keys import check_config_dir
 from .tuning.values import check_grid_values
 
 logger = logging.getLogger(__name__)
@@ -72,8 +75,11 @@ def make_loaders(feature_map, params, stage, model=None):
                           device=split_device(params, model, stage), **params).make_iterator()
 
 
-def check_params(params):
-    """The values of one experiment, as the tuner checks every grid point."""
+def check_params(params, config_dir=None):
+    """The keys of one experiment's blocks in config_dir (strict: an unknown key is refused)
+    and its values, as the tuner checks every grid point."""
+    if config_dir is not None:
+        check_config_dir(config_dir, params["model_id"])
     check_grid_values({params["model_id"]: params}, f"expid {params['model_id']}")
 
 
@@ -105,7 +111,8 @@ class _SignalAsExit:
 
 
 def _resume_state(paths, record, fresh):
-    """The saved training state to continue from, or None (and why, logged)."""
+    """The saved training state to continue from, or None (and why, logged). A state or best
+    checkpoint whose weights do not match their recorded hash is not resumed from."""
     if not paths.state.exists():
         return None
     if fresh:
@@ -113,8 +120,14 @@ def _resume_state(paths, record, fresh):
         return None
     try:
         state = read_checkpoint(paths.state, what="training state")
+        verify_weights(state.get("model", {}), state.get(STATE_KEY), paths.state,
+                       what="training state")
+        if paths.checkpoint.exists():
+            best = read_checkpoint(paths.checkpoint)
+            verify_weights(best.get("state_dict", {}), best.get(CHECKPOINT_KEY),
+                           paths.checkpoint)
     except UserError as err:
-        logger.warning("Starting from scratch: %s", err)
+        logger.warning("Starting from scratch: %s", str(err).split(". Fix:")[0])
         return None
     saved = state.get("run_info", {})
     if saved.get("fingerprint") != record["fingerprint"]:
@@ -136,34 +149,49 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     caller_writes_result: append no result line but return what it would hold, {"val",
-    "fingerprint", "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
-    paths = RunPaths(params)
+    "fingerprint", "run", "dataset_id", "weights"}: the tuner that started the run elsewhere
+    writes it.
+    A finished run of the experiment is replaced only when this run finishes (it trains beside
+    it, src/runs/files.py); one made with the same settings and data is kept, unless
+    fresh or a tuner (tuner_pid, caller_writes_result) asked for this run."""
+    final = RunPaths(params)
     require_gpu(params.get("gpu"))
-    check_params(params)
+    check_params(params, config_dir)
     require_tensorboard(params)
     validate_dataset(params, splits=("train", "valid"))
-    require_writable(paths.folder, "model_root folder")
-    with FileLock(paths.lock, f"experiment {paths.name}",
+    require_writable(final.folder, "model_root folder")
+    with FileLock(final.lock, f"experiment {final.name}",
                   fix="wait for that run to finish (a tuner's run stops by itself once its tuner "
                       "is gone) or stop it"):
         record = fingerprint_record(params)  # of the config as written: `auto` and all
+        if config_dir is not None:
+            check_owner(final, config_dir)  # another config folder's files: refused
+        paths = run_paths(params)
+        if paths.partial and not (fresh or tuner_pid or caller_writes_result
+                                  or paths.state.exists()):
+            keep_finished(final, config_dir, record["fingerprint"])
+        if config_dir is not None:
+            claim(final, config_dir, record["fingerprint"])
         params = resolve_vocab_sizes(params)  # the numbers go into the checkpoint's config
         resume = _resume_state(paths, record, fresh)
-        add_log_file(paths.log, append=resume is not None)
+        add_log_file(paths.log, append=True)  # never truncated: it may hold a finished run's
+        if paths.partial:
+            logger.info("%s has a finished run: this run writes beside it (%s.partial.*) and "
+                        "replaces it only when it finishes", final.name, final.name)
         logger.debug("Params: %s", params)
         logger.info("Params:\n%s", _params_block(params), extra={"file_only": True})
-        # like the log: continued from the state's evaluation on a resume, else started afresh
+        # continued from the state's evaluation on a resume, else started afresh
         history = RunHistory(paths.history, resume["total_steps"] if resume else None,
                              paths.tensorboard if params.get("tensorboard") else None)
         try:
             with _SignalAsExit():
-                return _train(params, config_dir, argv, threads, tuner_pid, paths, record,
-                              resume, history, on_evaluation, caller_writes_result)
+                return _train(params, config_dir, argv, threads, tuner_pid, paths, final,
+                              record, resume, history, on_evaluation, caller_writes_result)
         finally:
             history.close()
 
 
-def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
+def _train(params, config_dir, argv, threads, tuner_pid, paths, final, record, resume, history,
            on_evaluation, caller_writes_result):
     set_up_torch(params, threads)
     if params.get("gpu", -1) >= 0:
@@ -173,6 +201,7 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
                     os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
+    model.checkpoint = str(paths.checkpoint.resolve())  # beside a finished run: its own file
     run_id = resume["run_info"]["run_id"] if resume else new_run_id()
     model.run_info = {"fingerprint": record["fingerprint"], "run_id": run_id,
                       "fingerprint_record": record}
@@ -192,12 +221,14 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     model.fit(train_gen, validation_data=valid_gen, resume=resume, **params)
     logger.info("****** Validation evaluation ******")
     valid_result = model.evaluate(valid_gen)
+    promote(paths, final)  # this run's files over a finished run's, now that it has finished
     if caller_writes_result:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
-                "dataset_id": params["dataset_id"]}
+                "dataset_id": params["dataset_id"], "weights": model.weights_sha256}
     path = append_result(config_dir, paths.name, params["dataset_id"], valid_result, argv,
-                         fingerprint=record["fingerprint"], run_id=run_id)
+                         fingerprint=record["fingerprint"], run_id=run_id,
+                         weights=model.weights_sha256)
     paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
     logger.info("Result appended to %s", path)
     return valid_result

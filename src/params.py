@@ -2,7 +2,7 @@
 
 load_params merges a config folder's Base block, the expid's block and its dataset block, as
 FuxiCTR does; the run's log and checkpoint live at <model_root>/<dataset_id>/<expid>.*.
-Nothing here imports torch: the tuner and the checks answer a bad config in a blink.
+Every key's default, type and check is declared in src/options.py. Nothing here imports torch.
 """
 import socket
 from pathlib import Path
@@ -10,26 +10,10 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .options import bookkeeping_keys, with_option_defaults
 
-# Options of our models (src/models/base.py), with the value that keeps FuxiCTR's behaviour.
-# A model config may omit them; a tuner config may set or grid them either way.
-OPTION_DEFAULTS = {
-    "amp_bf16": False,        # bfloat16 autocast for forward passes (GPU)
-    "torch_compile": False,   # compile the dense blocks
-    "max_steps": None,        # stop after this many training steps
-    "split_on_device": True,  # on a GPU, keep the split arrays on the GPU when they fit
-    "deterministic": False,   # identical results for identical runs (see README)
-    "lr_scheduler": "plateau",  # plateau: multiply by lr_decay_factor on each plateau;
-    "lr_decay_factor": 0.1,     # cosine: warm-up then cosine decay to min_lr; none
-    "lr_patience": 1,         # evaluations without improvement before the plateau decay
-    "warmup_steps": 0,        # linear warm-up steps (cosine)
-    "min_lr": 1.e-6,          # floor of every schedule
-    "weight_decay": 0,        # the optimizer's weight decay (decoupled for AdamW)
-    "tensorboard": False,     # also write the evaluation history as TensorBoard scalars
-}
 # Keys that say where files go or how much is printed, not what is trained.
-BOOKKEEPING_KEYS = ("gpu", "verbose", "num_workers", "model_root", "data_root", "model_id",
-                    "pickle_feature_encoder", "threads", "tensorboard")
+BOOKKEEPING_KEYS = bookkeeping_keys()
 
 
 def read_yaml(path):
@@ -86,36 +70,41 @@ def load_params(config_dir, expid, gpu=-1):
     return with_option_defaults(params)
 
 
-def with_option_defaults(params):
-    """params with every option key our models know set (its default where not given), so
-    two readers of one experiment (the tuner, the run) see the same settings."""
-    return {**OPTION_DEFAULTS, **params}
-
-
 class RunPaths:
     """Where one run's files go: <model_root>/<dataset_id>/<run name>.{log,model,state,lock}
     and .history.csv (one row per evaluation); TensorBoard events, when asked for, in
     <model_root>/tensorboard/<run name>/.
 
     A run capped with --max-steps N is named `<expid>.max_steps_N`, so it never replaces the
-    checkpoint, log or result of the full run of the same expid."""
+    checkpoint, log or result of the full run of the same expid.
 
-    def __init__(self, params):
+    partial=True: the files of a new run of an experiment that has a finished run, written
+    beside it (`<run name>.partial.{model,state,history.csv}`) and renamed over the finished
+    files only when the new run finishes (src/experiment.py). Log, lock and owner record
+    (`.owner.json`, src/tuning/owner.py) are the experiment's, whatever the run."""
+
+    def __init__(self, params, partial=False):
         self.expid = params["model_id"]
         self.name = self.expid + (f".max_steps_{params['max_steps']}"
                                   if params.get("capped") else "")
+        self.partial = partial
         self.root = Path(params.get("model_root", "./checkpoints/"))
         self.folder = self.root / params["dataset_id"]
 
     def _file(self, suffix):
         return self.folder / f"{self.name}{suffix}"
 
+    def _run_file(self, suffix):
+        return self._file((".partial" if self.partial else "") + suffix)
+
     log = property(lambda self: self._file(".log"))
-    checkpoint = property(lambda self: self._file(".model"))
-    state = property(lambda self: self._file(".state"))
+    checkpoint = property(lambda self: self._run_file(".model"))
+    state = property(lambda self: self._run_file(".state"))
     lock = property(lambda self: self._file(".lock"))
-    history = property(lambda self: self._file(".history.csv"))
-    tensorboard = property(lambda self: self.root / "tensorboard" / self.name)
+    owner = property(lambda self: self._file(".owner.json"))
+    history = property(lambda self: self._run_file(".history.csv"))
+    tensorboard = property(lambda self: self.root / "tensorboard" / (
+        self.name + (".partial" if self.partial else "")))
 
 
 def log_file(params):

@@ -1,7 +1,7 @@
 """Scoring the test set with trained experiments: which experiments (`best`, `best:K`, an
-expid), each one's checkpoint checked against its config, data and result line, their scores
-combined (mean or rank average), the submission written and checked, and the validation AUC of
-an ensemble reported beside its members'.
+expid), each one's checkpoint checked against its config, data, result line and weights hash,
+their scores combined (mean or rank average), the submission written and checked with its
+manifest, and the validation AUC of an ensemble reported beside its members'.
 
 prediction.py and demo.py are thin wrappers around `predict_test`.
 """
@@ -17,10 +17,13 @@ from .data.vocab import resolve_vocab_sizes
 from .environment import cpu_threads, require_gpu, require_writable
 from .errors import ConfigError, SubmissionError, UserError
 from .experiment import build_model, make_loaders
+from .manifest import build_manifest, write_manifest
 from .params import config_expids, load_params, require_config_dir
+from .runs.checks import check_line_weights, require_finished
 from .runs.fingerprint import describe_difference, file_signature, fingerprint_record
 from .runs.results import best_result, latest_results, ranked_results, results_path
 from .submission import check_submission, submission_name, write_submission
+from .tuning.keys import check_config_dir
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +72,20 @@ def _positive(text, arg):
     return int(text)
 
 
-def load_checked_model(config_dir, expid, line, gpu):
-    """The trained model of expid, after checking that its checkpoint was made by the config
-    and data as they are now and by the run whose result line picked it."""
+def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
+    """The trained model of expid, after checking that its run finished (unless
+    allow_unfinished), that its checkpoint was made by the config and data as they are now and
+    by the run whose result line picked it, and that its weights are those the run saved
+    (their hash: the checkpoint's own, and the result line's)."""
     require_gpu(gpu)
     params = load_params(config_dir, expid, gpu)
+    check_config_dir(config_dir, expid)
+    if not allow_unfinished:
+        require_finished(config_dir, expid, line, params)
     record = fingerprint_record(params)
     params = resolve_vocab_sizes(params)
     model = build_model(params)
-    saved = model.load_weights(model.checkpoint)
+    saved = model.load_weights(model.checkpoint)  # checks the checkpoint's own hash
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
         raise UserError(
@@ -94,9 +102,12 @@ def load_checked_model(config_dir, expid, line, gpu):
             f"validation AUC {line['val'].get('AUC')}) came from run {line.get('run')}: the "
             f"checkpoint was replaced after that result. Fix: retrain {expid} (rerun the tuner "
             f"with --force) so checkpoint and result come from one run")
+    # after the fingerprint and run checks, whose messages say more about a swapped file
+    check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
     if line is None:
-        logger.warning("%s has no result line in %s: the checkpoint matches the config, but its "
-                       "validation AUC is not on record", expid, results_path(config_dir))
+        logger.warning("%s has no result line in %s (--allow-unfinished): the checkpoint matches "
+                       "the config, but its validation AUC is not on record", expid,
+                       results_path(config_dir))
     return params, model
 
 
@@ -116,11 +127,12 @@ def combine_scores(scores, average="mean"):
 
 
 def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="submission",
-                 threads=None, average="mean"):
+                 threads=None, average="mean", allow_unfinished=False):
     """Score the test split in file order with one experiment or the average of several
     (average: "mean" of probabilities or "rank", see combine_scores), write
-    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The result holds
-    the written scores under "scores"."""
+    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The test file is
+    checked against each experiment's features before any model is loaded. An unfinished run
+    is refused unless allow_unfinished. The result holds the written scores under "scores"."""
     import torch
     expids = [expids] if isinstance(expids, str) else list(expids)
     if average not in AVERAGES:
@@ -130,10 +142,11 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     count, why = cpu_threads(threads)
     torch.set_num_threads(count)
     logger.info("CPU threads: %d (%s; --threads N to choose)", count, why)
+    for expid, _ in chosen:  # a missing or bad test column is named before any model loads
+        validate_dataset(load_params(config_dir, expid, gpu), splits=("test",))
     members, test_files = [], set()
     for expid, line in chosen:
-        params, model = load_checked_model(config_dir, expid, line, gpu)
-        validate_dataset(params, splits=("test",))
+        params, model = load_checked_model(config_dir, expid, line, gpu, allow_unfinished)
         test_files.add((str(Path(params["test_data"]).resolve()),
                         file_signature(params["test_data"])))
         members.append((expid, line, params, model))
@@ -153,7 +166,7 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     name = submission_name([e for e, *_ in members])
     if len(members) > 1 and average != "mean":
         name += f"_{average}"  # beside the mean's zip of the same members, not over it
-    aucs = _report_aucs(members, valid_scores, average)
+    aucs, member_aucs = _report_aucs(members, valid_scores, average)
     columns = {TASK_COLUMNS[task]: combined for task in sorted(set(tasks))}
     zip_path = write_submission(ids, columns, out_dir, name)
     try:
@@ -161,8 +174,15 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     except SubmissionError:
         zip_path.unlink()  # never leave a zip that would be rejected or scored 0
         raise
+    manifest = build_manifest(
+        zip_path, [{"expid": e, "valid_auc": member_aucs[e], "run": (line or {}).get("run"),
+                    "result_line_auc": (line or {}).get("val", {}).get("AUC")}
+                   for e, line, *_ in members],
+        average if len(members) > 1 else "single", aucs, members[0][2]["test_data"], config_dir,
+        expids, list(columns))
     return {"expid": name, "members": [e for e, *_ in members], "zip": zip_path,
-            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined}
+            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined,
+            "manifest": manifest, "manifest_path": write_manifest(zip_path, manifest)}
 
 
 def validation_scores(model, params, feature_map=None):
@@ -175,15 +195,15 @@ def validation_scores(model, params, feature_map=None):
 
 
 def _report_aucs(members, valid_scores, average="mean"):
-    """The validation AUC of each member (its result line) and, for an ensemble, of its
-    members' validation scores combined as its test scores are (combine_scores); logged side
-    by side."""
+    """(validation AUC of the submission, {expid: validation AUC}): a single model's are those
+    of its result line; an ensemble's are computed from the members' validation scores,
+    combined as its test scores are (combine_scores); logged side by side."""
     line_auc = {e: (line or {}).get("val", {}).get("AUC") for e, line, *_ in members}
     if len(members) == 1:
         expid = members[0][0]
         if line_auc[expid] is not None:
             logger.info("%s: validation AUC %.6f", expid, line_auc[expid])
-        return line_auc[expid]
+        return line_auc[expid], line_auc
     from sklearn.metrics import roc_auc_score
     labels = valid_scores[0][1]
     member_auc = {e: roc_auc_score(labels, p) for (e, *_), (p, _) in zip(members, valid_scores)}
@@ -192,4 +212,4 @@ def _report_aucs(members, valid_scores, average="mean"):
         logger.info("member %s: validation AUC %.6f", expid, auc)
     logger.info("ensemble of %d: validation AUC %.6f (best member %.6f; %s average)",
                 len(members), ensemble, max(member_auc.values()), average)
-    return ensemble
+    return float(ensemble), {e: float(auc) for e, auc in member_auc.items()}

@@ -7,9 +7,11 @@ A wrong header is not rejected: the missing task column silently scores 0. So
 bad scores before it writes anything and never leaves a half-written file behind.
 
     python -m src.submission submission/x.zip --test data/MicroLens_1M_x1/test.parquet
+
+prints the zip's manifest (src/manifest.py: members, averaging rule, validation AUC, test file)
+when prediction.py wrote one beside it, then the check's verdict.
 """
 
-import argparse
 import csv
 import hashlib
 import io
@@ -26,8 +28,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from src.atomic import atomic_write
-from src.cli import run_main
+from src.cli import make_parser, run_main
 from src.errors import SubmissionError
+from src.manifest import audit_lines, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -103,16 +106,30 @@ def write_submission(ids, scores, out_dir, name):
                               "Fix: pass a name such as 'din_task2' and put folders in out_dir")
     out_dir = Path(out_dir)
     csv_dir = out_dir / name
+    made_dir = not csv_dir.exists()
     csv_dir.mkdir(parents=True, exist_ok=True)
     zip_path = out_dir / f"{name}.zip"
-    # both written before either is renamed: the csv first, then the zip (the inner block ends
-    # first); an error removes both temporary files
-    with atomic_write(zip_path) as tmp_zip:
-        with atomic_write(csv_dir / MEMBER) as tmp_csv:
-            frame = pd.DataFrame({"ID": ids, **checked})
-            frame.to_csv(tmp_csv, index=False, float_format=FLOAT_FORMAT)
-            with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                zf.write(tmp_csv, arcname=MEMBER)
+    try:
+        # both written before either is renamed: the csv first, then the zip (the inner block
+        # ends first); an error removes both temporary files
+        with atomic_write(zip_path) as tmp_zip:
+            with atomic_write(csv_dir / MEMBER) as tmp_csv:
+                frame = pd.DataFrame({"ID": ids, **checked})
+                frame.to_csv(tmp_csv, index=False, float_format=FLOAT_FORMAT)
+                with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                    zf.write(tmp_csv, arcname=MEMBER)
+    except BaseException as err:
+        if made_dir:
+            try:
+                csv_dir.rmdir()
+            except OSError:
+                pass
+        if isinstance(err, OSError):  # disk full, file size limit, quota: the user's to fix
+            raise SubmissionError(f"cannot write the submission {out_dir / name}.zip: "
+                                  f"{err.strerror or err}; nothing was written (the previous "
+                                  f"files, if any, are kept). Fix: free disk space in {out_dir} "
+                                  f"or pass --out a folder with room") from None
+        raise
     logger.info("wrote %s: %d rows, %s", zip_path, len(ids), ",".join(["ID", *checked]))
     return zip_path
 
@@ -256,6 +273,12 @@ def check_submission(zip_path, test_path):
                                   f"{_describe_score(text[row].as_py())}. "
                                   "Fix: write probabilities in [0, 1] (apply the sigmoid, check for NaN)")
         ranges.append((scores.min(), scores.max()))
+    for task, (low, high) in zip(header[1:], ranges):
+        if n_test > 1 and low == high:
+            raise SubmissionError(f"{where}: column {task}: every row has the score {low:g}: a "
+                                  "constant column ranks nothing (AUC 0.5), the sign of a broken "
+                                  "model (damaged or zeroed weights). Fix: check the model's "
+                                  "checkpoint and retrain it")
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return (f"OK: {zip_path}: {MEMBER} with {','.join(header)} for {n_test:,} test rows, "
             f"scores in [{lo:.4g}, {hi:.4g}]")
@@ -278,20 +301,36 @@ def score_submission(zip_path, truth_path):
     return aucs
 
 
+def _manifest_test(manifest):
+    """The test file a manifest names, if it is still there."""
+    path = ((manifest or {}).get("test_file") or {}).get("path")
+    return path if path and Path(path).is_file() else None
+
+
 def main(argv=None):
     """python -m src.submission ZIP [--test T] [--truth P]: one line and exit 2 on a bad zip."""
     run_main(_main, argv)
 
 
 def _main(argv):
-    parser = argparse.ArgumentParser(description="Check a submission zip before uploading it; "
-                                     "with --truth, also score it offline.")
+    parser = make_parser(
+        "Check a submission zip before uploading it, after printing its manifest (the members "
+        "and validation AUC of an ensemble); with --truth, also score it offline.", [
+            "python -m src.submission submission/ensemble3_20af7ce4.zip",
+            "python -m src.submission submission/x.zip --test data/MicroLens_1M_x1/test.parquet",
+            "python -m src.submission submission/x.zip --truth data/demo/ground_truth/"
+            "test_truth.parquet"], prog="python -m src.submission")
     parser.add_argument("zip", help="the submission zip")
-    parser.add_argument("--test", default=DEFAULT_TEST, help=f"test parquet (default {DEFAULT_TEST})")
+    parser.add_argument("--test", help=f"test parquet (unset: the one the manifest names, if it "
+                        f"is there, else {DEFAULT_TEST})")
     parser.add_argument("--truth", help="ground-truth parquet (ID, label[, click_prob]) of "
                         "generated data: prints the submission's test AUC")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    manifest = read_manifest(args.zip)
+    test = args.test or _manifest_test(manifest) or DEFAULT_TEST
+    for line in audit_lines(args.zip, manifest, test):
+        print(line)
     if args.truth:
         aucs = score_submission(args.zip, args.truth)
         best = aucs.pop("best", None)
@@ -299,7 +338,7 @@ def _main(argv):
               + (f" (best achievable {best:.4f}, the AUC of the true click probabilities)"
                  if best is not None else ""))
         return
-    print(check_submission(args.zip, args.test))
+    print(check_submission(args.zip, test))
 
 
 if __name__ == "__main__":

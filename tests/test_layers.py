@@ -22,13 +22,15 @@ SRC = REPO / "src"
 LAYERS = [
     "src.errors",          # the exceptions a user meets
     "src.atomic",          # write a file whole or not at all
+    "src.options",         # the options a config may set: names, defaults, checks
     "src.params",          # config loading, run paths, option defaults
     "src.cli",             # logging set-up, errors to exit statuses
     "src.progress",        # progress lines
     "src.history",         # a run's per-step history file
     "src.environment",     # threads, torch set-up, GPU, writable folders, disk room
-    "src.runs",            # records of one run: fingerprint, result lines, lock
+    "src.runs",            # records of one run: fingerprint, result lines, lock, owner
     "src.data",            # data files, features, vocab, loader, generator, checks
+    "src.manifest",        # what a submission zip was made from
     "src.submission",      # the submission zip
     "src.models",          # the models
     "src.tuning",          # grids, their values and runs on local slots or Ray
@@ -58,6 +60,11 @@ def layer_of(module: str):
             if best is None or len(entry) > len(LAYERS[best]):
                 best = index
     return best
+
+
+def exists(module: str) -> bool:
+    path = REPO.joinpath(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def imported_modules(node: ast.AST, module: str, is_package: bool):
@@ -99,6 +106,9 @@ def module_problems(source: str, module: str, is_package: bool = False):
             if other is None:
                 continue
             where = f"{module} (line {node.lineno}) imports {target}"
+            if not exists(target):
+                problems.append(f"{where}: no such module (moved?)")
+                continue
             if other > own:
                 problems.append(f"{where}: {LAYERS[other]} is above {LAYERS[own]}")
             elif id(node) in lazy and other != own:
@@ -124,8 +134,7 @@ def test_imports_point_down_the_layers():
 def test_every_layer_exists():
     """A renamed or removed module leaves no stale entry behind."""
     for entry in LAYERS:
-        path = REPO.joinpath(*entry.split("."))
-        assert path.with_suffix(".py").exists() or (path / "__init__.py").exists(), entry
+        assert exists(entry), entry
 
 
 def test_docs_show_the_layers():
@@ -145,6 +154,7 @@ def test_docs_show_the_layers():
     ("from .tuning import tuner\n", "src.experiment", None),  # down
     ("from ..experiment import train\n", "src.tuning", "src.experiment is above"),  # package
     ("import src.predict\n", "src.models.din", "src.predict is above"),
+    ("from .fingerprint import file_signature\n", "src.tuning.ray_nodes", "no such module"),
 ])
 def test_the_check_finds_upward_and_lazy_imports(source, module, found):
     """The check on its own: what it refuses and what it lets through."""

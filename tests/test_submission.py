@@ -108,9 +108,9 @@ def test_failed_zip_leaves_nothing_behind(tmp_path, test_file, monkeypatch):
     def broken_write(self, *args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(zipfile.ZipFile, "write", broken_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SubmissionError, match="disk full"):
         write_submission(test_file[1], {"Task2": np.full(N, 0.75)}, out, "x")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SubmissionError, match="disk full"):
         write_submission(test_file[1], {"Task2": np.full(N, 0.75)}, out, "y")
     # The earlier complete files are untouched, no "y.zip" appeared, and no temp file is left.
     after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -241,7 +241,8 @@ def test_cli(tmp_path, test_file):
     ok = subprocess.run(cmd + [str(good), "--test", str(path)], cwd=REPO, capture_output=True, text=True,
                         timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("OK: ") and f"{N} test rows" in ok.stdout
+    assert ok.stdout.splitlines()[-1].startswith("OK: ") and f"{N} test rows" in ok.stdout
+    assert "no manifest" in ok.stdout.splitlines()[0]  # written by write_submission alone
     fail = subprocess.run(cmd + [str(bad), "--test", str(path)], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert fail.returncode == 2

@@ -42,7 +42,8 @@ Dtypes (checked on the parquet schema, before any value is read):
 - integer columns (ID, user_id, item_id, categorical features): int32 or int64;
 - item_seq and sequence features: lists of int32/int64;
 - embedding features: lists of float32/float64; numeric features: integer or float;
-- the label: integer or float holding only 0 and 1 (NaN is a missing label);
+- the label: integer or float holding only 0 and 1 (NaN is a missing label); the validation
+  file must hold both (its AUC, computed at every evaluation, needs two classes);
 - lists may be stored as list, large_list or fixed_size_list (polars' Array type).
 Categorical values must be pre-encoded integers (the seed path runs with
 rebuild_dataset: False, so nothing re-encodes strings).
@@ -72,7 +73,6 @@ Files are read in batches of columns through pyarrow, so the 3.6M-row train file
 64-long item_seq is checked in seconds with bounded memory; no Python loop runs per row.
 """
 
-import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,11 +81,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..cli import run_main
 from .features import (FEATURE_TYPES, FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys,
                        entry_names, item_file_column)
 from .files import as_list_array, first_null_row, is_list_type, iter_batches, open_parquet
 from .vocab import column_range, has_auto, resolve_vocab_sizes, vocab_fix
+from ..cli import CONFIG_FOLDER_HELP, make_parser, run_main
 from ..errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -142,6 +142,7 @@ class _Column:
     vocab_of: str = None  # the feature whose vocab_size sets `high` (errors name the size needed)
     row_feature: bool = False  # a feature of the split rows (oov: True is then an option)
     null_fix: str = ""  # how to fix a null in this column; "" = by kind (_null_fix)
+    both_classes: bool = False  # a label that must hold 0 and 1 (valid: AUC needs both)
     collected: list = field(default_factory=list)  # per-batch lengths or ids for file-wide checks
 
 
@@ -377,8 +378,8 @@ def _check_array(path, spec, arr, offset):
         if (row0 != 0).any():
             raise DataError(path, "row 0 is not the padding row: it must be all zeros", column=name,
                             row=0, fix="insert an all-zero padding row (item_id 0) at the top of item_info")
-    if spec.unique:
-        spec.collected.append(values)
+    if spec.unique or spec.both_classes:
+        spec.collected.append(np.unique(values) if spec.both_classes else values)
 
 
 def _check_padding_item(path, columns, batch, names, offset):
@@ -420,6 +421,13 @@ def _finish(path, spec):
             row = int(order[1:][dup].min())
             raise DataError(path, f"{spec.name} {ids[row]} appears more than once",
                             column=spec.name, row=row, fix=spec.unique_fix)
+    if spec.both_classes:
+        seen = np.unique(np.concatenate(spec.collected)) if spec.collected else np.array([])
+        if len(seen) < 2:
+            only = f"only the label {seen[0]:g}" if len(seen) else "no rows"
+            raise DataError(path, f"holds {only}: the validation AUC needs both classes (0 and 1)",
+                            column=spec.name, fix="use a validation file with clicks and "
+                            "non-clicks (e.g. a random sample of the training period)")
     spec.collected.clear()
 
 
@@ -521,7 +529,7 @@ def _expected_columns(features, labels, split, n_items, max_len):
         required[TEST_ID] = "the submission, whose IDs come from the test file"
     else:
         for name in labels:
-            columns[name] = _Column(name, "label")
+            columns[name] = _Column(name, "label", both_classes=split == "valid")
             required[name] = "label_col"
     allowed.update(columns)
     return columns, required, allowed
@@ -600,8 +608,10 @@ def validate_dataset(params, splits=("train", "valid", "test")):
 
     # A name in no checked file is a mistake in the config, not in the data. Features read
     # from an item_file are looked for in that file below; from_splits names a split column.
+    # The test file alone (prediction, after training read the config's names in train and
+    # valid): a name it lacks is that file's fault, named with it by the schema check below.
     wanted = [(f.from_splits or f.name, f"{f.key}{' from_splits' if f.from_splits else ''}")
-              for f in features if f.active and not f.item_file]
+              for f in features if f.active and not f.item_file and tuple(splits) != ("test",)]
     if any(s in ("train", "valid") for s in splits):
         wanted += [(name, "label_col") for name in labels]
     for name, key in wanted:
@@ -643,17 +653,23 @@ def validate_dataset(params, splits=("train", "valid", "test")):
 
 
 def main(argv=None):
-    """python -m src.validation --config C --expid ID: one line and exit 2 on bad data."""
+    """python -m src.data.checks --config C --expid ID: one line and exit 2 on bad data."""
     run_main(_main, argv)
 
 
 def _main(argv):
-    parser = argparse.ArgumentParser(description="Check the dataset files of an experiment "
-                                     "against its dataset config before training or scoring.")
-    parser.add_argument("--config", required=True, help="config folder (model_config.yaml, "
-                        "dataset_config.yaml)")
+    parser = make_parser("Check the dataset files of an experiment against its dataset config "
+                         "before training or scoring.", [
+                             "python -m src.data.checks --config config/DIN_demo_tuner_config "
+                             "--expid DIN_MicroLens_demo_x1_001_b4df6352",
+                             "python -m src.data.checks --config config/DIN_demo_tuner_config "
+                             "--expid DIN_MicroLens_demo_x1_001_b4df6352 --splits test"],
+                         prog="python -m src.data.checks")
+    parser.add_argument("--config", required=True, help=CONFIG_FOLDER_HELP + ", or any folder "
+                        "with model_config.yaml and dataset_config.yaml")
     parser.add_argument("--expid", required=True, help="experiment id in model_config.yaml")
-    parser.add_argument("--splits", nargs="+", default=list(SPLIT_KEYS), choices=list(SPLIT_KEYS))
+    parser.add_argument("--splits", nargs="+", default=list(SPLIT_KEYS), choices=list(SPLIT_KEYS),
+                        help="the splits whose files are checked")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Imported here: fuxictr pulls in torch, which the checks themselves do not need.

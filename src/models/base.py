@@ -33,6 +33,7 @@ from ..errors import ConfigError, UserError
 from ..history import NoHistory
 from ..progress import Progress
 from .regularizer import PenaltyLoop
+from .state_hash import CHECKPOINT_KEY, STATE_KEY, state_hash, verify_weights
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def read_checkpoint(path, what="checkpoint"):
 
 class MMCTRModel(PenaltyLoop, BaseModel):
     """BaseModel plus the options of our configs (defaults keep FuxiCTR's behaviour; see
-    src/params.OPTION_DEFAULTS and the README):
+    src/options.py and docs/config_reference.md):
     max_steps: stop training after this many steps (an evaluation and checkpoint come first);
     amp_bf16: run forward passes under bfloat16 autocast (logit and loss stay float32);
     torch_compile: compile the model's dense blocks (see compile_blocks);
@@ -156,6 +157,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         self._last_penalty = 0.0
         self._max_gradient_norm = 10.0
         self._schedule_steps = 1
+        self.weights_sha256 = None  # of the checkpoint last saved or loaded
 
     def compile(self, optimizer, loss, lr):
         self.optimizer = make_optimizer(optimizer, self.parameters(), lr, self.weight_decay)
@@ -319,7 +321,9 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         if not self.state_path:
             return
         cuda = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
-        state = {"model": self.state_dict(), "optimizer": self.optimizer.state_dict(),
+        weights = self.state_dict()
+        state = {"model": weights, STATE_KEY: state_hash(weights),
+                 "optimizer": self.optimizer.state_dict(),
                  "epoch": self._epoch_index, "batch": self._batch_index,
                  "total_steps": self._total_steps, "finished": finished,
                  "epoch_rng": _numpy_state_plain(self._epoch_rng) if hasattr(self, "_epoch_rng")
@@ -445,23 +449,32 @@ class MMCTRModel(PenaltyLoop, BaseModel):
 
     # ---- checkpoints ----
     def save_weights(self, checkpoint):
-        """The weights with the config and fingerprint of the run that made them, written
-        atomically: a run killed mid-save keeps its previous best checkpoint intact."""
-        atomic_save({"state_dict": self.state_dict(), "config": _plain(self.config),
-                     **_plain(self.run_info)}, checkpoint)
+        """The weights with the config and fingerprint of the run that made them and the
+        hash of the weights (src/models/state_hash.py), written atomically: a run killed
+        mid-save keeps its previous best checkpoint intact."""
+        weights = self.state_dict()
+        self.weights_sha256 = state_hash(weights)
+        atomic_save({"state_dict": weights, "config": _plain(self.config),
+                     **_plain(self.run_info), CHECKPOINT_KEY: self.weights_sha256}, checkpoint)
 
     def load_weights(self, checkpoint):
-        """Load weights; returns what the checkpoint records of its run (fingerprint, run_id)."""
+        """Load weights after checking them against the hash the checkpoint recorded (a
+        damaged file is a DamagedCheckpoint naming it); returns what the checkpoint records
+        of its run (fingerprint, run_id, weights_sha256: None for a checkpoint written before
+        weights were hashed)."""
         saved = read_checkpoint(checkpoint)
         self.to(self.device)
         state_dict = saved["state_dict"] if "state_dict" in saved else saved
+        verify_weights(state_dict, saved.get(CHECKPOINT_KEY), checkpoint)
+        self.weights_sha256 = saved.get(CHECKPOINT_KEY)
         try:
             self.load_state_dict(state_dict)
         except RuntimeError as err:
             raise UserError(f"checkpoint {checkpoint} does not fit this model ("
                             f"{str(err).splitlines()[0][:200]}). Fix: retrain the experiment, or "
                             f"predict with the config that trained it") from None
-        return {k: v for k, v in saved.items() if k not in ("state_dict", "config")}
+        return {CHECKPOINT_KEY: None,
+                **{k: v for k, v in saved.items() if k not in ("state_dict", "config")}}
 
 
 def _no_scheduler(model, val_logs):

@@ -2,8 +2,9 @@
 
 tune() reads top to bottom:
 1. expand and check the grid in memory (keys with "did you mean", every grid point's values,
-   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files and each
-   model_root's permissions; a refusal writes nothing and prints one line;
+   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files, each
+   model_root's permissions and that no other config folder owns the grid's run files
+   (src/runs/files.py); a refusal writes nothing and prints one line;
 2. take the grid's lock (a second tuner on the same config is refused, naming the first's
    pid and host; the lock of a dead tuner is taken over), then write the grid folder;
 3. plan: an experiment is done when its latest result line carries the fingerprint its
@@ -14,8 +15,9 @@ tune() reads top to bottom:
    (src/tuning/slots.py) or a Ray cluster (src/tuning/ray_runner.py); a run is `ok` only if
    it exits 0 AND appended a new result line, or if its executor handed its result back, in
    which case the line is written here, once; a run whose experiment another live process is
-   training (an orphan of a killed tuner, say) is not started beside it; a line of progress
-   as each run ends;
+   training (an orphan of a killed tuner, say) is not started beside it, and one that such a
+   process finished while the tuner waited for it (run_expid.py started by hand) is `done
+   before`, not trained again; a line of progress as each run ends;
 5. write the summary (best validation AUC first) to `<tuner name>_summary.csv` beside the
    result file `<tuner name>.csv`, print it, exit 0, 2 (failed runs) or 130 (interrupted).
 A run that a scheduler stopped early (Ray Tune's ASHA) has a result line (the AUC of its best
@@ -36,15 +38,18 @@ from ..data.checks import validate_dataset
 from ..environment import require_gpu, require_writable
 from ..errors import UserError
 from ..history import require_tensorboard
+from ..models.state_hash import CHECKPOINT_KEY, verify_weights
 from ..params import RunPaths
 from ..progress import _duration
 from ..runs.checkpoint import read_checkpoint
+from ..runs.files import check_owner
 from ..runs.fingerprint import fingerprint_record
 from ..runs.lock import FileLock, describe, holder
 from ..runs.results import append_result, latest_results, read_results, results_path
 from .executor import RunSpec
 from .grid import expand
 from .slots import LocalSlots
+from .summary import format_table, value_text
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +76,31 @@ def check_gpus(gpus):
 def validate_grid_data(grid):
     """Check each dataset of the grid once, that each model_root can be written, and that
     the TensorBoard package is there where a grid point asks for it."""
-    checked, roots = set(), set()
+    longest, roots = {}, set()  # per dataset: the expid with the largest max_len
     for expid in grid.expids:
         params = grid.params(expid)
         require_tensorboard(params)
-        if params["dataset_id"] not in checked:
-            logger.info("Checking data of dataset %s", params["dataset_id"])
-            validate_dataset(params, splits=("train", "valid", "test"))
-            checked.add(params["dataset_id"])
+        best = longest.get(params["dataset_id"])
+        if best is None or _max_len(params) > _max_len(grid.params(best)):
+            longest[params["dataset_id"]] = expid
         roots.add(params.get("model_root", "./checkpoints/"))
+    for dataset_id, expid in longest.items():
+        # the histories must be as long as the longest max_len of any grid point, not the first
+        logger.info("Checking data of dataset %s", dataset_id)
+        try:
+            validate_dataset(grid.params(expid), splits=("train", "valid", "test"))
+        except UserError as err:  # same error, also naming the grid point it was checked for
+            err.args = (f"expid {expid} (max_len={_max_len(grid.params(expid))}): {err}",)
+            raise
     for root in sorted(roots):
         require_writable(root, "model_root")
+    for expid in grid.expids:  # another config's runs in the same files: refused, named
+        check_owner(RunPaths(grid.params(expid)), grid.config_dir)
+
+
+def _max_len(params):
+    value = params.get("max_len")
+    return value if isinstance(value, int) else 0
 
 
 # --- what is done, what runs -----------------------------------------------------------------
@@ -112,14 +131,24 @@ def _was_stopped(status):
 
 
 def checkpoint_problem(paths, line):
-    """Why the checkpoint of a finished run cannot be trusted, or None."""
+    """Why the checkpoint of a finished run cannot be trusted, or None: unreadable, of another
+    run, or weights that differ from its own recorded hash or its result line's. A checkpoint
+    or line written before weights were hashed is accepted, unverified (said in the log)."""
     try:
         saved = read_checkpoint(paths.checkpoint)
+        weights = verify_weights(saved.get("state_dict", {}), saved.get(CHECKPOINT_KEY),
+                                 paths.checkpoint)
     except UserError as err:
         return str(err).split(". Fix:")[0]
     if saved.get("run_id") != line.get("run"):
         return (f"checkpoint {paths.checkpoint} was written by run {saved.get('run_id')}, not by "
                 f"the run of the result line ({line.get('run')})")
+    if line.get("weights") and line["weights"] != weights:
+        return (f"checkpoint {paths.checkpoint} holds other weights (sha256 {weights[:16]}...) "
+                f"than its result line's run evaluated ({line['weights'][:16]}...)")
+    if not (line.get("weights") and saved.get(CHECKPOINT_KEY)):
+        logger.info("%s: written before weights were hashed, kept unverified (--force retrains "
+                    "it verifiably)", paths.checkpoint)
     return None
 
 
@@ -216,8 +245,11 @@ class GridRuns:
             busy = holder(lock)
         if busy:
             return f"failed (busy: {describe(busy)} is training it)"
+        if _line_counts(self.config_dir).get(expid, 0) > self.lines_before.get(expid, 0):
+            return DONE_BEFORE  # the process waited for (run_expid.py by hand) finished it
         # a run killed while saving leaves its temporary checkpoint or training state
-        for pattern in (f"{expid}.model.tmp*", f"{expid}.state.tmp*") if lock else ():
+        for pattern in (f"{expid}{partial}.{kind}.tmp*" for partial in ("", ".partial")
+                        for kind in ("model", "state")) if lock else ():
             for tmp in Path(lock).parent.glob(pattern):
                 logger.info("Removing %s left by an interrupted run", tmp)
                 tmp.unlink(missing_ok=True)
@@ -238,12 +270,15 @@ class GridRuns:
         handed back (its line appended here), or what the run wrote itself."""
         expid = ended.expid
         if ended.status:
-            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": {}}
+            lines = [r for r in read_results(results_path(self.config_dir))
+                     if r["exp_id"] == expid] if ended.status == DONE_BEFORE else []
+            val = lines[-1]["val"] if lines else {}
+            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": val}
         if ended.result is not None:
             result = ended.result
             append_result(self.config_dir, expid, result["dataset_id"], result["val"],
                           argv=result["argv"], fingerprint=result["fingerprint"],
-                          run_id=result["run"])
+                          run_id=result["run"], weights=result.get("weights"))
             if result.get("stopped"):
                 logger.info("%s: %s", expid, result["stopped"])
             return {"expid": expid, "status": STOPPED if result.get("stopped") else OK,
@@ -303,38 +338,41 @@ def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor
 
 
 # --- summary -----------------------------------------------------------------------------------
-def summary_rows(expids, records):
+def summary_rows(expids, records, values=None):
     """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
-    the latest line for `done before`; none for a failed run), time; best AUC first."""
+    the latest line for `done before`; none for a failed run), time, and under "values" the
+    run's {key: value} of values (the keys the grid varies); best AUC first."""
     rows = []
     for expid in expids:
         record = records.get(expid, {"status": NOT_STARTED, "seconds": None, "val": {}})
         val = record.get("val") or {}
         rows.append({"expid": expid, "status": record["status"], "AUC": val.get("AUC"),
-                     "logloss": val.get("logloss"), "seconds": record["seconds"]})
+                     "logloss": val.get("logloss"), "seconds": record["seconds"],
+                     "values": (values or {}).get(expid, {})})
     rows.sort(key=lambda r: (r["AUC"] is None, -(r["AUC"] or 0.0)))
     return rows
 
 
-def write_summary(config_dir, expids, records):
-    rows = summary_rows(expids, records)
+def _value_column(key):
+    """The csv column of a varied key (renamed only if it would clash with a summary field)."""
+    return f"param_{key}" if key in SUMMARY_FIELDS else key
+
+
+def write_summary(config_dir, expids, records, values=None, keys=()):
+    """Write the summary csv: expid, one column per varied key (keys; values: {expid: {key:
+    value}}), then status, AUC, logloss, seconds. Returns (rows, path)."""
+    rows = summary_rows(expids, records, values)
     path = summary_path(config_dir)
+    fields = SUMMARY_FIELDS[:1] + [_value_column(k) for k in keys] + SUMMARY_FIELDS[1:]
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
-                             for k, v in row.items()})
+            line = {k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
+                    for k, v in row.items() if k != "values"}
+            line.update({_value_column(k): value_text(row["values"].get(k)) for k in keys})
+            writer.writerow(line)
     return rows, path
-
-
-def format_table(rows):
-    lines = [f"{'expid':<44} {'status':<26} {'AUC':>8} {'logloss':>8} {'seconds':>8}"]
-    for r in rows:
-        fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
-        lines.append(f"{r['expid']:<44} {r['status']:<26} {fmt(r['AUC'], '8.4f'):>8} "
-                     f"{fmt(r['logloss'], '8.4f'):>8} {fmt(r['seconds'], '8.0f'):>8}")
-    return "\n".join(lines)
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -346,10 +384,11 @@ def expand_grid(tuner_yaml):
     return str(grid.config_dir), grid.expids
 
 
-def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
+def tune(tuner_yaml, gpus=(-1,), force=False, executor=None, check_only=False):
     """Check, lock, write, plan, run, summarise, on the executor (default: the slots of gpus
     on this machine). Raises GridFailed naming failed expids, KeyboardInterrupt (after
-    writing the summary) when interrupted."""
+    writing the summary) when interrupted. check_only: stop after the checks (config keys,
+    every grid point's values, the data files, the slots or nodes), writing no grid folder."""
     grid = expand(tuner_yaml)
     if executor is None:
         check_gpus(gpus)  # before the data is read: a wrong --gpu is answered at once
@@ -358,6 +397,10 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
     try:
         validate_grid_data(grid)
         executor.check(grid)
+        if check_only:
+            print(f"OK: {tuner_yaml}: {len(grid.expids)} experiment(s); config, values and data "
+                  f"checked; nothing trained, no grid folder written")
+            return str(grid.config_dir), []
         grid.config_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(grid.config_dir / ".tuner.lock", f"the grid {grid.config_dir}",
                       fix="wait for that tuner to finish, or stop it (Ctrl-C) and rerun"):
@@ -372,10 +415,12 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
                                              lock_paths={e: p.lock for e, p in paths.items()},
                                              executor=executor, fresh=force)
             records.update(done)
-            rows, path = write_summary(grid.config_dir, grid.expids, records)
+            values = {e: {k: grid.params(e).get(k) for k in grid.varied} for e in grid.expids}
+            rows, path = write_summary(grid.config_dir, grid.expids, records, values,
+                                       grid.varied)
     finally:
         executor.close()
-    print(format_table(rows))
+    print(format_table(rows, grid.varied))
     print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
     print(f"report: python -m src.report --config {grid.config_dir} writes "
           f"reports/{grid.config_dir.name}/index.html (or run the tuner with --report)")
