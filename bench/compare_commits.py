@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from src.cli import run_main  # noqa: E402
 from src.errors import UserError  # noqa: E402
-from src.tuning.results import parse_result_line  # noqa: E402
+from src.runs.results import parse_result_line  # noqa: E402
 
 DEMO_CONFIG = "config/DIN_demo_tuner_config.yaml"
 ROWS = {"train": 8192, "valid": 2048, "test": 1024}  # first rows of each split of tiny data

@@ -207,7 +207,7 @@ def test_a_tuner_does_not_retrain_what_a_hand_started_run_finished(small_data, t
 
 # --- the rules, on files alone (fast) ----------------------------------------------------------
 def test_a_new_run_writes_beside_a_finished_checkpoint_only(tmp_path):
-    from src.tuning.run_files import run_paths
+    from src.runs.files import run_paths
     params = {"model_id": "E", "dataset_id": "D", "model_root": str(tmp_path)}
     folder = tmp_path / "D"
     folder.mkdir()
@@ -227,7 +227,7 @@ def test_a_new_run_writes_beside_a_finished_checkpoint_only(tmp_path):
 def test_files_of_another_config_folder_are_refused_naming_it(tmp_path):
     from src.errors import UserError
     from src.params import RunPaths
-    from src.tuning.run_files import claim
+    from src.runs.files import claim
     paths = RunPaths({"model_id": "E", "dataset_id": "D", "model_root": str(tmp_path)})
     claim(paths, tmp_path / "first", "f1")
     before = paths.owner.read_bytes()
