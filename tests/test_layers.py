@@ -10,6 +10,7 @@ two equal.
 """
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,14 @@ def test_the_check_finds_upward_and_lazy_imports(source, module, found):
         assert problems == []
     else:
         assert len(problems) == 1 and found in problems[0], problems
+
+
+def test_no_module_of_src_is_ignored_by_git():
+    """A module git ignores is on this disk and nowhere else (src/runs/ once matched the
+    .gitignore entry for run folders, runs/): every other checkout fails to import it."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [str(p.relative_to(REPO)) for p in SRC.rglob("*.py")]
+    done = subprocess.run(["git", "-C", str(REPO), "check-ignore", *paths],
+                          capture_output=True, text=True)
+    assert done.stdout.split() == [], f"ignored by git: {done.stdout.split()}"
