@@ -246,7 +246,7 @@ def test_a_working_folder_moved_as_a_whole_still_owns_its_runs(tmp_path):
 
     from src.errors import UserError
     from src.params import RunPaths
-    from src.tuning.run_files import claim
+    from src.runs.files import claim
 
     def paths_in(work):
         return RunPaths({"model_id": "E", "dataset_id": "D", "model_root": str(work / "ckpt")})
