@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 # command (after python), texts its --help must show
@@ -24,6 +26,7 @@ HELPS = {
 }
 
 
+@pytest.mark.slow  # 13 interpreters importing torch
 def test_every_entry_script_help_shows_defaults_and_examples():
     # all at once: each pays for its imports (torch), not one after the other
     running = {command: subprocess.Popen([sys.executable, *command, "--help"], cwd=REPO,

@@ -115,6 +115,7 @@ def test_state_hash_sees_every_bit_dtype_and_shape():
     assert state_hash(dict(reversed(list(weights.items())))) != base
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_flipped_output_weights_are_refused_and_the_tuner_retrains_them(copy):
     """Issue 20.1: the sign of the output layer's weights flipped in the best checkpoint."""
     folder, expid = copy
@@ -134,6 +135,7 @@ def test_flipped_output_weights_are_refused_and_the_tuner_retrains_them(copy):
     assert predict(folder, "--expid", "best").returncode == 0
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_weights_replaced_with_a_consistent_hash_are_refused_by_the_result_line(copy):
     """Issue 20.1: three tensors zeroed (every row then scored alike), the checkpoint's own
     hash recomputed: the result line still knows the weights its run evaluated."""
@@ -153,6 +155,7 @@ def test_weights_replaced_with_a_consistent_hash_are_refused_by_the_result_line(
     assert "done before" not in rerun.stdout and "holds other weights" in rerun.stderr
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_result_lines_without_a_weights_hash_are_used_and_called_unverified(copy):
     """Lines written before weights were hashed: prediction and the tuner keep them, saying
     that the weights could not be verified."""
@@ -207,6 +210,7 @@ def killed(small_data, tmp_path_factory):
     return folder, expid
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_an_unfinished_run_is_refused_unless_allowed(killed):
     """Issue 20.2: prediction of a run killed after three evaluations."""
     folder, expid = killed
@@ -221,6 +225,7 @@ def test_an_unfinished_run_is_refused_unless_allowed(killed):
     assert "not on record" in allowed.stderr and (folder / "allowed" / f"{expid}.zip").exists()
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_a_damaged_training_state_is_not_resumed(killed, tmp_path):
     folder, expid = killed
     shutil.copytree(folder, tmp_path / "work")
@@ -237,6 +242,7 @@ def test_a_damaged_training_state_is_not_resumed(killed, tmp_path):
 
 
 # --- the test file is not part of a run's identity ---------------------------------------------------
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_a_test_file_saved_again_keeps_the_results(copy):
     """Issue 20.3: the same test rows written with another compression."""
     folder, expid = copy
@@ -251,6 +257,7 @@ def test_a_test_file_saved_again_keeps_the_results(copy):
     assert rerun.returncode == 0 and "done before" in rerun.stdout
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_a_missing_test_column_is_named(copy):
     folder, expid = copy
     test = folder / SPLITS / "test.parquet"
@@ -270,6 +277,7 @@ def _small_file_limit():
     resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
 
 
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_a_full_disk_while_writing_the_zip_is_one_line_and_leaves_nothing(copy):
     folder, expid = copy
     refused = predict(folder, "--expid", expid, preexec_fn=_small_file_limit)
@@ -281,6 +289,7 @@ def test_a_full_disk_while_writing_the_zip_is_one_line_and_leaves_nothing(copy):
 
 
 # --- a validation file with one class -----------------------------------------------------------------
+@pytest.mark.slow  # trains a grid through the tuner (shared per module)
 def test_a_validation_file_with_one_class_is_refused_before_training(copy):
     """Issue 20.4: training crashed after its first epoch (Only one class present in y_true)."""
     folder, expid = copy
