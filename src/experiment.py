@@ -44,7 +44,8 @@ def build_model(params, feature_map=None, item_table=None):
     from .models import model_class
     feature_map = feature_map or build_feature_map(params)
     model = model_class(params["model"])(feature_map, item_table=item_table, **params)
-    model.config = dict(params)
+    model.config = dict(params)  # recorded in its checkpoints
+    # where the experiment's best weights are kept (training writes, prediction reads them)
     model.checkpoint = str(Path(RunPaths(params).checkpoint).resolve())
     return model
 
@@ -198,7 +199,7 @@ class _SignalAsExit:
 
 def _resume_state(paths, record, fresh):
     """The saved training state to continue from, or None (and why, logged)."""
-    from .models.base import read_checkpoint
+    from .training.checkpoints import read_checkpoint
     if not paths.state.exists():
         return None
     if fresh:
@@ -226,7 +227,7 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
           on_evaluation=None, hand_back=False):
     """Train the experiment of params (from load_params), evaluate on valid, append the
     result line for config_dir; return the validation metrics.
-    on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
+    on_evaluation(trainer, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     hand_back: append no result line but return what it would hold, {"val", "fingerprint",
     "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
@@ -259,6 +260,8 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
 def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
            on_evaluation, hand_back):
     from .data.features import build_feature_map
+    from .training.options import RunContext, TrainingOptions
+    from .training.trainer import Trainer
     set_up_torch(params, threads)
     if params.get("gpu", -1) >= 0:
         import torch
@@ -268,24 +271,23 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
     run_id = resume["run_info"]["run_id"] if resume else new_run_id()
-    model.run_info = {"fingerprint": record["fingerprint"], "run_id": run_id,
-                      "fingerprint_record": record}
-    model.state_path = str(paths.state)
-    model.history = history
+    run = RunContext(checkpoint=model.checkpoint, state_path=str(paths.state),
+                     run_info={"fingerprint": record["fingerprint"], "run_id": run_id,
+                               "fingerprint_record": record},
+                     history=history, callbacks=[on_evaluation] if on_evaluation else [])
     if tuner_pid:
-        model.should_stop = lambda: (f"the tuner (pid {tuner_pid}) is gone"
-                                     if os.getppid() != tuner_pid else None)
-    if on_evaluation is not None:
-        model.on_evaluation = on_evaluation
+        run.should_stop = lambda: (f"the tuner (pid {tuner_pid}) is gone"
+                                   if os.getppid() != tuner_pid else None)
+    trainer = Trainer(model, TrainingOptions.from_params(params), run)
     count = sum(p.numel() for p in model.parameters())
     check_room(model, paths)
     console_summary(f"{paths.name}: model {params['model']}, {count:,} parameters, lr "
                     f"{params['learning_rate']}, batch {params['batch_size']}, "
                     f"{'resuming' if resume else 'run ' + run_id}; log {paths.log}")
     train_gen, valid_gen = make_loaders(feature_map, params, "train", model)
-    model.fit(train_gen, validation_data=valid_gen, resume=resume, **params)
+    trainer.fit(train_gen, valid_gen, resume=resume)
     logger.info("****** Validation evaluation ******")
-    valid_result = model.evaluate(valid_gen)
+    valid_result = trainer.evaluate(valid_gen)
     if hand_back:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
@@ -346,12 +348,13 @@ def _positive(text, arg):
 def load_checked_model(config_dir, expid, line, gpu):
     """The trained model of expid, after checking that its checkpoint was made by the config
     and data as they are now and by the run whose result line picked it."""
+    from .training.checkpoints import load_weights
     require_gpu(gpu)
     params = load_params(config_dir, expid, gpu)
     record = fingerprint_record(params)
     params = resolve_vocab_sizes(params)
     model = build_model(params)
-    saved = model.load_weights(model.checkpoint)
+    saved = load_weights(model, model.checkpoint, model.device)
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
         raise UserError(
@@ -399,6 +402,7 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     from .data.features import build_feature_map
     from .data.loader import TEST_ID
     from .submission import check_submission, submission_name, write_submission
+    from .training.evaluation import predict
     expids = [expids] if isinstance(expids, str) else list(expids)
     if average not in AVERAGES:
         raise ConfigError(f"--average {average}: expected one of {', '.join(AVERAGES)}")
@@ -422,7 +426,8 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     for expid, line, params, model in members:
         feature_map = build_feature_map(params)
         test_gen = make_loaders(feature_map, params, "test", model)
-        scores.append(model.predict(test_gen, progress_desc=f"scoring test ({expid})"))
+        scores.append(predict(model, test_gen, progress_desc=f"scoring test ({expid})",
+                              verbose=params.get("verbose", 1)))
         ids = test_gen.tensors[TEST_ID].cpu().numpy()
         if len(members) > 1:
             valid_scores.append(validation_scores(model, params, feature_map))
@@ -446,10 +451,12 @@ def validation_scores(model, params, feature_map=None):
     """(scores, labels) of a trained model on the validation split, in file order."""
     from .data.features import build_feature_map
     from .data.loader import MMCTRDataLoader
+    from .training.evaluation import score_loader
     feature_map = feature_map or build_feature_map(params)
     loader = MMCTRDataLoader(feature_map, params["valid_data"], split="valid",
                              batch_size=params["batch_size"], max_len=params.get("max_len", 64))
-    predictions, labels, _ = model._scores(loader, with_labels=True)
+    predictions, labels, _ = score_loader(model, loader, with_labels=True,
+                                         verbose=params.get("verbose", 1))
     return predictions, labels
 
 

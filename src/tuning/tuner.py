@@ -113,7 +113,7 @@ def _was_stopped(status):
 
 def checkpoint_problem(paths, line):
     """Why the checkpoint of a finished run cannot be trusted, or None."""
-    from ..models.base import read_checkpoint
+    from ..training.checkpoints import read_checkpoint  # torch only: no model is imported
     try:
         saved = read_checkpoint(paths.checkpoint)
     except UserError as err:

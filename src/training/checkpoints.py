@@ -1,0 +1,130 @@
+"""Checkpoint files: written atomically, read with one clear error, and what they hold.
+
+A checkpoint (<run>.model) holds {"state_dict", "config", "fingerprint", "run_id",
+"fingerprint_record"}: the weights with the config and run that made them. A training state
+(<run>.state) holds everything a rerun needs to continue where an evaluation left off,
+random generators included. Both are read with torch.load(weights_only=True), so they hold
+plain values only (see plain()).
+
+This module imports torch and numpy only: the tuner reads checkpoints with it without
+importing the models (and FuxiCTR).
+"""
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+
+def atomic_save(content: Any, path, what: str = "checkpoint") -> None:
+    """torch.save to a temporary name in the same folder, then rename: a reader (or a run
+    killed mid-save) never sees half a file. A failed save removes its temporary file and
+    says which path could not be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        torch.save(content, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise UserError(f"cannot write the {what} {path}: {reason}. Fix: free disk space in "
+                        f"{folder} or point model_root at a writable folder with room") from None
+
+
+def read_checkpoint(path, what: str = "checkpoint") -> dict:
+    """The content of a file written by atomic_save; one clear error if it is missing or
+    unreadable (truncated, corrupt, not a checkpoint)."""
+    if not os.path.exists(path):
+        raise UserError(f"{what} {path} not found. Fix: train this experiment first "
+                        f"(run_expid.py or run_param_tuner.py)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged file
+        text = str(err).strip()
+        if "Weights only load failed" in text:
+            # torch's own advice here (weights_only=False) would run arbitrary code: not ours
+            reason = "it holds Python objects a checkpoint of this toolkit never holds"
+        else:
+            reason = text.splitlines()[0][:160] if text else type(err).__name__
+        raise UserError(f"{what} {path} is unreadable (truncated or corrupt: {reason}). Fix: "
+                        f"retrain the experiment (rerunning the tuner retrains experiments whose "
+                        f"checkpoint is unreadable)") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{what} {path} does not hold a checkpoint of this toolkit. Fix: retrain "
+                        f"the experiment")
+    return saved
+
+
+def plain(value: Any) -> Any:
+    """value as plain Python values, so torch.load(weights_only=True) can read it back."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def save_weights(model: nn.Module, path, run_info: dict | None = None) -> None:
+    """The weights with the config (model.config: the params that built the model) and the
+    run_info (fingerprint, run_id) of the run that made them, written atomically: a run
+    killed mid-save keeps its previous best checkpoint intact."""
+    atomic_save({"state_dict": model.state_dict(), "config": plain(getattr(model, "config", {})),
+                 **plain(run_info or {})}, path)
+
+
+def load_weights(model: nn.Module, path, device: torch.device | None = None) -> dict:
+    """Load the weights of checkpoint path into model (moved to device, when given); returns
+    what the checkpoint records of its run (fingerprint, run_id, ...)."""
+    saved = read_checkpoint(path)
+    if device is not None:
+        model.to(device)
+    state_dict = saved["state_dict"] if "state_dict" in saved else saved
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as err:
+        raise UserError(f"checkpoint {path} does not fit this model ("
+                        f"{str(err).splitlines()[0][:200]}). Fix: retrain the experiment, or "
+                        f"predict with the config that trained it") from None
+    return {k: v for k, v in saved.items() if k not in ("state_dict", "config")}
+
+
+# ---- random generators, for the training state ----
+def numpy_state_plain(state: tuple) -> list:
+    """numpy's global generator state as plain values (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = state
+    return [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
+def numpy_state(plain_state: list) -> tuple:
+    """The inverse of numpy_state_plain: a state np.random.set_state takes."""
+    name, keys, pos, has_gauss, cached = plain_state
+    return (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def random_states(device: torch.device) -> dict:
+    """The global generators of torch (and CUDA's on a GPU run), Python and numpy: a resumed
+    run draws the same dropout masks and shuffles as the interrupted one would have."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "python_rng": random.getstate(),
+            "numpy_rng": numpy_state_plain(np.random.get_state())}
+
+
+def restore_random_states(state: dict, device: torch.device) -> None:
+    """Set the generators saved by random_states."""
+    np.random.set_state(numpy_state(state["numpy_rng"]))
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and device.type == "cuda":
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    random.setstate(state["python_rng"])
