@@ -11,7 +11,8 @@ import yaml
 
 from .errors import ConfigError
 
-# Options of our models (src/models/base.py), with the value that keeps FuxiCTR's behaviour.
+# Options of our models (src/models/base.py) and trainer (src/training/options.py), with the
+# value that keeps FuxiCTR's behaviour.
 # A model config may omit them; a tuner config may set or grid them either way.
 OPTION_DEFAULTS = {
     "amp_bf16": False,        # bfloat16 autocast for forward passes (GPU)
