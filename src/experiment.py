@@ -274,10 +274,8 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     run = RunContext(checkpoint=model.checkpoint, state_path=str(paths.state),
                      run_info={"fingerprint": record["fingerprint"], "run_id": run_id,
                                "fingerprint_record": record},
-                     history=history, callbacks=[on_evaluation] if on_evaluation else [])
-    if tuner_pid:
-        run.should_stop = lambda: (f"the tuner (pid {tuner_pid}) is gone"
-                                   if os.getppid() != tuner_pid else None)
+                     history=history, should_stop=_tuner_gone(tuner_pid) if tuner_pid else None,
+                     callbacks=[on_evaluation] if on_evaluation else [])
     trainer = Trainer(model, TrainingOptions.from_params(params), run)
     count = sum(p.numel() for p in model.parameters())
     check_room(model, paths)
@@ -297,6 +295,11 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
     logger.info("Result appended to %s", path)
     return valid_result
+
+
+def _tuner_gone(tuner_pid):
+    """should_stop of a run its tuner started: an orphan stops by itself (its parent is gone)."""
+    return lambda: f"the tuner (pid {tuner_pid}) is gone" if os.getppid() != tuner_pid else None
 
 
 def _params_block(params):

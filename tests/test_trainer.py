@@ -69,7 +69,7 @@ def test_callbacks_see_every_evaluation_through_the_trainer(params, tmp_path):
 
     run = RunContext(str(tmp_path / "x.model"), str(tmp_path / "x.state"),
                      run_info={"fingerprint": "f1", "run_id": "run-1"}, callbacks=[watch])
-    trainer, _ = fitted(params, run)
+    fitted(params, run)
     assert [s[:3] for s in seen] == [(n, n * EVAL_STEPS, n * EVAL_STEPS) for n in range(1, 7)]
     assert {s[4] for s in seen} == {"run-1"}
     # the checkpoint is current exactly at the evaluations that improved the best AUC
@@ -123,7 +123,7 @@ assert "run r1, not by" in checkpoint_problem(paths, {{"run": "r2"}})
 print(sorted(m for m in sys.modules if m.startswith(("src.models.", "fuxictr.pytorch"))))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

@@ -48,7 +48,7 @@ def read_checkpoint(path, what: str = "checkpoint") -> dict:
                         f"(run_expid.py or run_param_tuner.py)")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged file
+    except Exception as err:  # noqa: BLE001  (torch raises many types for a damaged file)
         text = str(err).strip()
         if "Weights only load failed" in text:
             # torch's own advice here (weights_only=False) would run arbitrary code: not ours
@@ -89,7 +89,7 @@ def load_weights(model: nn.Module, path, device: torch.device | None = None) -> 
     saved = read_checkpoint(path)
     if device is not None:
         model.to(device)
-    state_dict = saved["state_dict"] if "state_dict" in saved else saved
+    state_dict = saved.get("state_dict", saved)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:

@@ -7,8 +7,9 @@ a check that may stop it, and the callbacks that watch its evaluations (a schedu
 reporter, src/tuning/ray_runner.py). Defaults keep FuxiCTR's behaviour (src/params.py's
 OPTION_DEFAULTS gives the same values to every config).
 """
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..history import NoHistory
 
@@ -46,10 +47,6 @@ class TrainingOptions:
         return options
 
 
-def _no_stop() -> str | None:
-    return None
-
-
 @dataclass
 class RunContext:
     """One run's files and watchers, handed to the Trainer whole (nothing is set on it from
@@ -60,7 +57,8 @@ class RunContext:
     run_info: dict = field(default_factory=dict)  # fingerprint, run_id, fingerprint_record:
                                                   # recorded in every checkpoint and state
     history: Any = field(default_factory=NoHistory)  # src/history.RunHistory of the run
-    should_stop: Callable[[], str | None] = _no_stop  # a reason to stop now, checked each step
+    should_stop: Callable[[], str | None] | None = None  # a reason to stop now, or None;
+                                                          # asked before each step
     callbacks: list = field(default_factory=list)  # callback(trainer, val_logs) after each
                                                     # evaluation's checkpoint and state are saved
 

@@ -58,6 +58,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, options: TrainingOptions,
                  run: RunContext | None = None):
+        """run: None for a trainer that only steps (benchmarks); fit needs one."""
         self.model, self.options = model, options
         self.run = run or RunContext(checkpoint=None)
         self.optimizer = make_optimizer(options.optimizer, model.parameters(),
@@ -95,6 +96,8 @@ class Trainer:
         """Train; resume is a training state saved by an earlier, interrupted run of the same
         experiment (see save_training_state), or None to start from scratch. The model ends
         with the best checkpoint's weights."""
+        if not self.run.checkpoint:
+            raise TypeError("Trainer.fit needs a RunContext naming the checkpoint to write")
         self.valid_loader = valid_loader
         self.steps_per_epoch = len(train_loader)
         self.eval_steps = self.options.eval_steps or self.steps_per_epoch
@@ -138,7 +141,7 @@ class Trainer:
                 continue
             self.batch_index = batch_index
             self.total_steps += 1
-            reason = self.run.should_stop()
+            reason = self.run.should_stop() if self.run.should_stop else None
             if reason:
                 raise RunStopped(f"{reason}; the training state at the last evaluation is "
                                  f"kept in {self.run.state_path}, a rerun continues from it")
