@@ -5,11 +5,10 @@ picks the best experiment, scores the test set and zips the submission, then pri
 path, the validation AUC and the best AUC achievable on this data.
 Usage: python demo.py [--gpu -1]
 """
-import argparse
 import json
 from pathlib import Path
 
-from src.cli import run_main, setup_logging
+from src.cli import make_parser, run_main, setup_logging
 from src.data.generator import generate
 from src.experiment import predict_test
 from src.tuning.tuner import tune
@@ -19,7 +18,7 @@ TUNER_CONFIG = "config/DIN_demo_tuner_config.yaml"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__, ["python demo.py", "python demo.py --gpu 0"])
     parser.add_argument("--gpu", type=int, nargs="+", default=[-1],
                         help="tuner slots: GPU indexes, -1 for the CPU")
     args = parser.parse_args()

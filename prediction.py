@@ -7,34 +7,43 @@ A and B (`--average rank`: the mean of each member's normalised test-score ranks
 the mean of their probabilities, in (0, 1]; the ensemble's validation AUC the same way).
 Writes submission/<name>/prediction.csv (header ID,Task2; `--task 1` for ID,Task1,
 `--task 1 2` for both) and submission/<name>.zip, then checks the zip against the test file.
+Beside the zip, <name>.manifest.json records its members with their validation AUCs, the
+averaging rule, the submission's validation AUC and the test file's size and sha256; it is
+printed here and by `python -m src.submission submission/<name>.zip`.
 A checkpoint is used only if it was made by this config and data and by the run whose result
 picked it.
 """
-import argparse
 
-from src.cli import run_main, setup_logging
+from src.cli import CONFIG_FOLDER_HELP, make_parser, run_main, setup_logging
 from src.experiment import AVERAGES, predict_test
+from src.manifest import format_manifest
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="config folder")
+    parser = make_parser(__doc__, [
+        "python prediction.py --config config/DIN_demo_tuner_config --expid best --gpu 0",
+        "python prediction.py --config config/DIN_demo_tuner_config --expid best:3 "
+        "--average rank   # the 3 best, rank-averaged",
+        "python -m src.submission submission/ensemble3_20af7ce4.zip   # its members and check"])
+    parser.add_argument("--config", required=True, help=CONFIG_FOLDER_HELP)
     parser.add_argument("--expid", nargs="+", default=["best"],
                         help="experiment id(s), best, or best:K (the K best, averaged)")
     parser.add_argument("--average", choices=AVERAGES, default="mean",
                         help="how an ensemble's scores are combined: mean of probabilities "
-                             "(default) or mean of normalised ranks (rank/n, ties averaged)")
+                             "or mean of normalised ranks (rank/n, ties averaged)")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for the CPU")
     parser.add_argument("--task", type=int, nargs="+", choices=(1, 2), default=[2],
                         help="challenge task column(s) to write: 1, 2 or both")
     parser.add_argument("--out", default="submission", help="output folder")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: the cores not busy elsewhere)")
+                        help="CPU threads for torch (unset: the cores not busy elsewhere)")
     args = parser.parse_args()
     setup_logging()
     result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out,
                           threads=args.threads, average=args.average)
     print(result["verdict"])
+    print(format_manifest(result["manifest"]))
+    print(f"manifest: {result['manifest_path']}")
     print(f"submission: {result['zip']}")
 
 

@@ -9,18 +9,21 @@ On a Ray cluster: --ray auto|HOST:PORT|local [--gpus-per-run 1] [--cpus-per-run 
 [--retries 1] [--scheduler asha [--grace-period 1] [--reduction-factor 4]] (README, "Grids
 on a Ray cluster"); results, summary and resume are the same.
 """
-import argparse
 
-from src.cli import run_main, setup_logging
+from src.cli import TUNER_YAML_HELP, make_parser, run_main, setup_logging
 from src.errors import UserError
 from src.tuning.tuner import GridFailed, tune
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="tuner config yaml")
+    parser = make_parser(__doc__, [
+        "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --gpu 0 1",
+        "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --gpu -1 --report",
+        "python prediction.py --config config/DIN_demo_tuner_config --expid best   # then"])
+    parser.add_argument("--config", required=True, help=TUNER_YAML_HELP)
     parser.add_argument("--gpu", type=int, nargs="+", default=None,
-                        help="one slot per entry: GPU index, or -1 for the CPU (default -1)")
+                        help="one slot per entry: GPU index, or -1 for the CPU "
+                             "(unset: one CPU slot, -1)")
     parser.add_argument("--force", action="store_true",
                         help="rerun experiments already done, from scratch")
     parser.add_argument("--report", action="store_true",
@@ -29,16 +32,16 @@ def main():
     ray.add_argument("--ray", metavar="ADDRESS",
                      help="auto (the cluster of this machine), HOST:PORT (its head node) or "
                           "local (start Ray on this machine only)")
-    ray.add_argument("--gpus-per-run", type=float, default=1, help="GPUs of each run (default 1)")
-    ray.add_argument("--cpus-per-run", type=float, default=1, help="CPUs of each run (default 1)")
+    ray.add_argument("--gpus-per-run", type=float, default=1, help="GPUs of each run")
+    ray.add_argument("--cpus-per-run", type=float, default=1, help="CPUs of each run")
     ray.add_argument("--retries", type=int, default=1,
-                     help="restarts of a run whose worker process or node died (default 1)")
+                     help="restarts of a run whose worker process or node died")
     ray.add_argument("--scheduler", choices=["asha"], default=None,
                      help="asha: stop weak grid points early (Ray Tune's ASHA on validation AUC)")
     ray.add_argument("--grace-period", type=int, default=1,
-                     help="ASHA: evaluations before a run can be stopped (default 1)")
+                     help="ASHA: evaluations before a run can be stopped")
     ray.add_argument("--reduction-factor", type=float, default=4,
-                     help="ASHA: about 1 in this many runs goes on at each rung (default 4)")
+                     help="ASHA: about 1 in this many runs goes on at each rung")
     args = parser.parse_args()
     setup_logging()
     try:

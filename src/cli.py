@@ -4,6 +4,7 @@ The console gets one line per event; the run's log file (add_log_file) also gets
 later reader needs (the full params block: records logged with extra={"file_only": True}) and
 the traceback of a crash, so the log the tuner points at explains every failure.
 """
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -62,3 +63,45 @@ def run_main(main):
         if _file_handlers():
             logger.exception("crashed", extra={"file_only": True})
         raise
+
+
+# --- --help -----------------------------------------------------------------------------------
+# What --config names differs between scripts, so each script's help says it in these words.
+CONFIG_FOLDER_HELP = ("grid folder the tuner wrote: the tuner YAML's path without .yaml "
+                      "(config/X for config/X.yaml)")
+TUNER_YAML_HELP = "tuner config file, with .yaml (its grid is written to the folder config/X)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help, the description and examples as written. A
+    default of None or a required option shows nothing: its help says what happens then."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if (action.default is None or action.required or action.default is argparse.SUPPRESS
+                or "%(default)" in help_text or not action.option_strings):
+            return action.help
+        value = action.default
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value))  # as typed on the command line: --gpu 0 1
+        return f"{help_text} (default: {str(value).replace('%', '%%')})"
+
+
+def make_parser(doc: str, examples: list[str], prog: str | None = None,
+                **kwargs) -> argparse.ArgumentParser:
+    """The argument parser of an entry script: doc (its module docstring) as the description,
+    each option's default, and an "Examples:" epilog of the given commands."""
+    return argparse.ArgumentParser(prog=prog, description=doc.strip(),
+                                   epilog=examples_epilog(examples),
+                                   formatter_class=HelpFormatter, **kwargs)
+
+
+def add_subcommand(subparsers, name: str, help: str,
+                   examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand's parser (subparsers of make_parser's parser), with the same help layout."""
+    return subparsers.add_parser(name, help=help, description=help, formatter_class=HelpFormatter,
+                                 epilog=examples_epilog(examples))
+
+
+def examples_epilog(examples: list[str]) -> str:
+    return "Examples:\n" + "\n".join(f"  {command}" for command in examples)

@@ -23,6 +23,7 @@ from .tuning.fingerprint import (describe_difference, fingerprint_record, file_s
                                  new_run_id)
 from .tuning.lock import FileLock
 from .tuning.results import append_result, latest_results, ranked_results, results_path
+from .tuning.run_files import check_owner, claim, keep_finished, promote, run_paths
 from .tuning.values import check_grid_values
 
 logger = logging.getLogger(__name__)
@@ -230,34 +231,47 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     on_evaluation(trainer, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     hand_back: append no result line but return what it would hold, {"val", "fingerprint",
-    "run", "dataset_id"}: the tuner that started the run elsewhere writes it."""
-    paths = RunPaths(params)
+    "run", "dataset_id"}: the tuner that started the run elsewhere writes it.
+    A finished run of the experiment is replaced only when this run finishes (it trains beside
+    it, src/tuning/run_files.py); one made with the same settings and data is kept, unless
+    fresh or a tuner (tuner_pid, hand_back) asked for this run."""
+    final = RunPaths(params)
     require_gpu(params.get("gpu"))
     check_params(params)
     require_tensorboard(params)
     validate_inputs(params, splits=("train", "valid"))
-    require_writable(paths.folder, "model_root folder")
-    with FileLock(paths.lock, f"experiment {paths.name}",
+    require_writable(final.folder, "model_root folder")
+    with FileLock(final.lock, f"experiment {final.name}",
                   fix="wait for that run to finish (a tuner's run stops by itself once its tuner "
                       "is gone) or stop it"):
         record = fingerprint_record(params)  # of the config as written: `auto` and all
+        if config_dir is not None:
+            check_owner(final, config_dir)  # another config folder's files: refused
+        paths = run_paths(params)
+        if paths.partial and not (fresh or tuner_pid or hand_back or paths.state.exists()):
+            keep_finished(final, config_dir, record["fingerprint"])
+        if config_dir is not None:
+            claim(final, config_dir, record["fingerprint"])
         params = resolve_vocab_sizes(params)  # the numbers go into the checkpoint's config
         resume = _resume_state(paths, record, fresh)
-        add_log_file(paths.log, append=resume is not None)
+        add_log_file(paths.log, append=True)  # never truncated: it may hold a finished run's
+        if paths.partial:
+            logger.info("%s has a finished run: this run writes beside it (%s.partial.*) and "
+                        "replaces it only when it finishes", final.name, final.name)
         logger.debug("Params: %s", params)
         logger.info("Params:\n%s", _params_block(params), extra={"file_only": True})
-        # like the log: continued from the state's evaluation on a resume, else started afresh
+        # continued from the state's evaluation on a resume, else started afresh
         history = RunHistory(paths.history, resume["total_steps"] if resume else None,
                              paths.tensorboard if params.get("tensorboard") else None)
         try:
             with _SignalAsExit():
-                return _train(params, config_dir, argv, threads, tuner_pid, paths, record,
-                              resume, history, on_evaluation, hand_back)
+                return _train(params, config_dir, argv, threads, tuner_pid, paths, final,
+                              record, resume, history, on_evaluation, hand_back)
         finally:
             history.close()
 
 
-def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, history,
+def _train(params, config_dir, argv, threads, tuner_pid, paths, final, record, resume, history,
            on_evaluation, hand_back):
     from .data.features import build_feature_map
     from .training.options import RunContext, TrainingOptions
@@ -271,7 +285,8 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
     run_id = resume["run_info"]["run_id"] if resume else new_run_id()
-    run = RunContext(checkpoint=model.checkpoint, state_path=str(paths.state),
+    # paths: beside a finished run, this run's own files (src/tuning/run_files.py)
+    run = RunContext(checkpoint=str(paths.checkpoint.resolve()), state_path=str(paths.state),
                      run_info={"fingerprint": record["fingerprint"], "run_id": run_id,
                                "fingerprint_record": record},
                      history=history, should_stop=_tuner_gone(tuner_pid) if tuner_pid else None,
@@ -286,6 +301,7 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, record, resume, 
     trainer.fit(train_gen, valid_gen, resume=resume)
     logger.info("****** Validation evaluation ******")
     valid_result = trainer.evaluate(valid_gen)
+    promote(paths, final)  # this run's files over a finished run's, now that it has finished
     if hand_back:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
@@ -404,6 +420,7 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     import torch
     from .data.features import build_feature_map
     from .data.loader import TEST_ID
+    from .manifest import build_manifest, write_manifest
     from .submission import check_submission, submission_name, write_submission
     from .training.evaluation import predict
     expids = [expids] if isinstance(expids, str) else list(expids)
@@ -438,7 +455,7 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     name = submission_name([e for e, *_ in members])
     if len(members) > 1 and average != "mean":
         name += f"_{average}"  # beside the mean's zip of the same members, not over it
-    aucs = _report_aucs(members, valid_scores, average)
+    aucs, member_aucs = _report_aucs(members, valid_scores, average)
     columns = {TASK_COLUMNS[task]: combined for task in sorted(set(tasks))}
     zip_path = write_submission(ids, columns, out_dir, name)
     try:
@@ -446,8 +463,15 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     except SubmissionError:
         zip_path.unlink()  # never leave a zip that would be rejected or scored 0
         raise
+    manifest = build_manifest(
+        zip_path, [{"expid": e, "valid_auc": member_aucs[e], "run": (line or {}).get("run"),
+                    "result_line_auc": (line or {}).get("val", {}).get("AUC")}
+                   for e, line, *_ in members],
+        average if len(members) > 1 else "single", aucs, members[0][2]["test_data"], config_dir,
+        expids, list(columns))
     return {"expid": name, "members": [e for e, *_ in members], "zip": zip_path,
-            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined}
+            "verdict": verdict, "valid_auc": aucs, "rows": len(ids), "scores": combined,
+            "manifest": manifest, "manifest_path": write_manifest(zip_path, manifest)}
 
 
 def validation_scores(model, params, feature_map=None):
@@ -464,15 +488,15 @@ def validation_scores(model, params, feature_map=None):
 
 
 def _report_aucs(members, valid_scores, average="mean"):
-    """The validation AUC of each member (its result line) and, for an ensemble, of its
-    members' validation scores combined as its test scores are (combine_scores); logged side
-    by side."""
+    """(validation AUC of the submission, {expid: validation AUC}): a single model's are those
+    of its result line; an ensemble's are computed from the members' validation scores,
+    combined as its test scores are (combine_scores); logged side by side."""
     line_auc = {e: (line or {}).get("val", {}).get("AUC") for e, line, *_ in members}
     if len(members) == 1:
         expid = members[0][0]
         if line_auc[expid] is not None:
             logger.info("%s: validation AUC %.6f", expid, line_auc[expid])
-        return line_auc[expid]
+        return line_auc[expid], line_auc
     from sklearn.metrics import roc_auc_score
     labels = valid_scores[0][1]
     member_auc = {e: roc_auc_score(labels, p) for (e, *_), (p, _) in zip(members, valid_scores)}
@@ -481,4 +505,4 @@ def _report_aucs(members, valid_scores, average="mean"):
         logger.info("member %s: validation AUC %.6f", expid, auc)
     logger.info("ensemble of %d: validation AUC %.6f (best member %.6f; %s average)",
                 len(members), ensemble, max(member_auc.values()), average)
-    return ensemble
+    return float(ensemble), {e: float(auc) for e, auc in member_auc.items()}

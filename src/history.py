@@ -19,11 +19,13 @@ from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# train_loss is the objective (BCE + regularisation penalty); train_penalty, its penalty part,
+# came later: older files lack the column and read back None there
 FIELDS = ["epoch", "step", "train_loss", "val_AUC", "val_logloss", "lr", "samples_per_s",
-          "elapsed_s"]
+          "elapsed_s", "train_penalty"]
 # TensorBoard tag of each column (epoch and step are the axes, not scalars)
 TENSORBOARD_TAGS = {"val_AUC": "valid/AUC", "val_logloss": "valid/logloss",
-                    "train_loss": "train/loss", "lr": "train/lr",
+                    "train_loss": "train/loss", "train_penalty": "train/penalty", "lr": "train/lr",
                     "samples_per_s": "train/samples_per_s"}
 
 
@@ -104,10 +106,12 @@ class RunHistory:
         """An evaluation begins: the interval's training time ends here."""
         self._train_seconds = time.monotonic() - self._interval_start
 
-    def record(self, epoch, step, train_loss, rows, metrics, lr):
-        """One evaluation: training loss and rows since the previous one, the validation
-        metrics, the learning rate; appended and flushed at once."""
+    def record(self, epoch, step, train_loss, rows, metrics, lr, train_penalty=None):
+        """One evaluation: training loss (its regularisation penalty part: train_penalty) and
+        rows since the previous one, the validation metrics, the learning rate; appended and
+        flushed at once."""
         row = {"epoch": epoch, "step": step, "train_loss": train_loss,
+               "train_penalty": train_penalty,
                "val_AUC": metrics.get("AUC"), "val_logloss": metrics.get("logloss"), "lr": lr,
                "samples_per_s": rows / self._train_seconds if self._train_seconds > 0 else None,
                "elapsed_s": self._elapsed_before + time.monotonic() - self._started}

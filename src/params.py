@@ -99,24 +99,35 @@ class RunPaths:
     <model_root>/tensorboard/<run name>/.
 
     A run capped with --max-steps N is named `<expid>.max_steps_N`, so it never replaces the
-    checkpoint, log or result of the full run of the same expid."""
+    checkpoint, log or result of the full run of the same expid.
 
-    def __init__(self, params):
+    partial=True: the files of a new run of an experiment that has a finished run, written
+    beside it (`<run name>.partial.{model,state,history.csv}`) and renamed over the finished
+    files only when the new run finishes (src/experiment.py). Log, lock and owner record
+    (`.owner.json`, src/tuning/owner.py) are the experiment's, whatever the run."""
+
+    def __init__(self, params, partial=False):
         self.expid = params["model_id"]
         self.name = self.expid + (f".max_steps_{params['max_steps']}"
                                   if params.get("capped") else "")
+        self.partial = partial
         self.root = Path(params.get("model_root", "./checkpoints/"))
         self.folder = self.root / params["dataset_id"]
 
     def _file(self, suffix):
         return self.folder / f"{self.name}{suffix}"
 
+    def _run_file(self, suffix):
+        return self._file((".partial" if self.partial else "") + suffix)
+
     log = property(lambda self: self._file(".log"))
-    checkpoint = property(lambda self: self._file(".model"))
-    state = property(lambda self: self._file(".state"))
+    checkpoint = property(lambda self: self._run_file(".model"))
+    state = property(lambda self: self._run_file(".state"))
     lock = property(lambda self: self._file(".lock"))
-    history = property(lambda self: self._file(".history.csv"))
-    tensorboard = property(lambda self: self.root / "tensorboard" / self.name)
+    owner = property(lambda self: self._file(".owner.json"))
+    history = property(lambda self: self._run_file(".history.csv"))
+    tensorboard = property(lambda self: self.root / "tensorboard" / (
+        self.name + (".partial" if self.partial else "")))
 
 
 def log_file(params):

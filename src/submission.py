@@ -7,9 +7,11 @@ A wrong header is not rejected: the missing task column silently scores 0. So
 bad scores before it writes anything and never leaves a half-written file behind.
 
     python -m src.submission submission/x.zip --test data/MicroLens_1M_x1/test.parquet
+
+prints the zip's manifest (src/manifest.py: members, averaging rule, validation AUC, test file)
+when prediction.py wrote one beside it, then the check's verdict.
 """
 
-import argparse
 import csv
 import hashlib
 import io
@@ -27,7 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from src.cli import make_parser
 from src.errors import SubmissionError
+from src.manifest import audit_lines, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -289,16 +293,32 @@ def score_submission(zip_path, truth_path):
     return aucs
 
 
+def _manifest_test(manifest):
+    """The test file a manifest names, if it is still there."""
+    path = ((manifest or {}).get("test_file") or {}).get("path")
+    return path if path and Path(path).is_file() else None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check a submission zip before uploading it; "
-                                     "with --truth, also score it offline.")
+    parser = make_parser(
+        "Check a submission zip before uploading it, after printing its manifest (the members "
+        "and validation AUC of an ensemble); with --truth, also score it offline.", [
+            "python -m src.submission submission/ensemble3_20af7ce4.zip",
+            "python -m src.submission submission/x.zip --test data/MicroLens_1M_x1/test.parquet",
+            "python -m src.submission submission/x.zip --truth data/demo/ground_truth/"
+            "test_truth.parquet"], prog="python -m src.submission")
     parser.add_argument("zip", help="the submission zip")
-    parser.add_argument("--test", default=DEFAULT_TEST, help=f"test parquet (default {DEFAULT_TEST})")
+    parser.add_argument("--test", help=f"test parquet (unset: the one the manifest names, if it "
+                        f"is there, else {DEFAULT_TEST})")
     parser.add_argument("--truth", help="ground-truth parquet (ID, label[, click_prob]) of "
                         "generated data: prints the submission's test AUC")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        manifest = read_manifest(args.zip)
+        test = args.test or _manifest_test(manifest) or DEFAULT_TEST
+        for line in audit_lines(args.zip, manifest, test):
+            print(line)
         if args.truth:
             aucs = score_submission(args.zip, args.truth)
             best = aucs.pop("best", None)
@@ -306,7 +326,7 @@ def main(argv=None):
                   + (f" (best achievable {best:.4f}, the AUC of the true click probabilities)"
                      if best is not None else ""))
             return
-        print(check_submission(args.zip, args.test))
+        print(check_submission(args.zip, test))
     except SubmissionError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -406,7 +406,7 @@ def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_
     # the params block is in the log, not on the console; progress lines are in both
     assert "INFO Params:\n" in before.decode() and "\n  batch_size: 4096\n" in before.decode()
     rerun = run_cli("run_expid.py", "--config", tuner_yaml.with_suffix(""), "--expid", fine,
-                    cwd=tmp_path)
+                    "--fresh", cwd=tmp_path)
     assert rerun.returncode == 0 and "Params:" not in rerun.stderr
     assert "epoch 1: 100% (1/1 batches)" in rerun.stderr and "rows/s" in rerun.stderr
 

@@ -241,7 +241,8 @@ def test_cli(tmp_path, test_file):
     ok = subprocess.run(cmd + [str(good), "--test", str(path)], cwd=REPO, capture_output=True, text=True,
                         timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.startswith("OK: ") and f"{N} test rows" in ok.stdout
+    assert ok.stdout.splitlines()[-1].startswith("OK: ") and f"{N} test rows" in ok.stdout
+    assert "no manifest" in ok.stdout.splitlines()[0]  # written by write_submission alone
     fail = subprocess.run(cmd + [str(bad), "--test", str(path)], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert fail.returncode == 2

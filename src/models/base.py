@@ -44,6 +44,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         # The params that built the model, recorded in every checkpoint; build_model
         # (src/experiment.py) replaces it with the experiment's full params.
         self.config = dict(kwargs)
+        self.last_penalty = 0.0  # the regularisation penalty of the latest batch_loss
 
     def configure(self, loss):
         """The loss the model computes in batch_loss (a FuxiCTR loss name). The optimizer and
@@ -81,14 +82,17 @@ class MMCTRModel(PenaltyLoop, BaseModel):
 
     def batch_loss(self, batch_data):
         """The training loss of a batch: binary cross-entropy from the logit (exact where
-        log(sigmoid) of a probability rounded to 1.0 would clamp), plus regularisation."""
+        log(sigmoid) of a probability rounded to 1.0 would clamp), plus regularisation (its value
+        kept in last_penalty, so the trainer's history can show the two apart)."""
         logit, y_pred = self.scores(batch_data)
         y_true = self.get_labels(batch_data)
         if self._bce_from_logits:
             loss = F.binary_cross_entropy_with_logits(logit, y_true)
         else:
             loss = self.loss_fn(y_pred, y_true, reduction="mean")
-        return loss + self.regularization_loss()
+        penalty = self.regularization_loss()
+        self.last_penalty = penalty.detach() if torch.is_tensor(penalty) else penalty
+        return loss + penalty
 
     def _trainer_job(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__}: FuxiCTR's training, evaluation and checkpoint "

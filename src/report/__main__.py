@@ -7,17 +7,19 @@ Usage: python -m src.report --config config/X [--item-embedding PATH] [--out rep
 (from the folder the tuner ran in: X.csv and X_summary.csv are read there). Open
 reports/X/index.html in a browser; the folder is self-contained.
 """
-import argparse
 import sys
 
-from ..cli import run_main, setup_logging
+from ..cli import make_parser, run_main, setup_logging
 from .build import write_report
 
 
 def main():
-    parser = argparse.ArgumentParser(prog="python -m src.report",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="grid folder config/X or its tuner config config/X.yaml")
+    parser = make_parser(__doc__, [
+        "python -m src.report --config config/DIN_demo_tuner_config",
+        "python -m src.report --config config/DIN_demo_tuner_config.yaml --out reports/demo"],
+        prog="python -m src.report")
+    parser.add_argument("--config", help="grid folder config/X (the tuner YAML's path without "
+                        ".yaml) or the tuner config config/X.yaml itself")
     parser.add_argument("--item-embedding", metavar="CSV",
                         help="item_embedding_results.csv of src.item_embedding evaluate "
                              "(default: the one beside the grid folder, if any)")

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserError
-from . import collect, figures, page
+from . import collect, figures, page, parallel
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def build_report(config=None, item_embedding=None):
     if config is not None:
         grid = collect.collect_grid(config)
         item_embedding = item_embedding or detect_item_embedding(grid.config_dir)
-        for name, make in (("curves", figures.learning_curves), ("knobs", figures.knob_panels)):
+        for name, make in (("curves", figures.learning_curves), ("knobs", figures.knob_panels),
+                           ("parallel", parallel.parallel_coordinates)):
             fig = make(grid)
             if fig is not None:
                 images[name] = fig

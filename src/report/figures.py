@@ -41,40 +41,73 @@ def _curve_label(run, keys, best):
     return label
 
 
+def _loss_series(runs):
+    """[(history column or callable of a row, panel title, y label)] of the loss panels: the
+    training BCE and, where any run was regularised, the penalty apart, when every row of every
+    run records its penalty; else the recorded objective (BCE + penalty) under a label that says
+    so (histories written before the penalty was recorded apart)."""
+    rows = [row for run in runs for row in run.history if row["train_loss"] is not None]
+    if not rows or any(row.get("train_penalty") is None for row in rows):
+        return [("train_loss", "Training loss (BCE + regularisation penalty)",
+                 "BCE + penalty, mean since the previous evaluation")]
+    series = [(lambda row: row["train_loss"] - row["train_penalty"],
+               "Training BCE since the previous evaluation", "training BCE (logloss)")]
+    if any(row["train_penalty"] > 0 for row in rows):
+        series.append(("train_penalty", "Regularisation penalty (added to the BCE)",
+                       "penalty, mean since the previous evaluation"))
+    return series
+
+
+def _series_points(history, column):
+    value = column if callable(column) else (lambda row: row[column])
+    needed = ("train_loss", "train_penalty") if callable(column) else (column,)
+    return [(row["step"], value(row)) for row in history
+            if all(row.get(k) is not None for k in needed)]
+
+
 def learning_curves(report):
-    """Validation AUC and training loss against the training step, one line per run with a
-    history; the best run thick and red, unfinished runs dashed. None when no run has one."""
+    """Validation AUC, training BCE and regularisation penalty (a panel of their own: a penalty
+    of 2 beside a BCE of 0.45 would hide the BCE's shape) against the training step, one line
+    per run with a history; the best run thick and red, unfinished runs dashed. None when no
+    run has one."""
     runs = [r for r in report.runs if r.history]
     if not runs:
         return None
     best = report.best
     many = len(runs) > MAX_LEGEND
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    ax_auc, ax_loss = fig.subplots(1, 2)
+    panels = [("val_AUC", "Validation AUC at each evaluation", "validation AUC")]
+    panels += _loss_series(runs)
+    if len(panels) < 3:  # side by side, the legend below
+        fig = Figure(figsize=(12, 5), layout="constrained")
+        axes, legend_box = fig.subplots(1, len(panels)), fig
+    else:  # two by two, the legend in the fourth cell: three in a row would be too narrow
+        fig = Figure(figsize=(12, 8.5), layout="constrained")
+        *axes, legend_box = fig.subplots(2, 2).ravel()
+        legend_box.set_axis_off()
+        legend_box.set_gid("legend")
     handles = []
     for index, run in enumerate(runs):
         style, label = _style(index, run, best, many), _curve_label(run, report.tuned_keys, best)
-        for ax, column in ((ax_auc, "val_AUC"), (ax_loss, "train_loss")):
-            points = [(row["step"], row[column]) for row in run.history
-                      if row[column] is not None]
+        for ax, (column, _, _) in zip(axes, panels):
+            points = _series_points(run.history, column)
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             (line,) = ax.plot(xs, ys, label=label, **style)
             line.set_gid(run.expid)
         if not many or style["color"] == BEST:
             handles.append(line)
-    ax_auc.set(title="Validation AUC at each evaluation", xlabel="training step",
-               ylabel="validation AUC")
-    ax_loss.set(title="Training loss since the previous evaluation", xlabel="training step",
-                ylabel="training loss")
-    for ax in (ax_auc, ax_loss):
+    for ax, (column, title, ylabel) in zip(axes, panels):
+        ax.set(title=title, xlabel="training step", ylabel=ylabel)
+        ax.set_gid(column if isinstance(column, str) else "train_bce")
+        ax.title.set_fontsize(10)
         ax.grid(alpha=0.3)
     title = f"{len(runs)} run(s)" + (f"; grey: the other {len(runs) - 1}" if many else "")
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, title=title,
-               title_fontsize=8)
+    legend_box.legend(handles=handles, ncols=2 if legend_box is fig else 1, fontsize=8,
+                      title=title, title_fontsize=8,
+                      loc="outside lower center" if legend_box is fig else "center")
     return fig
 
 
-def _axis_values(values):
+def axis_values(values):
     """(x positions, tick labels or None, log scale) for the values of one tuned key."""
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if numeric:
@@ -86,9 +119,9 @@ def _axis_values(values):
 
 def knob_panels(report):
     """One panel per tuned key: each run's validation AUC against its value of that key
-    (filled: the run's result; hollow: the best evaluation of an unfinished run), a line
-    through the mean AUC per value, a star on the best run. None when the grid varies no key
-    or no run has an AUC yet."""
+    (filled: the run's result; hollow: the best evaluation of an unfinished run), labelled
+    with its run number, a line through the mean AUC per value, a star on the best run. None
+    when the grid varies no key or no run has an AUC yet."""
     keys = report.tuned_keys
     runs = [r for r in report.runs if r.shown_auc is not None]
     if not keys or not runs:
@@ -96,10 +129,10 @@ def knob_panels(report):
     best = report.best
     cols = min(len(keys), 3)
     rows = math.ceil(len(keys) / cols)
-    fig = Figure(figsize=(4.3 * cols, 3.6 * rows), layout="constrained")
+    fig = Figure(figsize=(3.8 * cols, 3.4 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, key in zip(axes, keys):
-        xs, labels, log = _axis_values([r.params.get(key) for r in runs])
+        xs, labels, log = axis_values([r.params.get(key) for r in runs])
         done = [(x, r.shown_auc) for x, r in zip(xs, runs) if r.finished]
         partial = [(x, r.shown_auc) for x, r in zip(xs, runs) if not r.finished]
         if done:
@@ -130,14 +163,17 @@ def knob_panels(report):
             if len(distinct) <= 8:  # a grid has few values: label exactly those
                 ax.set_xticks(distinct, [f"{v:g}" for v in distinct], fontsize=8)
                 ax.minorticks_off()
-        ax.set_title(key)
+        for x, run in zip(xs, runs):  # the run numbers of the results table
+            ax.annotate(run.label, (x, run.shown_auc), xytext=(4, 3), textcoords="offset points",
+                        fontsize=7, color="#444", gid=f"{key}:run")
+        ax.set_title(key, fontsize=10 if len(key) <= 30 else 8)
         ax.set_gid(key)
         ax.set_ylabel("validation AUC")
         ax.grid(alpha=0.3)
     for ax in axes[len(keys):]:
         fig.delaxes(ax)
-    fig.suptitle("Validation AUC against each tuned key (line: mean per value; star: best run)",
-                 fontsize=10)
+    # short enough for one panel; what the marks mean is the caption's (page.py)
+    fig.suptitle("Validation AUC per tuned key", fontsize=10)
     return fig
 
 

@@ -8,14 +8,17 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24
        max-width: 1280px; padding: 0 16px; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 4px; } h2 { font-size: 1.2em; margin-top: 32px; }
 .meta, .note { color: #555; font-size: 0.9em; } .nothing { color: #a33; font-style: italic; }
-img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 12px 0; } img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+/* a narrow window wraps long names; a table still too wide scrolls in its own box */
+code { font-size: 0.95em; overflow-wrap: anywhere; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left;
          vertical-align: top; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.best td { background: #fdecea; font-weight: 600; }
 .status-ok, .status-done { color: #1a7f37; } .status-failed { color: #c62828; }
-.status-other { color: #b26a00; } code { font-size: 0.95em; }
+.status-other { color: #b26a00; }
 """
 
 
@@ -63,8 +66,9 @@ def grid_section(report, images):
                 f"{best.auc:.4f}." if best else "No run has finished yet.") + "</p>"]
     parts.append("<h3>Learning curves</h3>")
     if "curves" in images:
-        parts.append(_figure(images["curves"], "Validation AUC and training loss against the "
-                             "training step, one line per run; the best run thick and red, "
+        parts.append(_figure(images["curves"], "Validation AUC, training BCE and regularisation "
+                             "penalty (where recorded apart; older histories: their sum) against "
+                             "the training step, one line per run; the best run thick and red, "
                              "unfinished runs dashed",
                              "Did each run converge, overfit (AUC falling while the loss keeps "
                              "dropping) or stop early, and how fast does the best run learn "
@@ -76,7 +80,9 @@ def grid_section(report, images):
     parts.append("<h3>Effect of each tuned key</h3>")
     if "knobs" in images:
         parts.append(_figure(images["knobs"], "Validation AUC against each key the grid varies, "
-                             "one panel per key",
+                             "one panel per key; each point labelled with its run number (as "
+                             "in the table), the line through the mean AUC per value, the star "
+                             "on the best run",
                              "Which knob matters, and in which direction? A flat mean line: "
                              "the key changes little; a slope or a gap between values: it "
                              "matters. Hollow points are unfinished runs at their best "
@@ -85,6 +91,15 @@ def grid_section(report, images):
         parts.append(_nothing("The grid varies no key: there is nothing to compare."))
     else:
         parts.append(_nothing("No run has a validation AUC yet."))
+    if "parallel" in images:
+        parts.append("<h3>All tuned keys at once</h3>")
+        parts.append(_figure(images["parallel"], "Parallel coordinates: one vertical axis per "
+                             "tuned key and one for the validation AUC, one line per run, "
+                             "coloured by its AUC (yellow: high), the best run thick; run "
+                             "numbers beside the AUC axis",
+                             "Which combinations do the best runs share? Bright lines meeting "
+                             "at one value of a key: that value is good whatever the others; "
+                             "lines crossing between two keys: the keys interact."))
     parts.append("<h3>Results, best first</h3>")
     parts.append(f'<p class="note">Config differences from the base block {_e(report.base_name)}'
                  f", common to every run: <code>{_e(_pairs(report.common))}</code>; per run: the "
@@ -97,9 +112,9 @@ def results_table(report):
     best = report.best
     ordered = sorted(report.runs, key=lambda r: (r.auc is None, -(r.auc or 0.0),
                                                  -(r.best_so_far or 0.0)))
-    rows = ["<table><tr><th>run</th><th>expid</th><th>status</th><th>val AUC</th>"
-            "<th>val logloss</th><th>best evaluation</th><th>evaluations</th><th>seconds</th>"
-            "<th>differences from the base</th></tr>"]
+    rows = [('<div class="table-wrap"><table><tr><th>run</th><th>expid</th><th>status</th>'
+             "<th>val AUC</th><th>val logloss</th><th>best evaluation</th><th>evaluations</th>"
+             "<th>seconds</th><th>differences from the base</th></tr>")]
     for run in ordered:
         own = {k: v for k, v in run.differences.items() if k not in report.common}
         rows.append(
@@ -112,7 +127,7 @@ def results_table(report):
             f'<td class="num">{len(run.history)}</td>'
             f'<td class="num">{_fmt(run.seconds, ".0f")}</td>'
             f"<td><code>{_e(_pairs(own))}</code></td></tr>")
-    rows.append("</table>")
+    rows.append("</table></div>")
     return "\n".join(rows)
 
 

@@ -73,7 +73,9 @@ class Trainer:
         self.eval_steps = options.eval_steps
         self.stop_training = False
         self.last_auc = None
-        self._interval = (None, 0)  # training loss and rows since the last evaluation
+        # training loss, rows and regularisation penalty (part of the loss) since the last
+        # evaluation
+        self._interval = (None, 0, None)
         self._resume_batch = -1     # last batch done in the resumed epoch
         self._epoch_rng = None      # numpy's state when the current epoch's shuffle began
 
@@ -122,7 +124,7 @@ class Trainer:
     def train_epoch(self, train_loader) -> None:
         self.model.train()
         # loss, rows and time since the last evaluation count from the epoch's start
-        train_loss, loss_steps, loss_rows = 0.0, 0, 0
+        train_loss, train_penalty, loss_steps, loss_rows = 0.0, 0.0, 0, 0
         self.run.history.start()
         skip = self._resume_batch + 1
         if skip:  # the resumed epoch: same shuffle as before the interruption, done batches skipped
@@ -147,6 +149,7 @@ class Trainer:
                                  f"kept in {self.run.state_path}, a rerun continues from it")
             loss = self.train_step(batch_data)
             train_loss += loss
+            train_penalty += float(self.model.last_penalty)
             loss_steps += 1
             rows = len(batch_data[labels])
             loss_rows += rows
@@ -154,8 +157,9 @@ class Trainer:
                             last_valid_AUC=self.last_auc)
             if self.total_steps % self.eval_steps == 0:
                 logger.info("Train loss: %.6f", train_loss / loss_steps)
-                self._interval = (train_loss / loss_steps, loss_rows)  # for the history
-                train_loss, loss_steps, loss_rows = 0.0, 0, 0
+                # for the history
+                self._interval = (train_loss / loss_steps, loss_rows, train_penalty / loss_steps)
+                train_loss, train_penalty, loss_steps, loss_rows = 0.0, 0.0, 0, 0
                 self.eval_step()
             if self.options.max_steps and self.total_steps >= self.options.max_steps:
                 logger.info("Reached max_steps=%d", self.options.max_steps)
@@ -201,8 +205,9 @@ class Trainer:
         self.last_auc = float(val_logs["AUC"]) if "AUC" in val_logs else None
         self.checkpoint_and_earlystop(val_logs)
         # before the state: a run resumed from this state finds this row on disk
-        loss, rows = self._interval
-        self.run.history.record(self.epoch + 1, self.total_steps, loss, rows, val_logs, lr)
+        loss, rows, penalty = self._interval
+        self.run.history.record(self.epoch + 1, self.total_steps, loss, rows, val_logs, lr,
+                                train_penalty=penalty)
         self.save_training_state()
         for callback in self.run.callbacks:
             callback(self, val_logs)

@@ -43,11 +43,13 @@ MODEL_CONFIG, DATASET_CONFIG = "model_config.yaml", "dataset_config.yaml"
 
 class Grid:
     """The experiments of one tuner config: {expid: params (model keys + dataset_id)} and
-    {dataset_id: dataset block}, in grid order, and the folder they are written to."""
+    {dataset_id: dataset block}, in grid order, the folder they are written to, and the
+    tuner_space keys the grid varies (those with two or more values)."""
 
-    def __init__(self, tuner_yaml, config_dir, experiments, datasets):
+    def __init__(self, tuner_yaml, config_dir, experiments, datasets, varied=()):
         self.tuner_yaml, self.config_dir = Path(tuner_yaml), Path(config_dir)
         self.experiments, self.datasets = experiments, datasets
+        self.varied = list(varied)
 
     @property
     def expids(self):
@@ -208,7 +210,9 @@ def expand(tuner_yaml, config=None):
                 number += 1
                 expid = f"{prefix}_{number:03d}_{_digest(_identity(params), data_block)}"
                 experiments[expid] = params
-    grid = Grid(tuner_yaml, config_dir_of(tuner_yaml), experiments, datasets)
+    varied = [k for k, v in tuner_space.items()
+              if len({json.dumps(x, sort_keys=True, default=str) for x in _axis(v)}) > 1]
+    grid = Grid(tuner_yaml, config_dir_of(tuner_yaml), experiments, datasets, varied)
     check_grid_values({expid: grid.params(expid) for expid in experiments}, tuner_yaml)
     return grid
 

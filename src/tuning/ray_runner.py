@@ -188,7 +188,8 @@ class RayRunner:
             for expid in queue:
                 RunPaths(self.params[expid]).state.unlink(missing_ok=True)
         params = {e: dict(self.params[e], gpu=gpu) for e in queue}
-        job = {"cwd": os.getcwd(), "report": bool(self.scheduler)}
+        job = {"cwd": os.getcwd(), "report": bool(self.scheduler),
+               "config_dir": str(spec.config_dir)}  # the owner of the runs' files
         argv = {e: [str(spec.run_expid), "--config", str(spec.config_dir), "--expid", e,
                     "--gpu", str(gpu)] for e in queue}
         book = _callback_class()(hooks, argv)
@@ -460,7 +461,7 @@ def _trial(config, params, job):
     where = _here()
     logger.info("%s runs on Ray %s", expid, where)
     try:
-        result = train(params[expid], None, fresh=False, hand_back=True,
+        result = train(params[expid], job["config_dir"], fresh=False, hand_back=True,
                        on_evaluation=(_reporter(where, params[expid]["dataset_id"])
                                       if job["report"] else None))
     except UserError as err:

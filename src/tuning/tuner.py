@@ -2,8 +2,9 @@
 
 tune() reads top to bottom:
 1. expand and check the grid in memory (keys with "did you mean", every grid point's values,
-   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files and each
-   model_root's permissions; a refusal writes nothing and prints one line;
+   task-1 rules: src/tuning/grid.py), the GPU slots, each dataset's files, each
+   model_root's permissions and that no other config folder owns the grid's run files
+   (src/tuning/run_files.py); a refusal writes nothing and prints one line;
 2. take the grid's lock (a second tuner on the same config is refused, naming the first's
    pid and host; the lock of a dead tuner is taken over), then write the grid folder;
 3. plan: an experiment is done when its latest result line carries the fingerprint its
@@ -14,8 +15,9 @@ tune() reads top to bottom:
    (src/tuning/slots.py) or a Ray cluster (src/tuning/ray_runner.py); a run is `ok` only if
    it exits 0 AND appended a new result line, or if its executor handed its result back, in
    which case the line is written here, once; a run whose experiment another live process is
-   training (an orphan of a killed tuner, say) is not started beside it; a line of progress
-   as each run ends;
+   training (an orphan of a killed tuner, say) is not started beside it, and one that such a
+   process finished while the tuner waited for it (run_expid.py started by hand) is `done
+   before`, not trained again; a line of progress as each run ends;
 5. write the summary (best validation AUC first) to `<tuner name>_summary.csv` beside the
    result file `<tuner name>.csv`, print it, exit 0, 2 (failed runs) or 130 (interrupted).
 A run that a scheduler stopped early (Ray Tune's ASHA) has a result line (the AUC of its best
@@ -39,7 +41,9 @@ from .fingerprint import fingerprint_record
 from .grid import expand
 from .lock import FileLock, describe, holder
 from .results import append_result, latest_results, read_results, results_path
+from .run_files import check_owner
 from .slots import LocalSlots
+from .summary import format_table, value_text
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +86,8 @@ def validate_grid_data(grid):
         roots.add(params.get("model_root", "./checkpoints/"))
     for root in sorted(roots):
         require_writable(root, "model_root")
+    for expid in grid.expids:  # another config's runs in the same files: refused, named
+        check_owner(RunPaths(grid.params(expid)), grid.config_dir)
 
 
 # --- what is done, what runs -----------------------------------------------------------------
@@ -217,8 +223,11 @@ class GridRuns:
             busy = holder(lock)
         if busy:
             return f"failed (busy: {describe(busy)} is training it)"
+        if _line_counts(self.config_dir).get(expid, 0) > self.lines_before.get(expid, 0):
+            return DONE_BEFORE  # the process waited for (run_expid.py by hand) finished it
         # a run killed while saving leaves its temporary checkpoint or training state
-        for pattern in (f"{expid}.model.tmp*", f"{expid}.state.tmp*") if lock else ():
+        for pattern in (f"{expid}{partial}.{kind}.tmp*" for partial in ("", ".partial")
+                        for kind in ("model", "state")) if lock else ():
             for tmp in Path(lock).parent.glob(pattern):
                 logger.info("Removing %s left by an interrupted run", tmp)
                 tmp.unlink(missing_ok=True)
@@ -239,7 +248,10 @@ class GridRuns:
         handed back (its line appended here), or what the run wrote itself."""
         expid = ended.expid
         if ended.status:
-            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": {}}
+            lines = [r for r in read_results(results_path(self.config_dir))
+                     if r["exp_id"] == expid] if ended.status == DONE_BEFORE else []
+            val = lines[-1]["val"] if lines else {}
+            return {"expid": expid, "status": ended.status, "seconds": ended.seconds, "val": val}
         if ended.result is not None:
             result = ended.result
             append_result(self.config_dir, expid, result["dataset_id"], result["val"],
@@ -304,40 +316,43 @@ def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor
 
 
 # --- summary -----------------------------------------------------------------------------------
-def summary_rows(expids, records):
+def summary_rows(expids, records, values=None):
     """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
-    the latest line for `done before`; none for a failed run), time; best AUC first."""
+    the latest line for `done before`; none for a failed run), time, and under "values" the
+    run's {key: value} of values (the keys the grid varies); best AUC first."""
     rows = []
     for expid in expids:
         record = records.get(expid, {"status": NOT_STARTED, "seconds": None, "val": {}})
         val = record.get("val") or {}
         rows.append({"expid": expid, "status": record["status"], "AUC": val.get("AUC"),
-                     "logloss": val.get("logloss"), "seconds": record["seconds"]})
+                     "logloss": val.get("logloss"), "seconds": record["seconds"],
+                     "values": (values or {}).get(expid, {})})
     rows.sort(key=lambda r: (r["AUC"] is None, -(r["AUC"] or 0.0)))
     return rows
 
 
-def write_summary(config_dir, expids, records):
-    rows = summary_rows(expids, records)
+def _value_column(key):
+    """The csv column of a varied key (renamed only if it would clash with a summary field)."""
+    return f"param_{key}" if key in SUMMARY_FIELDS else key
+
+
+def write_summary(config_dir, expids, records, values=None, keys=()):
+    """Write the summary csv: expid, one column per varied key (keys; values: {expid: {key:
+    value}}), then status, AUC, logloss, seconds. Returns (rows, path)."""
+    rows = summary_rows(expids, records, values)
     path = summary_path(config_dir)
     tmp = path.with_suffix(".csv.tmp")
+    fields = SUMMARY_FIELDS[:1] + [_value_column(k) for k in keys] + SUMMARY_FIELDS[1:]
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
-                             for k, v in row.items()})
+            line = {k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
+                    for k, v in row.items() if k != "values"}
+            line.update({_value_column(k): value_text(row["values"].get(k)) for k in keys})
+            writer.writerow(line)
     tmp.replace(path)
     return rows, path
-
-
-def format_table(rows):
-    lines = [f"{'expid':<44} {'status':<26} {'AUC':>8} {'logloss':>8} {'seconds':>8}"]
-    for r in rows:
-        fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
-        lines.append(f"{r['expid']:<44} {r['status']:<26} {fmt(r['AUC'], '8.4f'):>8} "
-                     f"{fmt(r['logloss'], '8.4f'):>8} {fmt(r['seconds'], '8.0f'):>8}")
-    return "\n".join(lines)
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -375,10 +390,12 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
                                              lock_paths={e: p.lock for e, p in paths.items()},
                                              executor=executor, fresh=force)
             records.update(done)
-            rows, path = write_summary(grid.config_dir, grid.expids, records)
+            values = {e: {k: grid.params(e).get(k) for k in grid.varied} for e in grid.expids}
+            rows, path = write_summary(grid.config_dir, grid.expids, records, values,
+                                       grid.varied)
     finally:
         executor.close()
-    print(format_table(rows))
+    print(format_table(rows, grid.varied))
     print(f"summary: {path}; result lines: {results_path(grid.config_dir)}")
     print(f"report: python -m src.report --config {grid.config_dir} writes "
           f"reports/{grid.config_dir.name}/index.html (or run the tuner with --report)")
