@@ -11,7 +11,9 @@ Beside the zip, <name>.manifest.json records its members with their validation A
 averaging rule, the submission's validation AUC and the test file's size and sha256; it is
 printed here and by `python -m src.submission submission/<name>.zip`.
 A checkpoint is used only if it was made by this config and data and by the run whose result
-picked it.
+picked it, and if its weights hash to what that run recorded. An experiment whose run did not
+finish (no result line, or a later run's training state left) is refused unless
+--allow-unfinished.
 """
 
 from src.cli import CONFIG_FOLDER_HELP, make_parser, run_main, setup_logging
@@ -37,10 +39,14 @@ def main():
     parser.add_argument("--out", default="submission", help="output folder")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (unset: the cores not busy elsewhere)")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="score an experiment whose run did not finish (killed, or still "
+                             "training) with its best checkpoint so far")
     args = parser.parse_args()
     setup_logging()
     result = predict_test(args.config, args.expid, args.gpu, tasks=args.task, out_dir=args.out,
-                          threads=args.threads, average=args.average)
+                          threads=args.threads, average=args.average,
+                          allow_unfinished=args.allow_unfinished)
     print(result["verdict"])
     print(format_manifest(result["manifest"]))
     print(f"manifest: {result['manifest_path']}")

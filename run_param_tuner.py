@@ -17,6 +17,7 @@ from src.tuning.tuner import GridFailed, tune
 
 def main():
     parser = make_parser(__doc__, [
+        "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --check",
         "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --gpu 0 1",
         "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --gpu -1 --report",
         "python prediction.py --config config/DIN_demo_tuner_config --expid best   # then"])
@@ -26,6 +27,9 @@ def main():
                              "(unset: one CPU slot, -1)")
     parser.add_argument("--force", action="store_true",
                         help="rerun experiments already done, from scratch")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the config, every grid point's values and the data "
+                             "files, then exit (0: all good); nothing is trained or written")
     parser.add_argument("--report", action="store_true",
                         help="then write reports/<grid>/index.html (python -m src.report)")
     ray = parser.add_argument_group("on a Ray cluster (pip install -r requirements-ray.txt)")
@@ -44,6 +48,9 @@ def main():
                      help="ASHA: about 1 in this many runs goes on at each rung")
     args = parser.parse_args()
     setup_logging()
+    if args.check:
+        tune(args.config, args.gpu or [-1], executor=executor(args), check_only=True)
+        return
     try:
         tune(args.config, args.gpu or [-1], force=args.force, executor=executor(args))
     except GridFailed:

@@ -32,15 +32,33 @@ from src.experiment import build_model, make_loaders  # noqa: E402
 from src.training.evaluation import predict  # noqa: E402
 from src.training.options import RunContext, TrainingOptions  # noqa: E402
 from src.training.trainer import Trainer  # noqa: E402
+from src.tuning.keys import check_model_block  # noqa: E402
+from src.tuning.values import check_grid_values  # noqa: E402
 
 OPTIONS = {"fp32": {}, "amp_bf16": {"amp_bf16": True}, "torch_compile": {"torch_compile": True}}
 
 
-def one_epoch(data_dir, device, seed, options, batch_size, learning_rate, deterministic=False):
-    """(validation AUC, validation scores) after one epoch."""
+def option_params(data_dir, device, seed, options, batch_size, learning_rate):
+    """The demo DIN's params with options set."""
     params = bench_params(data_dir, "demo", batch_size, device)
     params.update(valid_data=str(Path(data_dir) / "MicroLens_1M_x1" / "valid.parquet"),
                   seed=seed, learning_rate=learning_rate, **options)
+    return params
+
+
+def check_option_params(data_dir, device, seeds, names, batch_size, learning_rate):
+    """Every variant's keys and values through the schema (src/options.py) before the first
+    epoch: a misspelt option would otherwise be swallowed by the model and measure nothing."""
+    for name in names:
+        params = option_params(data_dir, device, seeds[0], OPTIONS[name], batch_size,
+                               learning_rate)
+        check_model_block(params, f"bench/check_options.py, option set {name}")
+        check_grid_values({name: params}, "bench/check_options.py")
+
+
+def one_epoch(data_dir, device, seed, options, batch_size, learning_rate, deterministic=False):
+    """(validation AUC, validation scores) after one epoch."""
+    params = option_params(data_dir, device, seed, options, batch_size, learning_rate)
     torch.use_deterministic_algorithms(deterministic)
     seed_everything(seed)
     feature_map = build_feature_map(params)
@@ -65,6 +83,8 @@ def main():
     data = args.data or tempfile.mkdtemp(prefix="tiny_")
     if not (Path(data) / "MicroLens_1M_x1" / "train.parquet").exists():
         generate(data, scale="tiny", seed=0, progress=False)
+    check_option_params(data, args.device, args.seeds, args.options, args.batch_size,
+                        args.learning_rate)
     aucs = {}
     for name in args.options:
         for seed in args.seeds:

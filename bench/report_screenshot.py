@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.data.generator import generate
+from src.data.generator import generate  # noqa: E402 (after the sys.path line)
 
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"

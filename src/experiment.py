@@ -19,10 +19,12 @@ from .cli import add_log_file, console_summary
 from .errors import ConfigError, SubmissionError, UserError
 from .history import RunHistory, require_tensorboard
 from .params import RunPaths, load_params, log_file, require_config_dir  # noqa: F401
+from .run_checks import check_line_weights, require_finished
 from .tuning.fingerprint import (describe_difference, fingerprint_record, file_signature,
                                  new_run_id)
 from .tuning.lock import FileLock
 from .tuning.results import append_result, latest_results, ranked_results, results_path
+from .tuning.keys import check_config_dir
 from .tuning.run_files import check_owner, claim, keep_finished, promote, run_paths
 from .tuning.values import check_grid_values
 
@@ -93,8 +95,11 @@ def validate_inputs(params, splits):
     return validate_dataset(params, splits=splits)
 
 
-def check_params(params):
-    """The values of one experiment, as the tuner checks every grid point."""
+def check_params(params, config_dir=None):
+    """The keys of one experiment's blocks in config_dir (strict: an unknown key is refused)
+    and its values, as the tuner checks every grid point."""
+    if config_dir is not None:
+        check_config_dir(config_dir, params["model_id"])
     check_grid_values({params["model_id"]: params}, f"expid {params['model_id']}")
 
 
@@ -199,8 +204,10 @@ class _SignalAsExit:
 
 
 def _resume_state(paths, record, fresh):
-    """The saved training state to continue from, or None (and why, logged)."""
+    """The saved training state to continue from, or None (and why, logged). A state or best
+    checkpoint whose weights do not match their recorded hash is not resumed from."""
     from .training.checkpoints import read_checkpoint
+    from .training.state_hash import CHECKPOINT_KEY, STATE_KEY, verify_weights
     if not paths.state.exists():
         return None
     if fresh:
@@ -208,8 +215,14 @@ def _resume_state(paths, record, fresh):
         return None
     try:
         state = read_checkpoint(paths.state, what="training state")
+        verify_weights(state.get("model", {}), state.get(STATE_KEY), paths.state,
+                       what="training state")
+        if paths.checkpoint.exists():
+            best = read_checkpoint(paths.checkpoint)
+            verify_weights(best.get("state_dict", {}), best.get(CHECKPOINT_KEY),
+                           paths.checkpoint)
     except UserError as err:
-        logger.warning("Starting from scratch: %s", err)
+        logger.warning("Starting from scratch: %s", str(err).split(". Fix:")[0])
         return None
     saved = state.get("run_info", {})
     if saved.get("fingerprint") != record["fingerprint"]:
@@ -231,13 +244,13 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
     on_evaluation(trainer, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     hand_back: append no result line but return what it would hold, {"val", "fingerprint",
-    "run", "dataset_id"}: the tuner that started the run elsewhere writes it.
+    "run", "dataset_id", "weights"}: the tuner that started the run elsewhere writes it.
     A finished run of the experiment is replaced only when this run finishes (it trains beside
     it, src/tuning/run_files.py); one made with the same settings and data is kept, unless
     fresh or a tuner (tuner_pid, hand_back) asked for this run."""
     final = RunPaths(params)
     require_gpu(params.get("gpu"))
-    check_params(params)
+    check_params(params, config_dir)
     require_tensorboard(params)
     validate_inputs(params, splits=("train", "valid"))
     require_writable(final.folder, "model_root folder")
@@ -305,9 +318,10 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, final, record, r
     if hand_back:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
-                "dataset_id": params["dataset_id"]}
+                "dataset_id": params["dataset_id"], "weights": trainer.weights_sha256}
     path = append_result(config_dir, paths.name, params["dataset_id"], valid_result, argv,
-                         fingerprint=record["fingerprint"], run_id=run_id)
+                         fingerprint=record["fingerprint"], run_id=run_id,
+                         weights=trainer.weights_sha256)
     paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
     logger.info("Result appended to %s", path)
     return valid_result
@@ -364,15 +378,21 @@ def _positive(text, arg):
     return int(text)
 
 
-def load_checked_model(config_dir, expid, line, gpu):
-    """The trained model of expid, after checking that its checkpoint was made by the config
-    and data as they are now and by the run whose result line picked it."""
+def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
+    """The trained model of expid, after checking that its run finished (unless
+    allow_unfinished), that its checkpoint was made by the config and data as they are now and
+    by the run whose result line picked it, and that its weights are those the run saved
+    (their hash: the checkpoint's own, and the result line's)."""
     from .training.checkpoints import load_weights
     require_gpu(gpu)
     params = load_params(config_dir, expid, gpu)
+    check_config_dir(config_dir, expid)
+    if not allow_unfinished:
+        require_finished(config_dir, expid, line, params)
     record = fingerprint_record(params)
     params = resolve_vocab_sizes(params)
     model = build_model(params)
+    # checks the checkpoint's own hash
     saved = load_weights(model, model.checkpoint, model.device)
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
@@ -390,9 +410,12 @@ def load_checked_model(config_dir, expid, line, gpu):
             f"validation AUC {line['val'].get('AUC')}) came from run {line.get('run')}: the "
             f"checkpoint was replaced after that result. Fix: retrain {expid} (rerun the tuner "
             f"with --force) so checkpoint and result come from one run")
+    # after the fingerprint and run checks, whose messages say more about a swapped file
+    check_line_weights(config_dir, expid, line, model.checkpoint, saved.get("weights_sha256"))
     if line is None:
-        logger.warning("%s has no result line in %s: the checkpoint matches the config, but its "
-                       "validation AUC is not on record", expid, results_path(config_dir))
+        logger.warning("%s has no result line in %s (--allow-unfinished): the checkpoint matches "
+                       "the config, but its validation AUC is not on record", expid,
+                       results_path(config_dir))
     return params, model
 
 
@@ -412,11 +435,12 @@ def combine_scores(scores, average="mean"):
 
 
 def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="submission",
-                 threads=None, average="mean"):
+                 threads=None, average="mean", allow_unfinished=False):
     """Score the test split in file order with one experiment or the average of several
     (average: "mean" of probabilities or "rank", see combine_scores), write
-    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The result holds
-    the written scores under "scores"."""
+    out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The test file is
+    checked against each experiment's features before any model is loaded. An unfinished run
+    is refused unless allow_unfinished. The result holds the written scores under "scores"."""
     import torch
     from .data.features import build_feature_map
     from .data.loader import TEST_ID
@@ -431,10 +455,11 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     count, why = cpu_threads(threads)
     torch.set_num_threads(count)
     logger.info("CPU threads: %d (%s; --threads N to choose)", count, why)
+    for expid, _ in chosen:  # a missing or bad test column is named before any model loads
+        validate_inputs(load_params(config_dir, expid, gpu), splits=("test",))
     members, test_files = [], set()
     for expid, line in chosen:
-        params, model = load_checked_model(config_dir, expid, line, gpu)
-        validate_inputs(params, splits=("test",))
+        params, model = load_checked_model(config_dir, expid, line, gpu, allow_unfinished)
         test_files.add((str(Path(params["test_data"]).resolve()),
                         file_signature(params["test_data"])))
         members.append((expid, line, params, model))

@@ -2,7 +2,7 @@
 
 load_params merges a config folder's Base block, the expid's block and its dataset block, as
 FuxiCTR does; the run's log and checkpoint live at <model_root>/<dataset_id>/<expid>.*.
-Nothing here imports torch: the tuner and the checks answer a bad config in a blink.
+Every key's default, type and check is declared in src/options.py. Nothing here imports torch.
 """
 import socket
 from pathlib import Path
@@ -10,27 +10,10 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .options import bookkeeping_keys, with_option_defaults
 
-# Options of our models (src/models/base.py) and trainer (src/training/options.py), with the
-# value that keeps FuxiCTR's behaviour.
-# A model config may omit them; a tuner config may set or grid them either way.
-OPTION_DEFAULTS = {
-    "amp_bf16": False,        # bfloat16 autocast for forward passes (GPU)
-    "torch_compile": False,   # compile the dense blocks
-    "max_steps": None,        # stop after this many training steps
-    "split_on_device": True,  # on a GPU, keep the split arrays on the GPU when they fit
-    "deterministic": False,   # identical results for identical runs (see README)
-    "lr_scheduler": "plateau",  # plateau: multiply by lr_decay_factor on each plateau;
-    "lr_decay_factor": 0.1,     # cosine: warm-up then cosine decay to min_lr; none
-    "lr_patience": 1,         # evaluations without improvement before the plateau decay
-    "warmup_steps": 0,        # linear warm-up steps (cosine)
-    "min_lr": 1.e-6,          # floor of every schedule
-    "weight_decay": 0,        # the optimizer's weight decay (decoupled for AdamW)
-    "tensorboard": False,     # also write the evaluation history as TensorBoard scalars
-}
 # Keys that say where files go or how much is printed, not what is trained.
-BOOKKEEPING_KEYS = ("gpu", "verbose", "num_workers", "model_root", "data_root", "model_id",
-                    "pickle_feature_encoder", "threads", "tensorboard")
+BOOKKEEPING_KEYS = bookkeeping_keys()
 
 
 def read_yaml(path):
@@ -85,12 +68,6 @@ def load_params(config_dir, expid, gpu=-1):
     params["model_id"] = expid
     params["gpu"] = gpu
     return with_option_defaults(params)
-
-
-def with_option_defaults(params):
-    """params with every option key our models know set (its default where not given), so
-    two readers of one experiment (the tuner, the run) see the same settings."""
-    return {**OPTION_DEFAULTS, **params}
 
 
 class RunPaths:

@@ -107,6 +107,7 @@ def write_submission(ids, scores, out_dir, name):
                               "Fix: pass a name such as 'din_task2' and put folders in out_dir")
     out_dir = Path(out_dir)
     csv_dir = out_dir / name
+    made_dir = not csv_dir.exists()
     csv_dir.mkdir(parents=True, exist_ok=True)
     temps = []
     try:
@@ -124,9 +125,19 @@ def write_submission(ids, scores, out_dir, name):
         os.replace(tmp_csv, csv_dir / MEMBER)
         zip_path = out_dir / f"{name}.zip"
         os.replace(tmp_zip, zip_path)
-    except BaseException:
+    except BaseException as err:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if made_dir:
+            try:
+                csv_dir.rmdir()
+            except OSError:
+                pass
+        if isinstance(err, OSError):  # disk full, file size limit, quota: the user's to fix
+            raise SubmissionError(f"cannot write the submission {out_dir / name}.zip: "
+                                  f"{err.strerror or err}; nothing was written (the previous "
+                                  f"files, if any, are kept). Fix: free disk space in {out_dir} "
+                                  f"or pass --out a folder with room") from None
         raise
     logger.info("wrote %s: %d rows, %s", zip_path, len(ids), ",".join(["ID", *checked]))
     return zip_path
@@ -271,6 +282,12 @@ def check_submission(zip_path, test_path):
                                   f"{_describe_score(text[row].as_py())}. "
                                   "Fix: write probabilities in [0, 1] (apply the sigmoid, check for NaN)")
         ranges.append((scores.min(), scores.max()))
+    for task, (low, high) in zip(header[1:], ranges):
+        if n_test > 1 and low == high:
+            raise SubmissionError(f"{where}: column {task}: every row has the score {low:g}: a "
+                                  "constant column ranks nothing (AUC 0.5), the sign of a broken "
+                                  "model (damaged or zeroed weights). Fix: check the model's "
+                                  "checkpoint and retrain it")
     lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return (f"OK: {zip_path}: {MEMBER} with {','.join(header)} for {n_test:,} test rows, "
             f"scores in [{lo:.4g}, {hi:.4g}]")

@@ -9,6 +9,7 @@ import pytest
 from .conftest import REPO
 
 
+@pytest.mark.slow
 def test_benchmark_runs_on_tiny_data(tiny_data, tmp_path):
     data_dir, summary = tiny_data
     out = tmp_path / "bench.json"
@@ -91,6 +92,7 @@ def test_suite_skips_blocks_it_cannot_run_yet():
     assert "QIN" in why["QIN"] and "TargetDCN_cpu" in why["TargetDCN"]
 
 
+@pytest.mark.slow
 def test_suite_runs_end_to_end_on_tiny_data(tiny_data, tmp_path):
     """Two worlds (one from the shared tiny data, one generated), two cheap blocks, one
     seed, a few steps: the doc's tables hold the right rows; a rerun trains nothing and keeps

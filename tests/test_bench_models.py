@@ -3,7 +3,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
+
+# the benchmark script end to end on the tiny data (docs/testing.md)
+pytestmark = pytest.mark.slow
 
 
 def test_model_benchmark_runs_on_tiny_data(tiny_data, tmp_path):

@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
 
 from src.data import generator as datagen
+from src.data.gen_items import make_items
 
 CFG = datagen.SCALES["tiny"]
 I64, F32, F64 = pa.int64(), pa.float32(), pa.float64()
@@ -214,10 +215,11 @@ def test_learnability(data):
     assert 0.62 < cos_auc < best - 0.05, cos_auc
 
 
+@pytest.mark.slow
 def test_modalities_are_complementary(data):
     """Text and image each recover part of the latent content; together they recover more."""
     root, _ = data
-    z = datagen._make_items(CFG, 0)["z"][1:]
+    z = make_items(CFG, 0)["z"][1:]
     feat = _read(root, "item_feature.parquet")
     txt = _matrix(feat, "txt_emb_BERT", 768)
     img = _matrix(feat, "img_emb_CLIPRN50", 1024)
@@ -232,6 +234,7 @@ def test_modalities_are_complementary(data):
     assert r2_both > max(r2_txt, r2_img) + 0.2, (r2_txt, r2_img, r2_both)
 
 
+@pytest.mark.slow
 def test_deterministic_per_seed(data, tmp_path, capsys):
     root, _ = data
     datagen.main(["--scale", "tiny", "--out", str(tmp_path / "again"), "--quiet"])

@@ -142,6 +142,7 @@ def _train_one_epoch(params, blind):
     return trainer.evaluate(valid_gen)["AUC"]
 
 
+@pytest.mark.slow
 def test_one_epoch_beats_a_history_blind_model(params, tiny_data):
     _, summary = tiny_data
     with_history = _train_one_epoch(params, blind=False)

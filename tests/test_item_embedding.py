@@ -83,6 +83,7 @@ def test_passthrough_equals_the_item_emb_column(built, tiny_data):
     np.testing.assert_allclose(ours[ids], raw.astype(np.float64) * factor, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_pca_concat_reproduces_the_organisers_item_info(tiny_data, tmp_path, histories):
     """Up to sign/rotation of near-equal axes: a linear map takes ours to theirs exactly,
     and the proxy sees the same embedding."""
@@ -102,6 +103,7 @@ def test_pca_concat_reproduces_the_organisers_item_info(tiny_data, tmp_path, his
 
 # ---- determinism and the proxy -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_contrastive_is_deterministic_per_seed(built, tiny_data, tmp_path):
     data_dir, _ = tiny_data
     again, _ = build("contrastive", data_dir, tmp_path / "again.parquet", seed=0,
@@ -277,6 +279,7 @@ def cli(*args, cwd=REPO):
                           cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_build_then_evaluate_proxy_only(tiny_data, built, tmp_path):
     data_dir, _ = tiny_data
     out = tmp_path / "cli_pca.parquet"
@@ -306,6 +309,7 @@ def test_cli_errors_exit_2_with_one_line(tiny_data, tmp_path):
     assert done.returncode == 2 and "task 1 only allows tuning" in done.stderr
 
 
+@pytest.mark.slow
 def test_din_protocol_runs_through_the_tuner(built, tiny_data, tmp_path, monkeypatch):
     """One grid point, demo model, 1 epoch on 20k rows: the table gets a DIN AUC."""
     monkeypatch.chdir(tmp_path)

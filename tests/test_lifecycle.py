@@ -18,29 +18,14 @@ from src.tuning.slots import slot_environment
 from src.errors import ConfigError, UserError
 from src.experiment import combine_scores
 
-from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for, write_tuner_config
-
-FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
-DATASET = "MicroLens_tiny_x1"
+from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for
+from .helpers import DATASET, FAST, checkpoints, expanded_expids, last_error, make_tuner
 
 
 # --- helpers -------------------------------------------------------------------------------
-def make_tuner(folder, data_dir, space=None, name="grid.yaml", **dataset):
-    path = write_tuner_config(folder, data_dir, {**FAST, **(space or {})}, name=name)
-    if dataset:
-        config = yaml.safe_load(path.read_text())
-        config["dataset_config"][DATASET].update(dataset)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def expids_of(tuner_yaml):
     text = (Path(tuner_yaml).with_suffix("") / "model_config.yaml").read_text()
     return list(yaml.safe_load(text))
-
-
-def checkpoints(folder):
-    return Path(folder) / "checkpoints" / DATASET
 
 
 def predict(folder, config_dir, *extra):
@@ -69,11 +54,8 @@ def start_run(folder, tuner_yaml):
     return run, expid, log
 
 
-def last_error(done):
-    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
-
-
 # --- 1. a submission always comes from the run it claims ------------------------------------
+@pytest.mark.slow
 def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_data, tmp_path):
     """The scenario of the issue: a copy of a config with other data (here another item_info)
     is tuned after the first; --expid best on the first still predicts with its own model."""
@@ -86,7 +68,7 @@ def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_da
     assert tune_cli(tmp_path, first, slots=1).returncode == 0
     before = predict(tmp_path, first.with_suffix(""), "--out", tmp_path / "before")
     assert before.returncode == 0, before.stderr[-2000:]
-    assert expids_of(first) != expids_of_after_expand(second)  # the dataset block is in the expid
+    assert expids_of(first) != expanded_expids(second)  # the dataset block is in the expid
     assert tune_cli(tmp_path, second, slots=1).returncode == 0
     after = predict(tmp_path, first.with_suffix(""), "--out", tmp_path / "after")
     assert after.returncode == 0, after.stderr[-2000:]
@@ -95,6 +77,7 @@ def test_two_configs_differing_only_in_paths_keep_their_own_checkpoints(small_da
         zip_bytes(tmp_path / "after" / f"{name}.zip")
 
 
+@pytest.mark.slow
 def test_a_foreign_or_replaced_checkpoint_is_refused_and_retrained(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e-2]})
     assert tune_cli(tmp_path, tuner_yaml).returncode == 0
@@ -131,6 +114,7 @@ def test_a_foreign_or_replaced_checkpoint_is_refused_and_retrained(small_data, t
     assert predict(tmp_path, config_dir).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_capped_run_never_replaces_the_full_run(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data)
     assert tune_cli(tmp_path, tuner_yaml, slots=1).returncode == 0
@@ -150,6 +134,7 @@ def test_a_capped_run_never_replaces_the_full_run(small_data, tmp_path):
         zip_bytes(tmp_path / "second" / f"{expid}.zip")
 
 
+@pytest.mark.slow
 def test_best_is_chosen_among_the_current_grid_as_in_the_summary(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
     assert tune_cli(tmp_path, tuner_yaml).returncode == 0
@@ -168,6 +153,7 @@ def test_best_is_chosen_among_the_current_grid_as_in_the_summary(small_data, tmp
     assert "not in this grid left out" in predicted.stderr
 
 
+@pytest.mark.slow
 def test_ensemble_of_the_two_best(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-2, 3.e-3]})
     assert tune_cli(tmp_path, tuner_yaml).returncode == 0
@@ -222,6 +208,7 @@ def test_rank_and_mean_averages_order_rows_differently():
         combine_scores([confident, timid], "median")
 
 
+@pytest.mark.slow
 def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(small_data,
                                                                                tmp_path):
     blocks = ["DIN_default_cpu", "DINCrossAttention_cpu", "QIN_cpu", "TransformerDCN_cpu",
@@ -256,11 +243,12 @@ def test_a_grid_that_mixes_models_gives_a_zip_for_each_and_for_their_ensemble(sm
 SLOW = {"batch_size": 256, "eval_steps": 1, "early_stop_patience": 100, "epochs": 3}
 
 
+@pytest.mark.slow
 def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
     # long enough to be caught training (3,000 steps), short enough to finish on the rerun
     tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 1000, "eval_steps": 10,
                                                    "max_steps": 3000})
-    (expid,) = expids_of_after_expand(tuner_yaml)
+    (expid,) = expanded_expids(tuner_yaml)
     first = subprocess.Popen([sys.executable, str(REPO / "run_param_tuner.py"), "--config",
                               str(tuner_yaml), "--gpu", "-1"], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -284,11 +272,6 @@ def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
     rerun = tune_cli(tmp_path, tuner_yaml, slots=1)  # the dead tuner's lock is taken over
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Resumed from the training state" in log.read_text()
-
-
-def expids_of_after_expand(tuner_yaml):
-    from src.tuning.grid import expand
-    return expand(tuner_yaml).expids
 
 
 def _alive(pid):
@@ -378,6 +361,7 @@ def test_each_gpu_slot_sees_only_its_gpu():
 
 
 # --- 4. logs ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_path):
     # 4095 rows in batches of 2047: the last batch has one row, which batch norm cannot train on
     # (a crash inside torch: the traceback must reach the run's log)
@@ -411,6 +395,7 @@ def test_logs_explain_failures_and_a_refused_run_writes_nothing(small_data, tmp_
     assert "epoch 1: 100% (1/1 batches)" in rerun.stderr and "rows/s" in rerun.stderr
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_sigterm_says_so_in_its_log(small_data, tmp_path):
     run, expid, log = start_run(tmp_path, make_tuner(tmp_path, small_data, SLOW))
     try:
@@ -423,6 +408,7 @@ def test_a_run_stopped_by_sigterm_says_so_in_its_log(small_data, tmp_path):
 
 
 # --- 5. resume inside a run ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_result(small_data, tmp_path):
     """deterministic: True; one run uninterrupted, one killed by SIGKILL mid-epoch and
     started again: the same validation result and the same weights."""
@@ -496,6 +482,7 @@ def test_every_option_key_can_be_tuned(small_data, tmp_path):
     assert os.listdir(tmp_path) == ["grid.yaml"]  # expand writes nothing
 
 
+@pytest.mark.slow
 def test_the_tuner_does_not_train_beside_a_live_run_of_the_same_experiment(small_data, tmp_path,
                                                                            monkeypatch):
     """A run started by hand (or by another tool) holds its experiment's lock: the tuner waits
@@ -535,6 +522,7 @@ def test_room_for_checkpoints_is_checked_from_the_parameter_count(tmp_path):
         check_room(Huge(), paths)
 
 
+@pytest.mark.slow
 def test_an_unwritable_submission_folder_is_refused_before_scoring(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data)
     assert tune_cli(tmp_path, tuner_yaml, slots=1).returncode == 0
@@ -546,6 +534,7 @@ def test_an_unwritable_submission_folder_is_refused_before_scoring(small_data, t
     assert "scoring" not in done.stderr
 
 
+@pytest.mark.slow
 def test_vocab_size_auto_is_recorded_in_the_checkpoint(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data)
     config = yaml.safe_load(tuner_yaml.read_text())

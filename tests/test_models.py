@@ -24,7 +24,7 @@ from src.data.item_table import ItemTable
 from src.data.loader import MMCTRDataLoader
 from src.errors import ConfigError
 from src.experiment import build_model
-from src.models import available_models, model_names
+from src.models import available_models
 from src.models.attention import SparseTargetAttention
 from src.training.checkpoints import load_weights, save_weights
 from src.training.options import TrainingOptions
@@ -485,12 +485,6 @@ def test_length_buckets_do_not_change_transformer_outputs(dataset, item_table, b
     four = make_model(dict(params, length_buckets=4), item_table=item_table, batch=batch_dcn)
     four.load_state_dict(one.state_dict())
     assert logits_close(logits(one, batch_dcn), logits(four, batch_dcn))
-
-
-def test_model_names_read_from_source_are_the_models():
-    """The tuner checks `model:` names without importing torch (model_names reads the
-    modules' source); both must agree, so a model is never refused or missed."""
-    assert model_names() == set(available_models())
 
 
 # ---- the interest tower (DINInterest, CosineInterest) ----

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, run_cli, tune_cli, wait_for, write_tuner_config
+from .conftest import REPO, run_cli, tune_cli, wait_for
+from .helpers import (checkpoints, expanded_expids, last_error, make_tuner, read_summary,
+                      statuses)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="Ray is not installed (pip install -r requirements-ray.txt)")
@@ -20,10 +22,8 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 # Ray for tests: no usage statistics, servers on the loopback interface only (read by Ray at
 # import, so set before the first import of ray, and passed to every command line)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
 # 16 batches of 256, an evaluation (checkpoint and training state) after each: a run to stop
 SLOW = {"epochs": 1, "batch_size": 256, "eval_steps": 1, "early_stop_patience": 100}
-DATASET = "MicroLens_tiny_x1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,10 +52,6 @@ def cluster():
 
 
 # --- helpers -------------------------------------------------------------------------------
-def make_tuner(folder, data_dir, space, name="grid.yaml"):
-    return write_tuner_config(folder, data_dir, {**FAST, **space}, name=name)
-
-
 def ray_cli(folder, tuner_yaml, *extra, address="local"):
     return run_cli("run_param_tuner.py", "--config", tuner_yaml, "--ray", address,
                    "--gpus-per-run", 0, *extra, cwd=folder, env=dict(os.environ, **RAY_ENV))
@@ -77,32 +73,9 @@ def finish(proc, folder, timeout):
     return tuple((Path(folder) / f"tuner.{name}").read_text() for name in ("out", "err"))
 
 
-def expids_of(tuner_yaml):
-    from src.tuning.grid import expand
-    return expand(tuner_yaml).expids
-
-
 def lines(folder, tuner_yaml):
     from src.tuning.results import read_results
     return read_results(Path(folder) / f"{Path(tuner_yaml).stem}.csv")
-
-
-def summary(folder, tuner_yaml):
-    import csv
-    with open(Path(folder) / f"{Path(tuner_yaml).stem}_summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def statuses(folder, tuner_yaml):
-    return {row["expid"]: row["status"] for row in summary(folder, tuner_yaml)}
-
-
-def checkpoints(folder):
-    return Path(folder) / "checkpoints" / DATASET
-
-
-def last_error(done):
-    return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
 
 
 def descendants(pid):
@@ -177,6 +150,7 @@ def test_asha_needs_auc_as_the_monitor(small_data, tmp_path):
 
 
 # --- the same grid, two executors --------------------------------------------------------
+@pytest.mark.slow
 def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_data, tmp_path):
     """deterministic: True (the demo's): the same result lines (expid, fingerprint, metrics),
     summary and exit status; a run that fails for its own reasons (a learning rate of 1e30:
@@ -188,7 +162,7 @@ def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_da
     for folder in folders.values():
         folder.mkdir()
         make_tuner(folder, small_data, space)
-    good, other, diverging = expids_of(folders["ray"] / "grid.yaml")
+    good, other, diverging = expanded_expids(folders["ray"] / "grid.yaml")
     poison = tmp_path / "poison" / "ray"
     poison.mkdir(parents=True)
     (poison / "__init__.py").write_text("raise ImportError('ray imported without --ray')\n")
@@ -200,7 +174,7 @@ def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_da
         found = sorted((r["exp_id"], r["fingerprint"], r["dataset_id"], tuple(r["val"].items()))
                        for r in lines(folders[name], "grid.yaml"))
         rows = [(r["expid"], r["status"], r["AUC"], r["logloss"])
-                for r in summary(folders[name], "grid.yaml")]
+                for r in read_summary(folders[name], "grid.yaml")]
         return found, rows
 
     for done in (slots, ray):
@@ -227,11 +201,12 @@ def test_a_local_ray_grid_gives_the_lines_and_summary_of_the_slot_tuner(small_da
     assert len(lines(folders["ray"], "grid.yaml")) == 2
     predicted = run_cli("prediction.py", "--config", "grid", "--expid", "best", cwd=folders["ray"])
     assert predicted.returncode == 0, predicted.stderr[-3000:]
-    best = summary(folders["ray"], "grid.yaml")[0]["expid"]
+    best = read_summary(folders["ray"], "grid.yaml")[0]["expid"]
     assert f"submission/{best}.zip" in predicted.stdout
 
 
 # --- a cluster of two nodes --------------------------------------------------------------
+@pytest.mark.slow
 def test_runs_land_on_both_nodes_and_a_run_of_a_lost_node_is_retried_once(cluster, small_data,
                                                                           tmp_path):
     """One CPU per node, one per run: one run per node. The worker node is removed while its
@@ -242,7 +217,7 @@ def test_runs_land_on_both_nodes_and_a_run_of_a_lost_node_is_retried_once(cluste
     worker = next(iter(cluster.worker_nodes))
     worker_raylet = worker.all_processes["raylet"][0].process.pid
     head_raylet = cluster.head_node.all_processes["raylet"][0].process.pid
-    expids = expids_of(tuner_yaml)
+    expids = expanded_expids(tuner_yaml)
     proc = ray_popen(tmp_path, tuner_yaml, address=cluster.address)
     try:
         placed = {}
@@ -309,6 +284,7 @@ def start_node_without(folder, address):
 
 
 @pytest.mark.parametrize("hidden", ["data", "model_root"])
+@pytest.mark.slow
 def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data, tmp_path,
                                                              hidden):
     """A node that does not see the data, or has its own folder where model_root is: one
@@ -351,11 +327,12 @@ def test_a_node_without_the_data_is_named_and_nothing_starts(cluster, small_data
 
 
 # --- Ctrl-C ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_data, tmp_path):
     # 3 epochs: both runs are still training once both have saved a training state
     tuner_yaml = make_tuner(tmp_path, small_data, {**SLOW, "epochs": 3,
                                                    "learning_rate": [3.e-3, 1.e-2]})
-    expids = expids_of(tuner_yaml)
+    expids = expanded_expids(tuner_yaml)
     proc = ray_popen(tmp_path, tuner_yaml)
     try:
         # both runs have saved a training state: they are well under way
@@ -388,6 +365,7 @@ def test_ctrl_c_cancels_the_runs_writes_the_summary_and_a_rerun_resumes(small_da
 
 
 # --- ASHA ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_asha_stops_the_bad_points_early_and_finds_the_full_grids_best(small_data, tmp_path):
     """A learning rate of 10 or 100 saturates the model at once (validation AUC 0.5). One run
     at a time (each takes every CPU of the instance), the good point first: ASHA (grace period
@@ -398,12 +376,12 @@ def test_asha_stops_the_bad_points_early_and_finds_the_full_grids_best(small_dat
     space = {"epochs": 2, "batch_size": 256, "eval_steps": 8, "early_stop_patience": 100,
              "learning_rate": [3.e-3, 10.0, 100.0]}
     tuner_yaml = make_tuner(tmp_path, small_data, space)
-    good, *bad = expids_of(tuner_yaml)
+    good, *bad = expanded_expids(tuner_yaml)
     asha = ("--cpus-per-run", os.cpu_count(), "--scheduler", "asha", "--reduction-factor", 2)
     done = ray_cli(tmp_path, tuner_yaml, *asha)
     assert done.returncode == 0, done.stderr[-3000:]
     assert statuses(tmp_path, tuner_yaml) == {good: "ok", **{e: "stopped early" for e in bad}}
-    assert summary(tmp_path, tuner_yaml)[0]["expid"] == good
+    assert read_summary(tmp_path, tuner_yaml)[0]["expid"] == good
     found = {r["exp_id"]: r for r in lines(tmp_path, tuner_yaml)}
     assert sorted(found) == sorted([good, *bad])
     import torch
@@ -429,7 +407,7 @@ def test_asha_stops_the_bad_points_early_and_finds_the_full_grids_best(small_dat
     full = ray_cli(tmp_path, tuner_yaml)
     assert full.returncode == 0, full.stderr[-3000:]
     assert statuses(tmp_path, tuner_yaml) == {good: "done before", **{e: "ok" for e in bad}}
-    assert summary(tmp_path, tuner_yaml)[0]["expid"] == good  # the full grid's best
+    assert read_summary(tmp_path, tuner_yaml)[0]["expid"] == good  # the full grid's best
     for expid in bad:
         log = (checkpoints(tmp_path) / f"{expid}.log").read_text()
         assert "Resumed from the training state" in log and "Training finished" in log

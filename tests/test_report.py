@@ -99,6 +99,7 @@ def grid(small_data, tmp_path_factory):
 
 
 # --- the history file -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_history_rows_match_the_evaluations_in_the_log(grid):
     folder, tuner_yaml = grid
     for expid, params in grid_params(tuner_yaml).items():
@@ -141,6 +142,7 @@ def test_a_history_keeps_the_rows_up_to_the_resumed_state_and_a_fresh_start_empt
     assert read_history(path) == [] and path.read_text().startswith("epoch,step,")
 
 
+@pytest.mark.slow
 def test_a_killed_and_resumed_run_has_the_history_of_an_uninterrupted_one(small_data, tmp_path):
     """deterministic: True; one run uninterrupted, one killed by SIGKILL after its second
     evaluation began and started again: the same evaluations, none twice, none missing."""
@@ -179,6 +181,7 @@ def test_a_killed_and_resumed_run_has_the_history_of_an_uninterrupted_one(small_
     assert [[r[k] for k in keys] for r in killed] == [[r[k] for k in keys] for r in whole]
 
 
+@pytest.mark.slow
 def test_a_rerun_starts_its_history_afresh(small_data, tmp_path):
     tuner_yaml = write_tuner_config(tmp_path, small_data, {
         "epochs": 1, "batch_size": 512, "eval_steps": 2, "max_steps": 4, "learning_rate": 3.e-3},
@@ -194,6 +197,7 @@ def test_a_rerun_starts_its_history_afresh(small_data, tmp_path):
 
 
 # --- TensorBoard -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tensorboard_scalars_read_back_as_the_history(small_data, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -239,6 +243,7 @@ def test_tensorboard_without_the_package_is_refused_before_training(small_data, 
 
 
 # --- the report -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_of_a_small_grid_plots_every_run_and_every_tuned_key(grid, monkeypatch):
     folder, tuner_yaml = grid
     params = grid_params(tuner_yaml)
@@ -272,6 +277,7 @@ def test_report_of_a_small_grid_plots_every_run_and_every_tuned_key(grid, monkey
         assert plotted == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_report_command_writes_a_self_contained_folder(grid):
     folder, tuner_yaml = grid
     done = report_cli(folder, "--config", tuner_yaml)  # the yaml works as well as the folder
@@ -289,6 +295,7 @@ def test_report_command_writes_a_self_contained_folder(grid):
     assert sorted(p.name for p in (folder / "reports").iterdir()) == ["grid"]  # no temp left
 
 
+@pytest.mark.slow
 def test_a_grid_with_a_failed_run_still_reports(small_data, tmp_path, monkeypatch):
     # a learning rate of 1e30 passes the value checks and diverges at the second batch
     tuner_yaml = write_tuner_config(tmp_path, small_data, {

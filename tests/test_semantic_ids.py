@@ -169,6 +169,7 @@ def test_cli_writes_codes_and_prints_the_feature_entries(tmp_path):
     assert f"item_file: {out}, column: sid_2}}" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_model_trains_with_semantic_id_features(small_data, tiny_data, tmp_path):
     """DIN_default_cpu with three semantic-id features (and the item_feature levels, and a
     user_id with its own regulariser): vocab auto, validation and one short training run;

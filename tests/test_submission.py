@@ -108,9 +108,9 @@ def test_failed_zip_leaves_nothing_behind(tmp_path, test_file, monkeypatch):
     def broken_write(self, *args, **kwargs):
         raise OSError("disk full")
     monkeypatch.setattr(zipfile.ZipFile, "write", broken_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SubmissionError, match="disk full"):
         write_submission(test_file[1], {"Task2": np.full(N, 0.75)}, out, "x")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SubmissionError, match="disk full"):
         write_submission(test_file[1], {"Task2": np.full(N, 0.75)}, out, "y")
     # The earlier complete files are untouched, no "y.zip" appeared, and no temp file is left.
     after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}

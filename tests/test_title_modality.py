@@ -75,6 +75,7 @@ def test_per_modality_with_titles(tiny_data, title_vectors, tmp_path):
     assert rank == TITLE_DIM
 
 
+@pytest.mark.slow
 def test_contrastive_trains_on_three_modalities(tiny_data, title_vectors, tmp_path):
     data_dir, _ = tiny_data
     path = write_titles(tmp_path / "titles.parquet", title_vectors)

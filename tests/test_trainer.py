@@ -13,6 +13,7 @@ from torch import nn
 from src.data.features import build_feature_map
 from src.errors import UserError
 from src.experiment import build_model, load_params, make_loaders
+from src.options import NO_DEFAULT, OPTIONS
 from src.training.checkpoints import read_checkpoint
 from src.training.options import RunContext, TrainingOptions
 from src.training.trainer import RunStopped, Trainer
@@ -64,6 +65,9 @@ def test_callbacks_see_every_evaluation_through_the_trainer(params, tmp_path):
     def watch(trainer, val_logs):
         # the checkpoint and the training state of this evaluation are on disk already
         state = read_checkpoint(trainer.run.state_path, what="training state")
+        best = read_checkpoint(trainer.run.checkpoint)
+        # the hash a reporter hands on is that of the checkpoint on disk
+        assert trainer.weights_sha256 == best["weights_sha256"]
         seen.append((trainer.evaluation_number, trainer.total_steps, state["total_steps"],
                      trainer.checkpoint_is_current, trainer.run.run_id, val_logs["AUC"]))
 
@@ -151,6 +155,17 @@ def test_the_layers_model_training_experiment():
         above = {m for m in imported_modules(path)
                  if m.split(".")[0] in ("experiment", "tuning", "report", "models")}
         assert not above, (path, above)
+
+
+def test_the_trainers_defaults_are_the_declared_options():
+    """TrainingOptions fills what a params dict lacks with the defaults src/options.py
+    declares (and fills into every run's params): both say the same."""
+    declared = {o.name: o.default for o in OPTIONS}
+    fields = TrainingOptions.__dataclass_fields__
+    shared = [name for name in fields if name in declared and declared[name] != NO_DEFAULT]
+    assert len(shared) >= 15
+    for name in shared:
+        assert getattr(TrainingOptions(), name) == declared[name], name
 
 
 def test_a_refused_optimizer_or_schedule_names_the_key(params):

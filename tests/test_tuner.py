@@ -5,7 +5,6 @@ train rows: two batches of 2,048); the exit-status and signal edge cases that re
 cannot produce on demand use a stand-in run_expid script.
 """
 import copy
-import csv
 import os
 import signal
 import subprocess
@@ -23,34 +22,20 @@ from src.tuning import slots, tuner
 from src.errors import ConfigError
 from src.tuning.task1_rules import check_tuner_config
 
-from .conftest import REPO, processes_mentioning, tune_cli, wait_for, write_tuner_config
+from .conftest import REPO, processes_mentioning, tune_cli, wait_for
+from .helpers import make_tuner, read_summary, statuses
 
 TASK1_CONFIG = REPO / "config" / "DIN_task1_tuner_config.yaml"
 SEED_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
-FAST = {"epochs": 1, "batch_size": 2048, "learning_rate": 3.e-3}
 # batch_size 256 gives 16 batches, a checkpoint after each: a run to kill mid-epoch.
 SLOW = {"batch_size": [256, 2048], "eval_steps": 1, "early_stop_patience": 100}
 
 
 # --- helpers -------------------------------------------------------------------------------
-def make_tuner(folder, data_dir, space, name="grid.yaml"):
-    return write_tuner_config(folder, data_dir, {**FAST, **space}, name=name)
-
-
 def grid_params(tuner_yaml):
     """{expid: params} of the grid the tuner wrote beside tuner_yaml."""
     with open(Path(tuner_yaml).with_suffix("") / "model_config.yaml") as f:
         return yaml.safe_load(f)
-
-
-def read_summary(folder, tuner_yaml):
-    """Summary rows in file order."""
-    with open(Path(folder) / f"{Path(tuner_yaml).stem}_summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def statuses(folder, tuner_yaml):
-    return {row["expid"]: row["status"] for row in read_summary(folder, tuner_yaml)}
 
 
 def result_lines(folder, tuner_yaml):
@@ -63,6 +48,7 @@ def line_expid(line):
 
 
 # --- a crashing run ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
     # a learning rate of 1e30 passes the value checks and diverges at the second batch
     tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [3.e-3, 1.e+30]})
@@ -90,6 +76,7 @@ def test_crashing_run_fails_the_grid_and_is_named(small_data, tmp_path):
 
 
 # --- a run killed mid-epoch ----------------------------------------------------------------
+@pytest.mark.slow
 def test_killed_run_keeps_its_checkpoint_and_the_tuner_completes_the_grid(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
     config_dir, expids = tuner.expand_grid(tuner_yaml)
@@ -118,6 +105,7 @@ def test_killed_run_keeps_its_checkpoint_and_the_tuner_completes_the_grid(small_
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ctrl_c_stops_the_runs_and_writes_the_summary(small_data, tmp_path):
     tuner_yaml = make_tuner(tmp_path, small_data, SLOW)
     cmd = [sys.executable, str(REPO / "run_param_tuner.py"), "--config", str(tuner_yaml),
@@ -217,6 +205,7 @@ def test_ok_needs_exit_zero_and_a_new_result_line(fake_runs, tmp_path):
     assert records["E_silent"]["status"] == "failed (no result line)"
 
 
+@pytest.mark.slow
 def test_resume_retries_failed_and_missing_and_force_reruns_all(fake_runs, small_data, tmp_path,
                                                                monkeypatch):
     """tune() as run_param_tuner.py calls it (real grid, real data check), runs faked."""
@@ -452,3 +441,19 @@ def test_summary_table_fits_100_columns_without_losing_the_expid_tail():
     body = [line for line in table if line[:3].isdigit()]
     assert [line.split()[0] for line in body] == ["001_0123abcd", "002_0123abcd", "003_0123abcd"]
     assert [line.split()[1] for line in body] == ["0.1", "0.01", "0.001"]
+
+
+def test_check_only_checks_everything_and_writes_no_grid(small_data, tmp_path):
+    """--check answers a good config with OK and trains nothing; a bad value or a data problem
+    is the same one-line refusal as a real run's, exit 2."""
+    tuner_yaml = make_tuner(tmp_path, small_data, {"learning_rate": [1.e-3, 3.e-3]})
+    checked = tune_cli(tmp_path, tuner_yaml, "--check", slots=1)
+    assert checked.returncode == 0, checked.stderr
+    assert "OK:" in checked.stdout and "2 experiment(s)" in checked.stdout
+    assert not (tmp_path / "grid").exists()  # no grid folder, no result lines, no runs
+    assert not list(tmp_path.glob("grid*.csv"))
+    bad = make_tuner(tmp_path, small_data, {"max_len": [32, 100]}, name="bad.yaml")
+    refused = tune_cli(tmp_path, bad, "--check", slots=1)
+    assert refused.returncode == 2
+    assert "max_len=100" in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad").exists()

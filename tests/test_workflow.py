@@ -12,6 +12,9 @@ from sklearn.metrics import roc_auc_score
 
 from .conftest import REPO, write_tuner_config
 
+# every test here tunes, predicts and zips through the command lines (docs/testing.md)
+pytestmark = pytest.mark.slow
+
 
 def run(args, cwd):
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,

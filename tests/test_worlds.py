@@ -28,6 +28,7 @@ def worlds(tiny_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_world_is_generated_and_named(worlds):
     assert set(worlds) == {"cosine", "multi_interest", "target_side", "recency", "user_heavy"}
     for name, (root, summary) in worlds.items():
@@ -35,6 +36,7 @@ def test_every_world_is_generated_and_named(worlds):
         assert json.loads((root / "ground_truth" / "summary.json").read_text()) == summary
 
 
+@pytest.mark.slow
 def test_every_world_writes_the_same_files_and_schema(worlds):
     cosine_root, cosine = worlds["cosine"]
     for name, (root, summary) in worlds.items():
@@ -48,6 +50,7 @@ def test_every_world_writes_the_same_files_and_schema(worlds):
 
 
 @pytest.mark.parametrize("split", ["valid", "test"])
+@pytest.mark.slow
 def test_ground_truth_of_each_world(worlds, split):
     for name, (_, s) in worlds.items():
         best, blind = s["best_auc"][split], s["history_blind_oracle_auc"][split]
@@ -65,6 +68,7 @@ def test_ground_truth_of_each_world(worlds, split):
 
 
 @pytest.mark.parametrize("split", ["valid", "test"])
+@pytest.mark.slow
 def test_the_worlds_laws_pool_the_history_differently(worlds, split):
     """Where the law takes the best of several interests or the last clicks, its own oracle
     beats the cosine law's mean-pooled one; where the law is the cosine's they are equal."""
@@ -76,6 +80,7 @@ def test_the_worlds_laws_pool_the_history_differently(worlds, split):
             assert own == mean_pool, name
 
 
+@pytest.mark.slow
 def test_the_user_heavy_world_has_a_user_bias_in_its_files(worlds):
     """More rows per user, and a user's click rate in train predicts their valid labels,
     far more than in the cosine world (where it reflects only taste)."""

@@ -42,7 +42,8 @@ Dtypes (checked on the parquet schema, before any value is read):
 - integer columns (ID, user_id, item_id, categorical features): int32 or int64;
 - item_seq and sequence features: lists of int32/int64;
 - embedding features: lists of float32/float64; numeric features: integer or float;
-- the label: integer or float holding only 0 and 1 (NaN is a missing label);
+- the label: integer or float holding only 0 and 1 (NaN is a missing label); the validation
+  file must hold both (its AUC, computed at every evaluation, needs two classes);
 - lists may be stored as list, large_list or fixed_size_list (polars' Array type).
 Categorical values must be pre-encoded integers (the seed path runs with
 rebuild_dataset: False, so nothing re-encodes strings).
@@ -143,6 +144,7 @@ class _Column:
     vocab_of: str = None  # the feature whose vocab_size sets `high` (errors name the size needed)
     row_feature: bool = False  # a feature of the split rows (oov: True is then an option)
     null_fix: str = ""  # how to fix a null in this column; "" = by kind (_null_fix)
+    both_classes: bool = False  # a label that must hold 0 and 1 (valid: AUC needs both)
     collected: list = field(default_factory=list)  # per-batch lengths or ids for file-wide checks
 
 
@@ -380,8 +382,8 @@ def _check_array(path, spec, arr, offset):
         if (row0 != 0).any():
             raise DataError(path, "row 0 is not the padding row: it must be all zeros", column=name,
                             row=0, fix="insert an all-zero padding row (item_id 0) at the top of item_info")
-    if spec.unique:
-        spec.collected.append(values)
+    if spec.unique or spec.both_classes:
+        spec.collected.append(np.unique(values) if spec.both_classes else values)
 
 
 def _check_padding_item(path, columns, batch, names, offset):
@@ -423,6 +425,13 @@ def _finish(path, spec):
             row = int(order[1:][dup].min())
             raise DataError(path, f"{spec.name} {ids[row]} appears more than once",
                             column=spec.name, row=row, fix=spec.unique_fix)
+    if spec.both_classes:
+        seen = np.unique(np.concatenate(spec.collected)) if spec.collected else np.array([])
+        if len(seen) < 2:
+            only = f"only the label {seen[0]:g}" if len(seen) else "no rows"
+            raise DataError(path, f"holds {only}: the validation AUC needs both classes (0 and 1)",
+                            column=spec.name, fix="use a validation file with clicks and "
+                            "non-clicks (e.g. a random sample of the training period)")
     spec.collected.clear()
 
 
@@ -524,7 +533,7 @@ def _split_columns(features, labels, split, n_items, max_len):
         required[TEST_ID] = "the submission, whose IDs come from the test file"
     else:
         for name in labels:
-            columns[name] = _Column(name, "label")
+            columns[name] = _Column(name, "label", both_classes=split == "valid")
             required[name] = "label_col"
     allowed.update(columns)
     return columns, required, allowed
@@ -603,8 +612,10 @@ def validate_dataset(params, splits=("train", "valid", "test")):
 
     # A name in no checked file is a mistake in the config, not in the data. Features read
     # from an item_file are looked for in that file below; from_splits names a split column.
+    # The test file alone (prediction, after training read the config's names in train and
+    # valid): a name it lacks is that file's fault, named with it by the schema check below.
     wanted = [(f.from_splits or f.name, f"{f.key}{' from_splits' if f.from_splits else ''}")
-              for f in features if f.active and not f.item_file]
+              for f in features if f.active and not f.item_file and tuple(splits) != ("test",)]
     if any(s in ("train", "valid") for s in splits):
         wanted += [(name, "label_col") for name in labels]
     for name, key in wanted:

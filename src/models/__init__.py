@@ -5,16 +5,16 @@ its class name is the name a model config's `model:` key gives. Adding a model i
 here plus one block in a model config: nothing to register by hand. Models score; the
 Trainer of src/training trains them.
 """
-import ast
 import importlib
 import inspect
 import pkgutil
-from pathlib import Path
 
 from ..errors import ConfigError
 
 # Modules here that hold shared parts, not models of their own.
 _NOT_MODELS = {"attention", "base", "interest", "items", "layers", "seed_design"}
+# Constructor arguments the code fills in, not a config.
+_NOT_CONFIG_KEYS = {"self", "feature_map", "item_table"}
 
 
 def available_models():
@@ -31,24 +31,26 @@ def available_models():
     return found
 
 
-def model_names():
-    """The model names, read from the modules' source without importing them (no torch):
-    classes of the model modules that derive, directly or through other classes of this
-    package, from MMCTRModel. available_models() is the truth; a test checks both agree."""
-    bases = {}  # class name -> (module, names of its bases)
-    for module_info in pkgutil.iter_modules(__path__):
-        tree = ast.parse((Path(__path__[0]) / f"{module_info.name}.py").read_text())
-        for node in tree.body:
-            if isinstance(node, ast.ClassDef):
-                names = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "")
-                         for b in node.bases]
-                bases[node.name] = (module_info.name, names)
-    derived, grew = {"MMCTRModel"}, True
-    while grew:
-        before = len(derived)
-        derived |= {name for name, (_, parents) in bases.items() if derived & set(parents)}
-        grew = len(derived) > before
-    return {name for name in derived - {"MMCTRModel"} if bases[name][0] not in _NOT_MODELS}
+def model_arguments(name):
+    """{argument: default} of a model's constructor, read along its class MRO (our classes
+    only: FuxiCTR's BaseModel keys are declared in src/options.py). feature_map and
+    item_table are passed by the code that builds the model, never by a config."""
+    arguments = {}
+    for cls in model_class(name).__mro__:
+        if not cls.__module__.startswith(__name__ + ".") or "__init__" not in vars(cls):
+            continue
+        for parameter in inspect.signature(cls.__init__).parameters.values():
+            if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL) or \
+                    parameter.name in _NOT_CONFIG_KEYS:
+                continue
+            arguments.setdefault(parameter.name, parameter.default)  # the subclass's default
+    return arguments
+
+
+def fixed_arguments(name):
+    """{argument: the one value the model takes}: keys a model accepts only to run blocks
+    copied from another model's (a class's FIXED_ARGUMENTS)."""
+    return dict(getattr(model_class(name), "FIXED_ARGUMENTS", {}))
 
 
 def model_class(name):

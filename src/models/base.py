@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 class MMCTRModel(PenaltyLoop, BaseModel):
     """BaseModel plus the options of our configs that change how a model computes (defaults
-    keep FuxiCTR's behaviour; see src/params.OPTION_DEFAULTS and the README):
+    keep FuxiCTR's behaviour; see src/options.py and docs/config_reference.md):
     amp_bf16: run forward passes under bfloat16 autocast (logit and loss stay float32);
     torch_compile: compile the model's dense blocks (see compile_blocks).
     The training options (max_steps, lr_scheduler, ...) are the Trainer's

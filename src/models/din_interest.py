@@ -7,6 +7,7 @@ vector joins the DNN's input, [row features, target, DIN pooled, match], and the
 score (the scaled cosine plus a content bias) is added to the DNN's logit.
 """
 
+from ..errors import ConfigError
 from .attention import SplitDINAttention
 from .interest import InterestRegularized, InterestTower, content_columns
 from .items import ItemSequenceModel
@@ -14,6 +15,10 @@ from .layers import logit_mlp
 
 
 class DINInterest(InterestRegularized, ItemSequenceModel):
+    # Arguments taken at one value only: DIN's key, which blocks copied from a DIN block
+    # (YAML <<) carry; its attention pools without a softmax. Checked before any run.
+    FIXED_ARGUMENTS = {"din_use_softmax": False}
+
     def __init__(self,
                  feature_map,
                  model_id="DINInterest",
@@ -28,6 +33,7 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
                  interest_dim=64,
                  interest_features=None,
                  interest_regularizer=0,
+                 din_use_softmax=False,
                  net_dropout=0,
                  batch_norm=False,
                  **kwargs):
@@ -38,6 +44,9 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
                                                   hidden_activations=attention_hidden_activations,
                                                   output_activation=attention_output_activation,
                                                   dropout_rate=attention_dropout)
+        if din_use_softmax:
+            raise ConfigError("din_use_softmax: True: DINInterest's attention pools without a "
+                              "softmax. Fix: set din_use_softmax: False for DINInterest")
         self.interest_regularizer = interest_regularizer
         self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
         self.dnn = logit_mlp(self.row_dim + 2 * self.item_dim + int(interest_dim),

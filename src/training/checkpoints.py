@@ -1,7 +1,8 @@
 """Checkpoint files: written atomically, read with one clear error, and what they hold.
 
 A checkpoint (<run>.model) holds {"state_dict", "config", "fingerprint", "run_id",
-"fingerprint_record"}: the weights with the config and run that made them. A training state
+"fingerprint_record", "weights_sha256"}: the weights with the config and run that made them and
+their hash (state_hash.py), checked by whoever loads them. A training state
 (<run>.state) holds everything a rerun needs to continue where an evaluation left off,
 random generators included. Both are read with torch.load(weights_only=True), so they hold
 plain values only (see plain()).
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .state_hash import CHECKPOINT_KEY, state_hash, verify_weights
 
 
 def atomic_save(content: Any, path, what: str = "checkpoint") -> None:
@@ -75,28 +77,36 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def save_weights(model: nn.Module, path, run_info: dict | None = None) -> None:
-    """The weights with the config (model.config: the params that built the model) and the
-    run_info (fingerprint, run_id) of the run that made them, written atomically: a run
-    killed mid-save keeps its previous best checkpoint intact."""
-    atomic_save({"state_dict": model.state_dict(), "config": plain(getattr(model, "config", {})),
-                 **plain(run_info or {})}, path)
+def save_weights(model: nn.Module, path, run_info: dict | None = None) -> str:
+    """The weights with the config (model.config: the params that built the model), the
+    run_info (fingerprint, run_id) of the run that made them and their hash, written
+    atomically: a run killed mid-save keeps its previous best checkpoint intact. Returns the
+    hash."""
+    weights = model.state_dict()
+    digest = state_hash(weights)
+    atomic_save({"state_dict": weights, "config": plain(getattr(model, "config", {})),
+                 **plain(run_info or {}), CHECKPOINT_KEY: digest}, path)
+    return digest
 
 
 def load_weights(model: nn.Module, path, device: torch.device | None = None) -> dict:
-    """Load the weights of checkpoint path into model (moved to device, when given); returns
-    what the checkpoint records of its run (fingerprint, run_id, ...)."""
+    """Load the weights of checkpoint path into model (moved to device, when given) after
+    checking them against the hash the checkpoint recorded (a damaged file is a
+    DamagedCheckpoint naming it); returns what the checkpoint records of its run (fingerprint,
+    run_id, weights_sha256: None for a checkpoint written before weights were hashed)."""
     saved = read_checkpoint(path)
     if device is not None:
         model.to(device)
     state_dict = saved.get("state_dict", saved)
+    verify_weights(state_dict, saved.get(CHECKPOINT_KEY), path)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
         raise UserError(f"checkpoint {path} does not fit this model ("
                         f"{str(err).splitlines()[0][:200]}). Fix: retrain the experiment, or "
                         f"predict with the config that trained it") from None
-    return {k: v for k, v in saved.items() if k not in ("state_dict", "config")}
+    return {CHECKPOINT_KEY: None,
+            **{k: v for k, v in saved.items() if k not in ("state_dict", "config")}}
 
 
 # ---- random generators, for the training state ----

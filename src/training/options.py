@@ -4,8 +4,8 @@ TrainingOptions are the config keys about training (the loop, the schedule, earl
 evaluation); the model ignores them. RunContext is what one run of an experiment adds: where
 its checkpoint and training state go, what its checkpoints record, its evaluation history,
 a check that may stop it, and the callbacks that watch its evaluations (a scheduler's
-reporter, src/tuning/ray_runner.py). Defaults keep FuxiCTR's behaviour (src/params.py's
-OPTION_DEFAULTS gives the same values to every config).
+reporter, src/tuning/ray_trial.py). Defaults keep FuxiCTR's behaviour and are those of
+src/options.py, which fills them into every run's params (a test keeps both in step).
 """
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -8,10 +8,9 @@ import logging
 import math
 
 from ..errors import ConfigError
+from ..options import SCHEDULERS
 
 logger = logging.getLogger(__name__)
-
-SCHEDULERS = ("plateau", "cosine", "none")
 
 
 class LearningRateSchedule:

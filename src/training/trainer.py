@@ -27,6 +27,7 @@ from ..progress import Progress
 from . import checkpoints, evaluation
 from .options import RunContext, TrainingOptions
 from .schedules import EarlyStopping, LearningRateSchedule
+from .state_hash import CHECKPOINT_KEY, STATE_KEY, state_hash
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class Trainer:
         self.eval_steps = options.eval_steps
         self.stop_training = False
         self.last_auc = None
+        # the hash of the checkpoint last saved, or after fit of the best one, loaded back
+        self.weights_sha256 = None
         # training loss, rows and regularisation penalty (part of the loss) since the last
         # evaluation
         self._interval = (None, 0, None)
@@ -119,7 +122,8 @@ class Trainer:
             self.epoch += 1
         self.save_training_state(finished=True)
         logger.info("Training finished. Load best model: %s", self.run.checkpoint)
-        checkpoints.load_weights(self.model, self.run.checkpoint, self.model.device)
+        saved = checkpoints.load_weights(self.model, self.run.checkpoint, self.model.device)
+        self.weights_sha256 = saved[CHECKPOINT_KEY]
 
     def train_epoch(self, train_loader) -> None:
         self.model.train()
@@ -229,14 +233,17 @@ class Trainer:
             self.save_weights()
 
     def save_weights(self) -> None:
-        checkpoints.save_weights(self.model, self.run.checkpoint, self.run.run_info)
+        self.weights_sha256 = checkpoints.save_weights(self.model, self.run.checkpoint,
+                                                       self.run.run_info)
 
     # ---- resuming ----
     def save_training_state(self, finished: bool = False) -> None:
         """Everything a rerun needs to continue exactly where this evaluation left off."""
         if not self.run.state_path:
             return
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        weights = self.model.state_dict()
+        state = {"model": weights, STATE_KEY: state_hash(weights),
+                 "optimizer": self.optimizer.state_dict(),
                  "epoch": self.epoch, "batch": self.batch_index,
                  "total_steps": self.total_steps, "finished": finished,
                  "epoch_rng": (checkpoints.numpy_state_plain(self._epoch_rng)

@@ -51,7 +51,7 @@ class Ended:
     returncode: the run's exit status (0 for a clean end; negative: killed by that signal;
     None: it never ran or was cut off). result: the run's result when the executor hands it
     back instead of the run appending its own result line (the bookkeeping then writes the
-    line): {"val": metrics, "fingerprint", "run", "dataset_id"}; with "stopped": why a
+    line): {"val": metrics, "fingerprint", "run", "dataset_id", "weights"}; with "stopped": why a
     scheduler ended it early (its best checkpoint and training state are kept).
     status: the executor's own verdict, which the bookkeeping takes as it is (a refusal, a
     run lost with its node after every retry). where: where it ran, for the log."""

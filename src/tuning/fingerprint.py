@@ -8,10 +8,18 @@ another config, by a capped run or by a retrain on other data is refused, not su
 The fingerprint hashes
 - every param except bookkeeping (gpu, verbose, model_root, ...: src/params.BOOKKEEPING_KEYS),
   data paths included;
-- each data file the experiment reads (the split files, item_info, item files named in
+- each data file training reads (train, valid, item_info, item files named in
   feature_cols): its size and the hash of its parquet footer. The footer holds the schema,
   row counts, byte offsets and min/max statistics of every column chunk, so regenerated or
   edited data changes it, while a copy to another machine (new mtime, same bytes) does not.
+The test file is left out, always: it is what a trained model scores, so a test file saved
+again (other compression), or a new one, keeps every result and checkpoint; prediction checks
+it against the config's features instead (a missing column is named there). Where training
+also reads the test rows (`from_splits` levels, `vocab_size: auto` sizes), a test file with
+other values may give the items other levels at prediction than in training, or a vocabulary
+the checkpoint does not fit (refused then, naming the checkpoint). Result lines of configs
+with `from_splits` written before this rule carry a fingerprint that covered the test file:
+the tuner retrains those runs once.
 """
 import hashlib
 import json
@@ -27,10 +35,9 @@ FOOTER_MAGIC = b"PAR1"
 
 
 def data_files(params):
-    """{config key: path} of the parquet files that decide what a run trains: train, valid,
-    item_info and item files named in feature_cols. The test file only when a feature takes
-    values from the split rows (`from_splits`, item-side levels): otherwise a new test file
-    may be scored by a model trained before it existed."""
+    """{config key: path} of the parquet files a run reads: train, valid, item_info and item
+    files named in feature_cols; the test file too when a feature takes values from the split
+    rows (`from_splits`, item-side levels). The fingerprint leaves the test file out."""
     files = {key: params[key] for key in ("train_data", "valid_data", "item_info")
              if params.get(key)}
     for col in params.get("feature_cols") or []:
@@ -75,6 +82,8 @@ def fingerprint_record(params, signatures=None):
     signatures = {} if signatures is None else signatures
     files = {}
     for key, path in sorted(data_files(params).items()):
+        if key == "test_data":  # not part of a run's identity (module docstring)
+            continue
         if path not in signatures:
             signatures[path] = file_signature(path)
         files[key] = f"{path} [{signatures[path]}]"

@@ -12,12 +12,13 @@ What differs from FuxiCTR's enumerate_params, and why:
   the last one), named `<dataset_id>_<md5[:8]>` of the block;
 - `base_expid` may be a list, for a grid that mixes models: each tuner_space key applies to
   the base blocks that have it (it must be in at least one, or in the dataset block);
-- an unknown key is an error with a "did you mean";
-- the option keys of our models (src/params.OPTION_DEFAULTS) can be set or tuned even when the
-  model block does not list them; at their defaults they do not enter the expid's hash, so
-  listing them (or a new option) in a Base block renames no experiment.
+- every key of the model blocks (Base included), the dataset block and tuner_space must be
+  known to the schema (src/options.py) or the block's model constructor (src/tuning/keys.py),
+  else the config is refused with a "did you mean", the blocks' keys checked first;
+- a tuner_space key applies to each base block that lists it or whose model knows it; this
+  toolkit's options (src/options.toolkit_defaults) at their defaults do not enter the expid's
+  hash, so listing them (or a new option) in a Base block renames no experiment.
 """
-import difflib
 import hashlib
 import itertools
 import json
@@ -29,7 +30,10 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
-from ..params import OPTION_DEFAULTS, read_yaml, with_option_defaults
+from ..options import keys_of, toolkit_defaults, with_option_defaults
+from ..params import read_yaml
+from .keys import (check_base_block, check_dataset_block, check_model_block, did_you_mean,
+                   model_keys)
 from .task1_rules import check_tuner_config
 from .values import check_grid_values
 
@@ -116,9 +120,12 @@ def model_block(config, base_expid, tuner_yaml):
     if base_expid not in blocks:
         known = [k for k in blocks if k != "Base"]
         raise ConfigError(f"{tuner_yaml}: base_expid={base_expid!r} is not a block of {where}"
-                          f"{_did_you_mean(base_expid, known)}. Known: {', '.join(known)}")
+                          f"{did_you_mean(base_expid, known)}. Known: {', '.join(known)}")
     block = dict(blocks.get("Base") or {})
+    if block:
+        check_base_block(block, f"{where}, block Base")
     block.update(blocks[base_expid] or {})
+    check_model_block(blocks[base_expid] or {}, f"{where}, block {base_expid}", block.get("model"))
     block.pop("model_id", None)
     return block
 
@@ -131,14 +138,10 @@ def dataset_block(config, dataset_id, tuner_yaml):
         blocks, where = (read_yaml(path) or {}) if path.is_file() else {}, str(path)
     if dataset_id not in blocks or not isinstance(blocks[dataset_id], dict):
         raise ConfigError(f"{tuner_yaml}: dataset_id={dataset_id!r} is not a block of {where}"
-                          f"{_did_you_mean(dataset_id, list(blocks))}. Fix: add the dataset block "
+                          f"{did_you_mean(dataset_id, list(blocks))}. Fix: add the dataset block "
                           f"or correct dataset_id")
+    check_dataset_block(blocks[dataset_id], f"{where}, block {dataset_id}")
     return dict(blocks[dataset_id])
-
-
-def _did_you_mean(word, choices):
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _axis(value):
@@ -149,8 +152,8 @@ def _axis(value):
 def _identity(params):
     """params without the option keys left at their defaults: a new option added to the
     toolkit (with its default) does not rename every existing experiment."""
-    return {k: v for k, v in params.items()
-            if not (k in OPTION_DEFAULTS and v == OPTION_DEFAULTS[k])}
+    defaults = toolkit_defaults()
+    return {k: v for k, v in params.items() if not (k in defaults and v == defaults[k])}
 
 
 def _digest(*parts):
@@ -158,19 +161,26 @@ def _digest(*parts):
     return hashlib.md5(text.encode("utf-8")).hexdigest()[:8]
 
 
+def _dataset_key(key, dataset):
+    return key in dataset or key in keys_of("dataset")
+
+
+def _applies(key, block):
+    """Whether a tuner_space key changes this model block."""
+    return key in block or key in model_keys([block.get("model")]) - keys_of("dataset")
+
+
 def _check_keys(tuner_space, model_blocks, dataset, tuner_yaml):
-    known = set(dataset) | set(OPTION_DEFAULTS)
-    for block in model_blocks.values():
-        known |= set(block)
+    known = set(dataset) | model_keys([b.get("model") for b in model_blocks.values()])
     problems = []
     for key in tuner_space:
         if key not in known:
-            problems.append(f"tuner_space key {key!r} is in no model block ("
-                            f"{', '.join(model_blocks)}), dataset block or option list"
-                            f"{_did_you_mean(key, sorted(known))}")
+            problems.append(f"tuner_space key {key!r} is known to no model block ("
+                            f"{', '.join(model_blocks)}) nor the dataset block"
+                            f"{did_you_mean(key, sorted(known))}")
     if problems:
-        raise ConfigError(f"{tuner_yaml}: {'; '.join(problems)}. Fix: correct the key (every key "
-                          f"must exist in the model or dataset block it changes)")
+        raise ConfigError(f"{tuner_yaml}: {'; '.join(problems)}. Fix: correct the key "
+                          f"(docs/config_reference.md lists every key of every model)")
 
 
 def expand(tuner_yaml, config=None):
@@ -186,7 +196,7 @@ def expand(tuner_yaml, config=None):
     _check_keys(tuner_space, model_blocks, dataset, tuner_yaml)
 
     # one dataset block per combination of the dataset keys in tuner_space
-    dataset_axes = {k: _axis(v) for k, v in tuner_space.items() if k in dataset}
+    dataset_axes = {k: _axis(v) for k, v in tuner_space.items() if _dataset_key(k, dataset)}
     datasets = {}
     for values in itertools.product(*dataset_axes.values()):
         block = dict(dataset, **dict(zip(dataset_axes, values)))
@@ -203,7 +213,7 @@ def expand(tuner_yaml, config=None):
         prefix = (base_expid if len(model_blocks) > 1 else
                   f"{block.get('model')}_{dataset_id}" if template else base_expid)
         model_axes = {k: _axis(v) for k, v in tuner_space.items()
-                      if k not in dataset and (k in block or k in OPTION_DEFAULTS)}
+                      if not _dataset_key(k, dataset) and _applies(k, block)}
         for values in itertools.product(*model_axes.values()):
             for name, data_block in datasets.items():
                 params = dict(block, **dict(zip(model_axes, values)), dataset_id=name)

@@ -11,7 +11,8 @@ How, and why:
   are used: relative paths of configs start there, as they do for run_expid.py.
 - Before anything is written, every node that can take a run is asked what it sees: each data
   file (with the same size and parquet footer as here) and each model_root (a file written
-  there by the driver must be visible from the node, and the node must be able to write).
+  there by the driver must be visible from the node, and the node must be able to write):
+  src/tuning/ray_nodes.py.
 - Faults: a run that fails for its own reasons (bad config, NaN loss, a bug) ends its trial
   normally with the exit status run_expid.py would have (2, or 1 for a crash) and is never
   retried. Only a lost worker process or node fails the trial in Ray Tune's eyes; Tune then
@@ -22,7 +23,9 @@ How, and why:
   after that evaluation's checkpoint and training state were saved.
 - Ctrl-C or SIGTERM: Tune's own SIGINT handler is off, so KeyboardInterrupt leaves Tuner.fit at
   once; Ray is then shut down, and the running trials (actors of this driver's job) die with it.
-Ray is imported only here, and only when a grid runs on Ray.
+Parts: the node check (ray_nodes.py), the Tune callback that keeps the books
+(ray_bookkeeping.py), what runs in a trial's worker (ray_trial.py). Ray is imported only by
+these modules, and only when a grid runs on Ray.
 """
 import contextlib
 import logging
@@ -30,29 +33,23 @@ import os
 import shutil
 import socket
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 from ..errors import UserError
 from ..params import RunPaths
 from .executor import Ended
-from .fingerprint import data_files, file_signature
+from .ray_nodes import check_nodes, node_name
+from .ray_trial import EVALUATION, run_trial
 from .slots import StopSignalsAsInterrupt
 
 logger = logging.getLogger(__name__)
 
 LOCAL = "local"
 SCHEDULERS = ("asha",)
-EVALUATION = "evaluation"  # Tune's time attribute for ASHA: the run's evaluation number
-NODE_CHECK_SECONDS = 120  # how long a node may take to answer the data check
 CONNECT_SECONDS = 10  # a head node that does not accept a connection by then is not there
 # Ray Tune settings for the driver while a grid runs: our own Ctrl-C handling; Tune's older
 # console output, which verbose=0 silences (the newer one prints a table even then).
 TUNE_ENVIRONMENT = {"TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0"}
-FIX_SHARED = ("put the data and model_root on a file system every node mounts at the same path, "
-              "or copy the data to the same path on each node (README, \"Grids on a Ray "
-              "cluster\")")
 
 
 class RayRunner:
@@ -97,8 +94,7 @@ class RayRunner:
         if self.scheduler:
             _require_auc_monitor(self.params)
         self._connect()
-        nodes = self._nodes_that_fit()
-        self._check_nodes(nodes)
+        check_nodes(self._nodes_that_fit(), self.params)
 
     def _connect(self):
         if self.address not in (LOCAL, "auto"):
@@ -132,54 +128,18 @@ class RayRunner:
         fit = [n for n in nodes if n["Resources"].get("CPU", 0) >= cpus
                and n["Resources"].get("GPU", 0) >= gpus]
         if not fit:
-            have = "; ".join(f"{_node_name(n)}: {n['Resources'].get('CPU', 0):g} CPU(s), "
+            have = "; ".join(f"{node_name(n)}: {n['Resources'].get('CPU', 0):g} CPU(s), "
                              f"{n['Resources'].get('GPU', 0):g} GPU(s)" for n in nodes)
             raise UserError(f"--ray {self.address}: no node has the {cpus:g} CPU(s) and {gpus:g} "
                             f"GPU(s) of one run ({have}). Fix: lower --cpus-per-run or "
                             f"--gpus-per-run (--gpus-per-run 0 trains on CPUs), or add such a "
                             f"node")
         return fit
-
-    def _check_nodes(self, nodes):
-        """Every node that can take a run sees the data files this machine sees and shares
-        each model_root; else one error naming the first node and path that do not."""
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        files = sorted({(key, path) for p in self.params.values()
-                        for key, path in data_files(p).items()})
-        local = {path: file_signature(path) for _, path in files}
-        cwd = os.getcwd()
-        relative = any(not os.path.isabs(path) for _, path in files) or any(
-            not os.path.isabs(p.get("model_root", "./checkpoints/")) for p in self.params.values())
-        roots = sorted({p.get("model_root", "./checkpoints/") for p in self.params.values()})
-        probes = {}
-        try:
-            for root in roots:
-                probe = Path(root) / f".tuner_probe_{uuid.uuid4().hex[:12]}"
-                probe.write_bytes(b"")
-                probes[root] = str(probe)
-            view = ray.remote(num_cpus=0, max_retries=0)(_node_view)
-            answers = {n["NodeID"]: view.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-                n["NodeID"], soft=False)).remote(cwd, [path for _, path in files], probes)
-                for n in nodes}
-            _, late = ray.wait(list(answers.values()), num_returns=len(answers),
-                               timeout=NODE_CHECK_SECONDS)
-            for node in nodes:
-                ref = answers[node["NodeID"]]
-                if ref in late:
-                    raise UserError(f"Ray {_node_name(node)} did not answer the data check within "
-                                    f"{NODE_CHECK_SECONDS} s. Fix: check that node (ray status), "
-                                    f"or remove it from the cluster")
-                _judge(node, ray.get(ref), cwd, relative, files, local)
-        finally:
-            for probe in probes.values():
-                Path(probe).unlink(missing_ok=True)
-        logger.info("Ray: %d node(s) can take a run and see the data and model_root: %s",
-                    len(nodes), ", ".join(_node_name(n) for n in nodes))
-
     # --- the runs ------------------------------------------------------------------------
     def run(self, spec, queue, hooks):
         from ray import tune
+
+        from .ray_bookkeeping import Bookkeeping  # it subclasses a Ray class
         queue = [e for e in queue if not _refused(e, hooks)]
         if not queue:
             return False, [], []
@@ -192,10 +152,10 @@ class RayRunner:
                "config_dir": str(spec.config_dir)}  # the owner of the runs' files
         argv = {e: [str(spec.run_expid), "--config", str(spec.config_dir), "--expid", e,
                     "--gpu", str(gpu)] for e in queue}
-        book = _callback_class()(hooks, argv)
+        book = Bookkeeping(hooks, argv)
         storage = tempfile.mkdtemp(prefix="tuner_ray_")
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_trial, params=params, job=job),
+            tune.with_resources(tune.with_parameters(run_trial, params=params, job=job),
                                 dict(self.resources)),
             param_space={"expid": tune.grid_search(queue)},
             tune_config=tune.TuneConfig(scheduler=self._scheduler(), reuse_actors=False,
@@ -270,32 +230,6 @@ def _require_reachable(address):
                         ) from None
 
 
-def _node_name(node):
-    return f"node {node['NodeID'][:8]} ({node.get('NodeManagerAddress', '?')})"
-
-
-def _judge(node, seen, cwd, relative, files, local):
-    """One node's answer to the data check: an error naming the first problem, or nothing."""
-    name = f"Ray {_node_name(node)}, host {seen['host']},"
-    if relative and not seen["cwd"]:
-        raise UserError(f"{name} has no folder {cwd} (the tuner's current folder, where the "
-                        f"relative paths of the config start); nothing was started. Fix: "
-                        f"{FIX_SHARED}")
-    for key, path in files:
-        there = seen["files"][path]
-        if there == "missing":
-            raise UserError(f"{name} has no data file {path} ({key}); nothing was started. "
-                            f"Fix: {FIX_SHARED}")
-        if there != local[path]:
-            raise UserError(f"{name} has another {path} ({key}) than this machine (size:footer "
-                            f"{there} there, {local[path]} here); nothing was started. Fix: "
-                            f"copy the same file to every node")
-    for root, problem in seen["roots"].items():
-        if problem:
-            raise UserError(f"{name}: model_root {root} {problem}; nothing was started. Fix: "
-                            f"{FIX_SHARED}; the tuner reads the checkpoints there")
-
-
 def _refused(expid, hooks):
     refusal = hooks.check(expid)
     if refusal:
@@ -321,178 +255,3 @@ def _environment(values):
             else:
                 os.environ[key] = value
 
-
-def _callback_class():
-    """The Tune callback that turns trial events into the bookkeeping's hooks (defined here:
-    it subclasses a Ray class, and Ray is imported only when a grid runs on Ray)."""
-    from ray import tune
-
-    class Bookkeeping(tune.Callback):
-        """Runs in the driver's main thread, between Tune's steps."""
-
-        def __init__(self, hooks, argv):
-            self.hooks, self.argv = hooks, argv
-            self.started, self.ended = {}, set()
-            self.final, self.best, self.last = {}, {}, {}
-
-        def running(self):
-            return [e for e in self.started if e not in self.ended]
-
-        def seconds(self, expid):
-            return time.time() - self.started[expid]
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            expid = trial.config["expid"]
-            if expid not in self.started:
-                self.started[expid] = time.time()
-                self.hooks.started(expid)
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            expid = trial.config["expid"]
-            if "returncode" in result:  # the run's own end
-                self.final[expid] = result
-            elif EVALUATION in result:
-                self.last[expid] = result
-                if result["checkpoint"]:
-                    self.best[expid] = result
-
-        def on_trial_recover(self, iteration, trials, trial, **info):
-            expid = trial.config["expid"]
-            self.final.pop(expid, None)  # a result of the lost attempt is not the run's
-            logger.warning("%s: its worker process or node was lost (%s); Ray Tune retries it "
-                           "(failure %d, at most %d retries), from its training state", expid,
-                           _error_line(trial), trial.run_metadata.num_failures,
-                           trial.max_failures)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            expid = trial.config["expid"]
-            self.ended.add(expid)
-            self.hooks.finished(self._ended(expid))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            expid = trial.config["expid"]
-            self.ended.add(expid)
-            logger.error("%s: %s, %d time(s); no retry left (--retries %d)", expid,
-                         _error_line(trial), trial.run_metadata.num_failures, trial.max_failures)
-            self.hooks.finished(Ended(expid, seconds=self.seconds(expid),
-                                      status=f"failed (Ray: {_error_type(trial)})"))
-
-        def _ended(self, expid):
-            seconds, final = self.seconds(expid), self.final.get(expid)
-            if final is not None:
-                result = None
-                if final["returncode"] == 0:
-                    result = dict(final["result"], argv=self.argv[expid])
-                return Ended(expid, seconds=seconds, returncode=final["returncode"],
-                             result=result, where=final["where"])
-            # ended without its own end: the scheduler stopped it at its last report
-            best, last = self.best.get(expid), self.last.get(expid)
-            if best is None:
-                return Ended(expid, seconds=seconds, status="failed (stopped by the scheduler "
-                             "before its first checkpoint)")
-            stopped = (f"stopped early by ASHA after evaluation {last[EVALUATION]} (step "
-                       f"{last['step']}); it keeps its best checkpoint (evaluation "
-                       f"{best[EVALUATION]}, AUC {best['val']['AUC']:.6f}) and training state")
-            result = {k: best[k] for k in ("val", "fingerprint", "run", "dataset_id")}
-            return Ended(expid, seconds=seconds, returncode=0, where=last["where"],
-                         result=dict(result, argv=self.argv[expid], stopped=stopped))
-
-    return Bookkeeping
-
-
-def _error_line(trial):
-    """The first line of the trial's latest failure, from Tune's error file."""
-    error = trial.error_file
-    if not error or not os.path.exists(error):
-        return "no error message"
-    with open(error, errors="replace") as f:
-        latest = f.read().split("Failure # ")[-1].splitlines()[1:]  # after its header line
-    lines = [line.strip() for line in latest if line.strip()]
-    return lines[0][:300] if lines else "no error message"
-
-
-def _error_type(trial):
-    """The class of the trial's latest failure (ActorDiedError for a lost worker or node)."""
-    try:
-        import cloudpickle
-        with open(trial.pickled_error_file, "rb") as f:
-            return type(cloudpickle.load(f)).__name__
-    except Exception:  # no such file, or one that does not unpickle here: say no more
-        return "error"
-
-
-# --- what runs on the nodes --------------------------------------------------------------
-def _node_view(cwd, files, probes):
-    """What this node sees (a Ray task pinned to it): the signature of each data file, whether
-    the driver's probe file in each model_root is visible and the folder writable."""
-    base = Path(cwd)
-    roots = {}
-    for root, probe in probes.items():
-        if not (base / probe).exists():
-            roots[root] = ("is another folder there than on the tuner's machine (a file the "
-                           "tuner wrote in it is not visible from this node)")
-            continue
-        try:
-            test = base / root / f".tuner_probe_{socket.gethostname()}_{os.getpid()}"
-            test.write_bytes(b"")
-            test.unlink()
-            roots[root] = None
-        except OSError as err:
-            roots[root] = f"is not writable there ({err.strerror})"
-    return {"host": socket.gethostname(), "cwd": base.is_dir(), "roots": roots,
-            "files": {path: file_signature(base / path) for path in files}}
-
-
-def _here():
-    import ray
-    node = ray.get_runtime_context().get_node_id()
-    return f"node {node[:8]} ({ray.util.get_node_ip_address()}, host {socket.gethostname()})"
-
-
-def _trial(config, params, job):
-    """One run in a Ray worker (a Tune trial): train in-process and hand the result back; a
-    failure of the run's own is an exit status, as run_expid.py would have exited."""
-    from ..cli import setup_logging
-    from ..experiment import train
-    expid = config["expid"]
-    if os.path.isdir(job["cwd"]):
-        os.chdir(job["cwd"])  # this worker process runs this one trial
-    setup_logging()
-    where = _here()
-    logger.info("%s runs on Ray %s", expid, where)
-    try:
-        result = train(params[expid], job["config_dir"], fresh=False, hand_back=True,
-                       on_evaluation=(_reporter(where, params[expid]["dataset_id"])
-                                      if job["report"] else None))
-    except UserError as err:
-        logger.error("error: %s", err)
-        return {"returncode": 2, "AUC": None, "where": where}
-    except Exception:
-        logger.exception("crashed")
-        return {"returncode": 1, "AUC": None, "where": where}
-    result["val"] = {k: float(v) for k, v in result["val"].items()}
-    return {"returncode": 0, "AUC": result["val"].get("AUC"), "result": result, "where": where}
-
-
-def _reporter(where, dataset_id):
-    """on_evaluation(trainer, val_logs) for a trial under a scheduler: report each evaluation
-    to Tune. Tune stops a trial inside this report (SystemExit in the training thread), after
-    this evaluation's checkpoint and training state were saved."""
-    from ray import tune
-
-    def report(trainer, val_logs):
-        val = {k: float(v) for k, v in val_logs.items()}
-        evaluation = trainer.evaluation_number
-        try:
-            tune.report({"AUC": val.get("AUC"), EVALUATION: evaluation,
-                         "step": trainer.total_steps, "val": val, "where": where,
-                         # the checkpoint holds this evaluation's weights now
-                         "checkpoint": trainer.checkpoint_is_current,
-                         "fingerprint": trainer.run.run_info["fingerprint"],
-                         "run": trainer.run.run_id, "dataset_id": dataset_id})
-        except SystemExit:
-            logger.warning("Stopped early by the scheduler (ASHA) after evaluation %d (step %d); "
-                           "the best checkpoint and the training state are kept", evaluation,
-                           trainer.total_steps)
-            raise
-    return report

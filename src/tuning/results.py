@@ -1,8 +1,10 @@
 """The seed-style result file: one line per finished run, appended by run_expid.py.
 
 Format (FuxiCTR's, kept so existing tools keep reading it), fields joined by ",[", plus the
-fingerprint of what made the run and the run's id (src/tuning/fingerprint.py):
- 20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[fingerprint] F,[run] R,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
+fingerprint of what made the run, the run's id (src/tuning/fingerprint.py) and the sha256 of
+the weights it was evaluated with (src/training/state_hash.py; lines written before weights were
+hashed have none, and their checkpoint cannot be verified against them):
+ 20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[fingerprint] F,[run] R,[weights] W,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
 """
 import logging
 import os
@@ -21,11 +23,12 @@ def results_path(config_dir):
 
 
 def append_result(config_dir, expid, dataset_id, valid_result, argv=None, fingerprint=None,
-                  run_id=None):
+                  run_id=None, weights=None):
     argv = sys.argv if argv is None else argv
     metrics = " - ".join(f"{k}: {v:.6f}" for k, v in valid_result.items())
     extra = "".join(f",[{key}] {value}" for key, value in (("fingerprint", fingerprint),
-                                                          ("run", run_id)) if value)
+                                                          ("run", run_id), ("weights", weights))
+                    if value)
     line = (f" {datetime.now().strftime('%Y%m%d-%H%M%S')},[command] python {' '.join(argv)},"
             f"[exp_id] {expid},[dataset_id] {dataset_id}{extra},[train] N.A.,[val] {metrics}\n")
     path = results_path(config_dir)
@@ -38,7 +41,8 @@ def append_result(config_dir, expid, dataset_id, valid_result, argv=None, finger
 
 
 def parse_result_line(line):
-    """{"time", "command", "exp_id", "dataset_id", "fingerprint", "run", "val": {metric: float}}
+    """{"time", "command", "exp_id", "dataset_id", "fingerprint", "run", "weights",
+    "val": {metric: float}}
     or None for a line that is not a result line."""
     parts = line.strip().split(",[")
     if len(parts) < 2:

@@ -75,19 +75,31 @@ def validate_grid_data(grid):
     from ..data.checks import validate_dataset
     from ..experiment import require_writable
     from ..history import require_tensorboard
-    checked, roots = set(), set()
+    longest, roots = {}, set()  # per dataset: the expid with the largest max_len
     for expid in grid.expids:
         params = grid.params(expid)
         require_tensorboard(params)
-        if params["dataset_id"] not in checked:
-            logger.info("Checking data of dataset %s", params["dataset_id"])
-            validate_dataset(params, splits=("train", "valid", "test"))
-            checked.add(params["dataset_id"])
+        best = longest.get(params["dataset_id"])
+        if best is None or _max_len(params) > _max_len(grid.params(best)):
+            longest[params["dataset_id"]] = expid
         roots.add(params.get("model_root", "./checkpoints/"))
+    for dataset_id, expid in longest.items():
+        # the histories must be as long as the longest max_len of any grid point, not the first
+        logger.info("Checking data of dataset %s", dataset_id)
+        try:
+            validate_dataset(grid.params(expid), splits=("train", "valid", "test"))
+        except UserError as err:  # same error, also naming the grid point it was checked for
+            err.args = (f"expid {expid} (max_len={_max_len(grid.params(expid))}): {err}",)
+            raise
     for root in sorted(roots):
         require_writable(root, "model_root")
     for expid in grid.expids:  # another config's runs in the same files: refused, named
         check_owner(RunPaths(grid.params(expid)), grid.config_dir)
+
+
+def _max_len(params):
+    value = params.get("max_len")
+    return value if isinstance(value, int) else 0
 
 
 # --- what is done, what runs -----------------------------------------------------------------
@@ -118,15 +130,27 @@ def _was_stopped(status):
 
 
 def checkpoint_problem(paths, line):
-    """Why the checkpoint of a finished run cannot be trusted, or None."""
-    from ..training.checkpoints import read_checkpoint  # torch only: no model is imported
+    """Why the checkpoint of a finished run cannot be trusted, or None: unreadable, of another
+    run, or weights that differ from its own recorded hash or its result line's. A checkpoint
+    or line written before weights were hashed is accepted, unverified (said in the log)."""
+    # torch only: the tuner imports no model
+    from ..training.checkpoints import read_checkpoint
+    from ..training.state_hash import CHECKPOINT_KEY, verify_weights
     try:
         saved = read_checkpoint(paths.checkpoint)
+        weights = verify_weights(saved.get("state_dict", {}), saved.get(CHECKPOINT_KEY),
+                                 paths.checkpoint)
     except UserError as err:
         return str(err).split(". Fix:")[0]
     if saved.get("run_id") != line.get("run"):
         return (f"checkpoint {paths.checkpoint} was written by run {saved.get('run_id')}, not by "
                 f"the run of the result line ({line.get('run')})")
+    if line.get("weights") and line["weights"] != weights:
+        return (f"checkpoint {paths.checkpoint} holds other weights (sha256 {weights[:16]}...) "
+                f"than its result line's run evaluated ({line['weights'][:16]}...)")
+    if not (line.get("weights") and saved.get(CHECKPOINT_KEY)):
+        logger.info("%s: written before weights were hashed, kept unverified (--force retrains "
+                    "it verifiably)", paths.checkpoint)
     return None
 
 
@@ -256,7 +280,7 @@ class GridRuns:
             result = ended.result
             append_result(self.config_dir, expid, result["dataset_id"], result["val"],
                           argv=result["argv"], fingerprint=result["fingerprint"],
-                          run_id=result["run"])
+                          run_id=result["run"], weights=result.get("weights"))
             if result.get("stopped"):
                 logger.info("%s: %s", expid, result["stopped"])
             return {"expid": expid, "status": STOPPED if result.get("stopped") else OK,
@@ -364,10 +388,11 @@ def expand_grid(tuner_yaml):
     return str(grid.config_dir), grid.expids
 
 
-def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
+def tune(tuner_yaml, gpus=(-1,), force=False, executor=None, check_only=False):
     """Check, lock, write, plan, run, summarise, on the executor (default: the slots of gpus
     on this machine). Raises GridFailed naming failed expids, KeyboardInterrupt (after
-    writing the summary) when interrupted."""
+    writing the summary) when interrupted. check_only: stop after the checks (config keys,
+    every grid point's values, the data files, the slots or nodes), writing no grid folder."""
     grid = expand(tuner_yaml)
     if executor is None:
         check_gpus(gpus)  # before the data is read: a wrong --gpu is answered at once
@@ -376,6 +401,10 @@ def tune(tuner_yaml, gpus=(-1,), force=False, executor=None):
     try:
         validate_grid_data(grid)
         executor.check(grid)
+        if check_only:
+            print(f"OK: {tuner_yaml}: {len(grid.expids)} experiment(s); config, values and data "
+                  f"checked; nothing trained, no grid folder written")
+            return str(grid.config_dir), []
         grid.config_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(grid.config_dir / ".tuner.lock", f"the grid {grid.config_dir}",
                       fix="wait for that tuner to finish, or stop it (Ctrl-C) and rerun"):
