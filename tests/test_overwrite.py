@@ -237,3 +237,25 @@ def test_files_of_another_config_folder_are_refused_naming_it(tmp_path):
         claim(paths, tmp_path / "second", "f1")
     assert paths.owner.read_bytes() == before
     assert [p.name for p in paths.folder.iterdir()] == ["E.owner.json"]
+
+
+def test_a_working_folder_moved_as_a_whole_still_owns_its_runs(tmp_path):
+    """Config folder and run files moved together (a copied project, a renamed parent folder)
+    keep their owner; a config folder elsewhere beside the moved files is still refused."""
+    import shutil
+
+    from src.errors import UserError
+    from src.params import RunPaths
+    from src.tuning.run_files import claim
+
+    def paths_in(work):
+        return RunPaths({"model_id": "E", "dataset_id": "D", "model_root": str(work / "ckpt")})
+
+    old = tmp_path / "old"
+    (old / "grid").mkdir(parents=True)
+    claim(paths_in(old), old / "grid", "f1")
+    new = tmp_path / "new"
+    shutil.move(old, new)
+    claim(paths_in(new), new / "grid", "f1")  # the same relative place: its own files
+    with pytest.raises(UserError, match="belong to the config folder"):
+        claim(paths_in(new), tmp_path / "elsewhere" / "grid", "f1")

@@ -3,8 +3,10 @@
 Run files live at <model_root>/<dataset_id>/<expid>.*, so two config folders with the same
 expids (a copy of a tuner config with one more grid point, the same relative config in two
 working folders with one absolute model_root) would write the same files. The first run of an
-expid writes an owner record beside its checkpoint, `<expid>.owner.json`: the absolute path of
-its config folder and the fingerprint it was claimed with. A run of any other config folder
+expid writes an owner record beside its checkpoint, `<expid>.owner.json`: where its config
+folder is, seen from the run files' folder (so a working folder moved or copied as a whole,
+config and checkpoints together, still owns its runs), its absolute path for messages, and the
+fingerprint it was claimed with. A run of any other config folder
 is refused before it writes anything, naming that folder: the finished runs of one config are
 never overwritten by another. Files from before owner records are claimed by the first config
 that runs them again.
@@ -27,8 +29,20 @@ from .results import latest_results, results_path
 
 
 def config_identity(config_dir) -> str:
-    """A config folder as the owner record names it: its absolute, resolved path."""
+    """A config folder as messages name it: its absolute, resolved path."""
     return str(Path(config_dir).resolve())
+
+
+def config_from_runs(paths, config_dir) -> str:
+    """A config folder as the owner record compares it: its path relative to the run files'
+    folder, unchanged when both move together, different for another config folder."""
+    return os.path.relpath(Path(config_dir).resolve(), Path(paths.folder).resolve())
+
+
+def _same_owner(owner: dict, paths, config_dir) -> bool:
+    if "config_from_runs" in owner:
+        return owner["config_from_runs"] == config_from_runs(paths, config_dir)
+    return owner.get("config_dir") in (None, config_identity(config_dir))  # an older record
 
 
 def read_owner(path) -> dict:
@@ -43,7 +57,7 @@ def check_owner(paths, config_dir) -> dict:
     """The owner record of the run files at paths ({} if none); UserError, naming the owner,
     when another config folder owns them."""
     owner = read_owner(paths.owner)
-    if owner.get("config_dir") not in (None, config_identity(config_dir)):
+    if owner and not _same_owner(owner, paths, config_dir):
         raise UserError(
             f"experiment {paths.name}: its files in {paths.folder} belong to the config folder "
             f"{owner['config_dir']} (fingerprint {owner.get('fingerprint')}, owner record "
@@ -59,7 +73,8 @@ def claim(paths, config_dir, fingerprint: str) -> None:
     under the experiment's lock, before anything is written."""
     if check_owner(paths, config_dir):
         return
-    record = {"config_dir": config_identity(config_dir), "fingerprint": fingerprint,
+    record = {"config_dir": config_identity(config_dir),
+              "config_from_runs": config_from_runs(paths, config_dir), "fingerprint": fingerprint,
               "host": host(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     paths.folder.mkdir(parents=True, exist_ok=True)
     tmp = paths.owner.with_name(f".{paths.owner.name}.tmp{os.getpid()}")
