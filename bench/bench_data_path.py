@@ -32,6 +32,9 @@ from src.experiment import build_model  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.item_table import ItemTable  # noqa: E402
 from src.models.seed_design import SeedDIN, seed_loader, to_device  # noqa: E402
+from src.training.evaluation import predict  # noqa: E402
+from src.training.options import TrainingOptions  # noqa: E402
+from src.training.trainer import Trainer  # noqa: E402
 
 # The demo config's smaller DIN; "seed" is config/din_config DIN_default unchanged.
 DEMO_MODEL = {"embedding_dim": 16, "dnn_hidden_units": [64, 32], "attention_hidden_units": [32]}
@@ -90,9 +93,11 @@ def timed_batches(batches, n, work, device):
 
 
 def train_rate(model, batches, n, device):
+    """Training samples/s of the model's train step (a Trainer with the options it was built
+    with: forward, loss, backward, optimiser step)."""
     model.train()
-    model._batch_index, model._epoch_index, model._max_gradient_norm = 0, 0, 10.0
-    return timed_batches(batches, n, model.train_step, device)
+    trainer = Trainer(model, TrainingOptions.from_params(model.config))
+    return timed_batches(batches, n, trainer.train_step, device)
 
 
 def measure_ours(args):
@@ -118,7 +123,7 @@ def measure_ours(args):
     start = time.perf_counter()
     test = MMCTRDataLoader(feature_map, params["test_data"], split="test",
                            batch_size=args.batch_size, device=device)
-    scores = demo.predict(test)
+    scores = predict(demo, test)
     result.update(score_rows=len(scores), score_seconds=time.perf_counter() - start,
                   peak_rss_gb=peak_rss_gb())
     return result

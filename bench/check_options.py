@@ -29,6 +29,9 @@ from bench_data_path import bench_params  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.generator import generate  # noqa: E402
 from src.experiment import build_model, make_loaders  # noqa: E402
+from src.training.evaluation import predict  # noqa: E402
+from src.training.options import RunContext, TrainingOptions  # noqa: E402
+from src.training.trainer import Trainer  # noqa: E402
 from src.tuning.keys import check_model_block  # noqa: E402
 from src.tuning.values import check_grid_values  # noqa: E402
 
@@ -61,9 +64,11 @@ def one_epoch(data_dir, device, seed, options, batch_size, learning_rate, determ
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
     train, valid = make_loaders(feature_map, params, "train", model)
-    model.fit(train, validation_data=valid, epochs=1)
-    scores = model.predict(valid, progress_desc=None)
-    return model.evaluate(valid)["AUC"], scores
+    trainer = Trainer(model, TrainingOptions.from_params(dict(params, epochs=1)),
+                      RunContext(model.checkpoint))
+    trainer.fit(train, valid)
+    scores = predict(model, valid, progress_desc=None)
+    return trainer.evaluate(valid)["AUC"], scores
 
 
 def main():

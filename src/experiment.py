@@ -22,13 +22,15 @@ from .environment import check_room, require_gpu, require_writable, set_up_torch
 from .errors import UserError
 from .history import RunHistory, require_tensorboard
 from .models import model_class
-from .models.state_hash import CHECKPOINT_KEY, STATE_KEY, verify_weights
 from .params import RunPaths, load_params  # noqa: F401 (load_params: run_expid.py imports it here)
 from .runs.checkpoint import read_checkpoint
 from .runs.fingerprint import describe_difference, fingerprint_record, new_run_id
 from .runs.lock import FileLock
 from .runs.results import append_result
 from .runs.files import check_owner, claim, keep_finished, promote, run_paths
+from .training.options import RunContext, TrainingOptions
+from .training.state_hash import CHECKPOINT_KEY, STATE_KEY, verify_weights
+from .training.trainer import Trainer
 from .tuning.keys import check_config_dir
 from .tuning.values import check_grid_values
 
@@ -41,7 +43,8 @@ def build_model(params, feature_map=None, item_table=None):
     is read)."""
     feature_map = feature_map or build_feature_map(params)
     model = model_class(params["model"])(feature_map, item_table=item_table, **params)
-    model.config = dict(params)
+    model.config = dict(params)  # recorded in its checkpoints
+    # where the experiment's best weights are kept (training writes, prediction reads them)
     model.checkpoint = str(Path(RunPaths(params).checkpoint).resolve())
     return model
 
@@ -146,7 +149,7 @@ def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=No
           on_evaluation=None, caller_writes_result=False):
     """Train the experiment of params (from load_params), evaluate on valid, append the
     result line for config_dir; return the validation metrics.
-    on_evaluation(model, val_logs): called after each evaluation's checkpoint and training
+    on_evaluation(trainer, val_logs): called after each evaluation's checkpoint and training
     state are saved (a scheduler's look at the run: src/tuning/ray_runner.py).
     caller_writes_result: append no result line but return what it would hold, {"val",
     "fingerprint", "run", "dataset_id", "weights"}: the tuner that started the run elsewhere
@@ -201,37 +204,39 @@ def _train(params, config_dir, argv, threads, tuner_pid, paths, final, record, r
                     os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     feature_map = build_feature_map(params)
     model = build_model(params, feature_map)
-    model.checkpoint = str(paths.checkpoint.resolve())  # beside a finished run: its own file
     run_id = resume["run_info"]["run_id"] if resume else new_run_id()
-    model.run_info = {"fingerprint": record["fingerprint"], "run_id": run_id,
-                      "fingerprint_record": record}
-    model.state_path = str(paths.state)
-    model.history = history
-    if tuner_pid:
-        model.should_stop = lambda: (f"the tuner (pid {tuner_pid}) is gone"
-                                     if os.getppid() != tuner_pid else None)
-    if on_evaluation is not None:
-        model.on_evaluation = on_evaluation
+    # paths: beside a finished run, this run's own files (src/runs/files.py)
+    run = RunContext(checkpoint=str(paths.checkpoint.resolve()), state_path=str(paths.state),
+                     run_info={"fingerprint": record["fingerprint"], "run_id": run_id,
+                               "fingerprint_record": record},
+                     history=history, should_stop=_tuner_gone(tuner_pid) if tuner_pid else None,
+                     callbacks=[on_evaluation] if on_evaluation else [])
+    trainer = Trainer(model, TrainingOptions.from_params(params), run)
     count = sum(p.numel() for p in model.parameters())
     check_room(model, paths)
     console_summary(f"{paths.name}: model {params['model']}, {count:,} parameters, lr "
                     f"{params['learning_rate']}, batch {params['batch_size']}, "
                     f"{'resuming' if resume else 'run ' + run_id}; log {paths.log}")
     train_gen, valid_gen = make_loaders(feature_map, params, "train", model)
-    model.fit(train_gen, validation_data=valid_gen, resume=resume, **params)
+    trainer.fit(train_gen, valid_gen, resume=resume)
     logger.info("****** Validation evaluation ******")
-    valid_result = model.evaluate(valid_gen)
+    valid_result = trainer.evaluate(valid_gen)
     promote(paths, final)  # this run's files over a finished run's, now that it has finished
     if caller_writes_result:
         paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
         return {"val": valid_result, "fingerprint": record["fingerprint"], "run": run_id,
-                "dataset_id": params["dataset_id"], "weights": model.weights_sha256}
+                "dataset_id": params["dataset_id"], "weights": trainer.weights_sha256}
     path = append_result(config_dir, paths.name, params["dataset_id"], valid_result, argv,
                          fingerprint=record["fingerprint"], run_id=run_id,
-                         weights=model.weights_sha256)
+                         weights=trainer.weights_sha256)
     paths.state.unlink(missing_ok=True)  # finished: a rerun trains afresh
     logger.info("Result appended to %s", path)
     return valid_result
+
+
+def _tuner_gone(tuner_pid):
+    """should_stop of a run its tuner started: an orphan stops by itself (its parent is gone)."""
+    return lambda: f"the tuner (pid {tuner_pid}) is gone" if os.getppid() != tuner_pid else None
 
 
 def _params_block(params):

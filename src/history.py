@@ -1,8 +1,8 @@
 """A run's evaluation history: one CSV row per evaluation, written as training goes, and
 optionally the same numbers as TensorBoard scalars.
 
-`<expid>.history.csv` sits beside the run's log (RunPaths.history). The model writes each row
-before it saves the training state of that evaluation (src/models/base.py, eval_step), so a
+`<expid>.history.csv` sits beside the run's log (RunPaths.history). The trainer writes each row
+before it saves the training state of that evaluation (src/training/trainer.py, eval_step), so a
 resumed run, which continues from its last state, finds every row up to that state on disk:
 it keeps those, drops any written after it (evaluations of the killed run that are redone now)
 and appends. A fresh start truncates the file. The report (src/report) reads it back.
@@ -76,10 +76,10 @@ def _write_rows(path, rows):
 
 
 class RunHistory:
-    """history = RunHistory(paths.history, resume_step); model.history = history; the model
-    calls start() when training (re)starts, pause() when an evaluation begins and record()
-    with its numbers; close() at the end. resume_step is the step of the training state the
-    run continues from (None: a fresh start)."""
+    """history = RunHistory(paths.history, resume_step), handed to the Trainer in its
+    RunContext; the trainer calls start() when training (re)starts, pause() when an
+    evaluation begins and record() with its numbers; close() at the end. resume_step is the
+    step of the training state the run continues from (None: a fresh start)."""
 
     def __init__(self, path, resume_step=None, tensorboard_dir=None):
         self.path = Path(path)
@@ -130,7 +130,7 @@ class RunHistory:
 
 
 class NoHistory:
-    """What a model records to when no run set a history (benchmarks, direct fit calls)."""
+    """What a trainer records to when its run keeps no history (benchmarks, tests)."""
 
     def start(self):
         pass

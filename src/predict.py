@@ -23,6 +23,8 @@ from .runs.checks import check_line_weights, require_finished
 from .runs.fingerprint import describe_difference, file_signature, fingerprint_record
 from .runs.results import best_result, latest_results, ranked_results, results_path
 from .submission import check_submission, submission_name, write_submission
+from .training.checkpoints import load_weights
+from .training.evaluation import predict, score_loader
 from .tuning.keys import check_config_dir
 
 logger = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
     record = fingerprint_record(params)
     params = resolve_vocab_sizes(params)
     model = build_model(params)
-    saved = model.load_weights(model.checkpoint)  # checks the checkpoint's own hash
+    saved = load_weights(model, model.checkpoint, model.device)  # checks its own hash
     made_by = saved.get("fingerprint")
     if made_by != record["fingerprint"]:
         raise UserError(
@@ -158,7 +160,8 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
     for expid, line, params, model in members:
         feature_map = build_feature_map(params)
         test_gen = make_loaders(feature_map, params, "test", model)
-        scores.append(model.predict(test_gen, progress_desc=f"scoring test ({expid})"))
+        scores.append(predict(model, test_gen, progress_desc=f"scoring test ({expid})",
+                              verbose=params.get("verbose", 1)))
         ids = test_gen.tensors[TEST_ID].cpu().numpy()
         if len(members) > 1:
             valid_scores.append(validation_scores(model, params, feature_map))
@@ -190,7 +193,8 @@ def validation_scores(model, params, feature_map=None):
     feature_map = feature_map or build_feature_map(params)
     loader = MMCTRDataLoader(feature_map, params["valid_data"], split="valid",
                              batch_size=params["batch_size"], max_len=params.get("max_len", 64))
-    predictions, labels, _ = model._scores(loader, with_labels=True)
+    predictions, labels, _ = score_loader(model, loader, with_labels=True,
+                                         verbose=params.get("verbose", 1))
     return predictions, labels
 
 

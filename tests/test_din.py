@@ -8,6 +8,8 @@ from fuxictr.pytorch.torch_utils import seed_everything
 from src.data.loader import MMCTRDataLoader
 from src.experiment import build_model, load_params, make_loaders
 from src.data.features import build_feature_map
+from src.training.options import RunContext, TrainingOptions
+from src.training.trainer import Trainer
 from src.tuning.tuner import expand_grid
 
 from .conftest import write_tuner_config
@@ -134,8 +136,10 @@ def _train_one_epoch(params, blind):
     if blind:
         for loader in (train_gen, valid_gen):
             loader.tensors["item_seq"] = torch.zeros_like(loader.tensors["item_seq"])
-    model.fit(train_gen, validation_data=valid_gen, epochs=1)
-    return model.evaluate(valid_gen)["AUC"]
+    trainer = Trainer(model, TrainingOptions.from_params(dict(params, epochs=1)),
+                      RunContext(model.checkpoint))
+    trainer.fit(train_gen, valid_gen)
+    return trainer.evaluate(valid_gen)["AUC"]
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from src.errors import SubmissionError
-from src.models.state_hash import state_hash
+from src.training.state_hash import state_hash
 from src.submission import check_submission, write_submission
 
 from .conftest import REPO, run_cli, tune_cli, wait_for, write_tuner_config

@@ -34,6 +34,7 @@ LAYERS = [
     "src.manifest",        # what a submission zip was made from
     "src.submission",      # the submission zip
     "src.models",          # the models
+    "src.training",        # the trainer: loop, schedules, checkpoints, evaluation
     "src.tuning",          # grids, their values and runs on local slots or Ray
     "src.report",          # a grid's report page
     "src.item_embedding",  # item embeddings and their evaluation through the tuner

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from src.models.base import atomic_save
+from src.training.checkpoints import atomic_save
 from src.tuning.slots import slot_environment
 from src.errors import ConfigError, UserError
 from src.predict import combine_scores

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from src.data.features import build_feature_map
 from src.data.loader import MMCTRDataLoader
 from src.experiment import build_model
+from src.training.evaluation import predict
 
 from .numerics import spread_output
 from .test_models import (HISTORY_BLIND, MODEL_BLOCKS, UNBOUNDED,  # noqa: F401
@@ -62,7 +63,7 @@ def test_validation_scores_stay_distinct(dataset, item_table, model_name):  # no
     if model_name in UNBOUNDED:  # batch norm statistics as after training (test_models)
         batch_norm_statistics(model, first)
     spread_output(model, first)  # scores over (0, 1), as after training
-    scores = torch.from_numpy(model.predict(loader, progress_desc=None))
+    scores = torch.from_numpy(predict(model, loader, progress_desc=None))
     assert len(scores) == 5000
     # distinct inputs: a history-blind model sees only the target and the row features
     columns = ["item_id", "likes_level", "views_level"] + (

@@ -2,7 +2,8 @@
 
 A model is a subclass of MMCTRModel (src/models/base.py) defined in a module of this folder;
 its class name is the name a model config's `model:` key gives. Adding a model is one module
-here plus one block in a model config: nothing to register by hand.
+here plus one block in a model config: nothing to register by hand. Models score; the
+Trainer of src/training trains them.
 """
 import importlib
 import inspect

@@ -84,11 +84,10 @@ class ItemSequenceModel(MMCTRModel):
     Subclasses build their layers after calling this __init__, then call finish_building."""
 
     def __init__(self, feature_map, embedding_dim=10, item_info=None, item_table=None,
-                 max_len=64, optimizer="adam", loss="binary_crossentropy", learning_rate=1e-3,
-                 **kwargs):
+                 max_len=64, loss="binary_crossentropy", **kwargs):
         super().__init__(feature_map, **kwargs)
         self.max_len = int(max_len)
-        self._optimizer, self._loss, self._learning_rate = optimizer, loss, learning_rate
+        self._loss = loss
         specs = feature_map.features
         self.item_feature_names = item_features(feature_map)
         if not self.item_feature_names:
@@ -107,8 +106,8 @@ class ItemSequenceModel(MMCTRModel):
                     self.row_dim, ", ".join(self.row_feature_names) or "none")
 
     def finish_building(self, *compiled_blocks):
-        """Optimiser and loss, FuxiCTR's initialisation, device; then torch_compile's blocks."""
-        self.compile(self._optimizer, self._loss, self._learning_rate)
+        """Loss, FuxiCTR's initialisation, device; then torch_compile's blocks."""
+        self.configure(self._loss)
         self.reset_parameters()
         self.model_to_device()
         self.compile_blocks(*compiled_blocks)

@@ -1,6 +1,6 @@
 """What prediction checks of a trained run before it scores the test set with it, beyond the
 fingerprint (src/predict.load_checked_model): that the run finished, and that the weights
-of its checkpoint are those its result line was evaluated with (src/models/state_hash.py)."""
+of its checkpoint are those its result line was evaluated with (src/training/state_hash.py)."""
 import logging
 
 from ..errors import UserError

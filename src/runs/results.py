@@ -2,7 +2,7 @@
 
 Format (FuxiCTR's, kept so existing tools keep reading it), fields joined by ",[", plus the
 fingerprint of what made the run, the run's id (src/runs/fingerprint.py) and the sha256 of
-the weights it was evaluated with (src/models/state_hash.py; lines written before weights were
+the weights it was evaluated with (src/training/state_hash.py; lines written before weights were
 hashed have none, and their checkpoint cannot be verified against them):
  20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[fingerprint] F,[run] R,[weights] W,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
 """

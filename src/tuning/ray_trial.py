@@ -32,7 +32,8 @@ def run_trial(config: dict, params: dict, job: dict) -> dict:
     try:
         result = job["train"](params[expid], job["config_dir"], fresh=False,
                               caller_writes_result=True,
-                              on_evaluation=_reporter(where) if job["report"] else None)
+                              on_evaluation=(_reporter(where, params[expid]["dataset_id"])
+                                             if job["report"] else None))
     except UserError as err:
         logger.error("error: %s", err)
         return {"returncode": exit_status(err), "AUC": None, "where": where}
@@ -43,27 +44,27 @@ def run_trial(config: dict, params: dict, job: dict) -> dict:
     return {"returncode": 0, "AUC": result["val"].get("AUC"), "result": result, "where": where}
 
 
-def _reporter(where):
-    """model.on_evaluation for a trial under a scheduler: report each evaluation to Tune. Tune
-    stops a trial inside this report (SystemExit in the training thread), after this
-    evaluation's checkpoint and training state were saved."""
+def _reporter(where, dataset_id):
+    """on_evaluation(trainer, val_logs) for a trial under a scheduler: report each evaluation
+    to Tune, from the trainer's public fields. Tune stops a trial inside this report (SystemExit
+    in the training thread), after this evaluation's checkpoint and training state were saved."""
     from ray import tune
 
-    def report(model, val_logs):
+    def report(trainer, val_logs):
         val = {k: float(v) for k, v in val_logs.items()}
-        evaluation = model._total_steps // model._eval_steps
+        evaluation = trainer.evaluation_number
         try:
             tune.report({"AUC": val.get("AUC"), EVALUATION: evaluation,
-                         "step": model._total_steps, "val": val, "where": where,
+                         "step": trainer.total_steps, "val": val, "where": where,
                          # the checkpoint holds this evaluation's weights now
-                         "checkpoint": model._stopping_steps == 0 or not model._save_best_only,
-                         "fingerprint": model.run_info["fingerprint"],
-                         "run": model.run_info["run_id"],
-                         "weights": model.weights_sha256,  # of the checkpoint last saved
-                         "dataset_id": model.config["dataset_id"]})
+                         "checkpoint": trainer.checkpoint_is_current,
+                         "fingerprint": trainer.run.run_info["fingerprint"],
+                         "run": trainer.run.run_id,
+                         "weights": trainer.weights_sha256,  # of the checkpoint last saved
+                         "dataset_id": dataset_id})
         except SystemExit:
             logger.warning("Stopped early by the scheduler (ASHA) after evaluation %d (step %d); "
                            "the best checkpoint and the training state are kept", evaluation,
-                           model._total_steps)
+                           trainer.total_steps)
             raise
     return report

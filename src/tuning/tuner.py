@@ -38,7 +38,7 @@ from ..data.checks import validate_dataset
 from ..environment import require_gpu, require_writable
 from ..errors import UserError
 from ..history import require_tensorboard
-from ..models.state_hash import CHECKPOINT_KEY, verify_weights
+from ..training.state_hash import CHECKPOINT_KEY, verify_weights
 from ..params import RunPaths
 from ..progress import _duration
 from ..runs.checkpoint import read_checkpoint
