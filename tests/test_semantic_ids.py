@@ -203,7 +203,7 @@ def test_a_model_trains_with_semantic_id_features(small_data, tiny_data, tmp_pat
     assert sizes == {f"item_sid_{level}": CODES + 1 for level in range(1, LEVELS + 1)}
     validate_dataset(resolved)
 
-    result = train(params, tmp_path, caller_writes_result=True)
+    result = train(params, None, caller_writes_result=True)  # params alone: no config folder
     assert 0 < result["val"]["AUC"] < 1
 
     model = build_model(resolved)

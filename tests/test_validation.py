@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from src.data import checks as validation
+from src.data import scan
 from src.errors import ConfigError, DataError, UserError
 from src.data.checks import validate_dataset
 
@@ -568,7 +569,7 @@ def test_duplicate_test_id(params):
 
 # --- rows across read batches --------------------------------------------------------------
 def test_row_numbers_count_across_batches(any_layout, monkeypatch):
-    monkeypatch.setattr(validation, "BATCH_ROWS", 64)
+    monkeypatch.setattr(scan, "BATCH_ROWS", 64)
     edit(any_layout["train_data"], set_element("item_seq", 150, 63, 99))
     with pytest.raises(DataError) as err:
         validate_dataset(any_layout)
@@ -576,7 +577,7 @@ def test_row_numbers_count_across_batches(any_layout, monkeypatch):
 
 
 def test_duplicate_id_across_batches(params, monkeypatch):
-    monkeypatch.setattr(validation, "BATCH_ROWS", 32)
+    monkeypatch.setattr(scan, "BATCH_ROWS", 32)
     edit(params["test_data"], set_cell("ID", 100, 3))
     with pytest.raises(DataError) as err:
         validate_dataset(params)
