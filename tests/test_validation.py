@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from src.data import checks as validation
 from src.data import scan
 from src.errors import ConfigError, DataError, UserError
 from src.data.checks import validate_dataset

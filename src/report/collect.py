@@ -23,7 +23,7 @@ from ..runs.lock import holder
 from ..runs.results import read_results, results_path
 from ..tuning.grid import (EXPID_TAIL, config_dir_of, dataset_block, load_tuner_config,
                            model_block)
-from ..tuning.tuner import read_summary, summary_path
+from ..tuning.summary import read_summary, summary_path
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,16 @@
-"""The tuner's summary table on the console: one row per run, with the values the grid varies.
-
-The csv (tuner.write_summary) keeps every name and value in full; this table is for reading at
+"""The tuner's summary: `<tuner>_summary.csv` (every run of the last tuner call, best first, with
+the values the grid varies, in full) and the table on the console, which is for reading at
 100 columns, so long key names are abbreviated, the prefix all expids share is printed once
 above the table, and long values are cut, each with a legend line saying what was shortened.
 """
+import csv
 import json
 import re
 import textwrap
+from pathlib import Path
+
+from ..atomic import atomic_write
+from ..runs.results import results_path
 
 WIDTH = 100
 MAX_VALUE_WIDTH = 14
@@ -118,3 +122,58 @@ def format_table(rows: list[dict], keys: list[str] = ()) -> str:
     if notes:
         lines.insert(0, textwrap.fill("; ".join(notes), WIDTH))
     return "\n".join(lines)
+
+
+# --- the csv -----------------------------------------------------------------------------------
+SUMMARY_FIELDS = ["expid", "status", "AUC", "logloss", "seconds"]
+NOT_STARTED = "not started"  # the status of a run the queue never reached
+
+
+def summary_path(config_dir):
+    return Path(results_path(config_dir).stem + "_summary.csv")
+
+
+def read_summary(config_dir):
+    """{expid: row} of the summary the last tuner run wrote ({} if none)."""
+    path = summary_path(config_dir)
+    if not path.exists():
+        return {}
+    with open(path, newline="", errors="replace") as f:
+        return {row["expid"]: row for row in csv.DictReader(f) if row.get("expid")}
+
+
+def summary_rows(expids, records, values=None):
+    """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
+    the latest line for `done before`; none for a failed run), time, and under "values" the
+    run's {key: value} of values (the keys the grid varies); best AUC first."""
+    rows = []
+    for expid in expids:
+        record = records.get(expid, {"status": NOT_STARTED, "seconds": None, "val": {}})
+        val = record.get("val") or {}
+        rows.append({"expid": expid, "status": record["status"], "AUC": val.get("AUC"),
+                     "logloss": val.get("logloss"), "seconds": record["seconds"],
+                     "values": (values or {}).get(expid, {})})
+    rows.sort(key=lambda r: (r["AUC"] is None, -(r["AUC"] or 0.0)))
+    return rows
+
+
+def _value_column(key):
+    """The csv column of a varied key (renamed only if it would clash with a summary field)."""
+    return f"param_{key}" if key in SUMMARY_FIELDS else key
+
+
+def write_summary(config_dir, expids, records, values=None, keys=()):
+    """Write the summary csv: expid, one column per varied key (keys; values: {expid: {key:
+    value}}), then status, AUC, logloss, seconds. Returns (rows, path)."""
+    rows = summary_rows(expids, records, values)
+    path = summary_path(config_dir)
+    fields = SUMMARY_FIELDS[:1] + [_value_column(k) for k in keys] + SUMMARY_FIELDS[1:]
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            line = {k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
+                    for k, v in row.items() if k != "values"}
+            line.update({_value_column(k): value_text(row["values"].get(k)) for k in keys})
+            writer.writerow(line)
+    return rows, path

@@ -25,7 +25,6 @@ checkpoint, which it keeps with its training state) and the status `stopped earl
 with the same scheduler keeps it (`stopped before`); a rerun without one trains it on to its
 end, from its training state.
 """
-import csv
 import logging
 import os
 import signal
@@ -33,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-from ..atomic import atomic_write
 from ..data.checks import validate_dataset
 from ..environment import require_gpu, require_writable
 from ..errors import UserError
@@ -49,16 +47,15 @@ from ..runs.results import append_result, latest_results, read_results, results_
 from .executor import RunSpec
 from .grid import expand
 from .slots import LocalSlots
-from .summary import format_table, value_text
+from .summary import NOT_STARTED, format_table, read_summary, write_summary
 
 logger = logging.getLogger(__name__)
 
 RUN_EXPID = Path(__file__).resolve().parents[2] / "run_expid.py"
 ORPHAN_WAIT_SECONDS = 60  # an orphaned run notices its tuner is gone at its next batch
-OK, DONE_BEFORE, INTERRUPTED, NOT_STARTED = "ok", "done before", "interrupted", "not started"
+OK, DONE_BEFORE, INTERRUPTED = "ok", "done before", "interrupted"
 STOPPED, STOPPED_BEFORE = "stopped early", "stopped before"  # by a scheduler (ASHA)
 NOT_FAILED = (OK, DONE_BEFORE, STOPPED, STOPPED_BEFORE)  # every other status is a failure
-SUMMARY_FIELDS = ["expid", "status", "AUC", "logloss", "seconds"]
 
 
 class GridFailed(UserError):
@@ -104,19 +101,6 @@ def _max_len(params):
 
 
 # --- what is done, what runs -----------------------------------------------------------------
-def summary_path(config_dir):
-    return Path(results_path(config_dir).stem + "_summary.csv")
-
-
-def read_summary(config_dir):
-    """{expid: row} of the summary the last tuner run wrote ({} if none)."""
-    path = summary_path(config_dir)
-    if not path.exists():
-        return {}
-    with open(path, newline="", errors="replace") as f:
-        return {row["expid"]: row for row in csv.DictReader(f) if row.get("expid")}
-
-
 def previous_statuses(config_dir):
     """{expid: status} from the summary the last tuner run wrote ({} if none)."""
     return {expid: row["status"] for expid, row in read_summary(config_dir).items()}
@@ -335,44 +319,6 @@ def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor
     for expid in not_started:
         runs.records[expid] = {"expid": expid, "status": NOT_STARTED, "seconds": None, "val": {}}
     return runs.records, interrupted
-
-
-# --- summary -----------------------------------------------------------------------------------
-def summary_rows(expids, records, values=None):
-    """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
-    the latest line for `done before`; none for a failed run), time, and under "values" the
-    run's {key: value} of values (the keys the grid varies); best AUC first."""
-    rows = []
-    for expid in expids:
-        record = records.get(expid, {"status": NOT_STARTED, "seconds": None, "val": {}})
-        val = record.get("val") or {}
-        rows.append({"expid": expid, "status": record["status"], "AUC": val.get("AUC"),
-                     "logloss": val.get("logloss"), "seconds": record["seconds"],
-                     "values": (values or {}).get(expid, {})})
-    rows.sort(key=lambda r: (r["AUC"] is None, -(r["AUC"] or 0.0)))
-    return rows
-
-
-def _value_column(key):
-    """The csv column of a varied key (renamed only if it would clash with a summary field)."""
-    return f"param_{key}" if key in SUMMARY_FIELDS else key
-
-
-def write_summary(config_dir, expids, records, values=None, keys=()):
-    """Write the summary csv: expid, one column per varied key (keys; values: {expid: {key:
-    value}}), then status, AUC, logloss, seconds. Returns (rows, path)."""
-    rows = summary_rows(expids, records, values)
-    path = summary_path(config_dir)
-    fields = SUMMARY_FIELDS[:1] + [_value_column(k) for k in keys] + SUMMARY_FIELDS[1:]
-    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            line = {k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
-                    for k, v in row.items() if k != "values"}
-            line.update({_value_column(k): value_text(row["values"].get(k)) for k in keys})
-            writer.writerow(line)
-    return rows, path
 
 
 # --- the whole run -------------------------------------------------------------------------------
