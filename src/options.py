@@ -174,7 +174,7 @@ LOSSES = ("binary_crossentropy", "binary_cross_entropy", "bce")
 # what fuxictr.metrics.evaluate_metrics computes (anything else raises mid-run, after an epoch);
 # the group metrics average over group_id (user_id)
 METRICS = ("AUC", "logloss", "binary_crossentropy", "gAUC", "avgAUC", "MRR")
-SCHEDULERS = ("plateau", "cosine", "none")
+LR_SCHEDULES = ("plateau", "cosine", "none")
 TASKS = ("binary_classification",)
 
 
@@ -243,7 +243,7 @@ OPTIONS = [Option(*fields) for fields in (
      "on a GPU, keep the split arrays on the GPU when they fit", True),
     ("deterministic", _T, False, boolean,
      "identical results for identical runs (deterministic algorithms, one CPU thread)", True),
-    ("lr_scheduler", _T, "plateau", one_of(SCHEDULERS),
+    ("lr_scheduler", _T, "plateau", one_of(LR_SCHEDULES),
      "plateau: multiply by lr_decay_factor on a plateau; cosine: warm-up then cosine decay",
      True),
     ("lr_decay_factor", _T, 0.1, factor, "the plateau schedule's factor", True),

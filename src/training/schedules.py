@@ -8,7 +8,7 @@ import logging
 import math
 
 from ..errors import ConfigError
-from ..options import SCHEDULERS
+from ..options import LR_SCHEDULES
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class LearningRateSchedule:
     def __init__(self, base_lr: float, lr_scheduler: str = "plateau", decay_factor: float = 0.1,
                  patience: int = 1, warmup_steps: int = 0, min_lr: float = 1.e-6):
         self.kind = str(lr_scheduler or "none").lower()
-        if self.kind not in SCHEDULERS:
+        if self.kind not in LR_SCHEDULES:
             raise ConfigError(f"lr_scheduler={lr_scheduler!r}: use plateau, cosine or none")
         self.base_lr = float(base_lr)
         self.decay_factor, self.patience = float(decay_factor), int(patience)

@@ -46,7 +46,7 @@ from .slots import StopSignalsAsInterrupt
 logger = logging.getLogger(__name__)
 
 LOCAL = "local"
-SCHEDULERS = ("asha",)
+TRIAL_SCHEDULERS = ("asha",)
 CONNECT_SECONDS = 10  # a head node that does not accept a connection by then is not there
 # Ray Tune settings for the driver while a grid runs: our own Ctrl-C handling; Tune's older
 # console output, which verbose=0 silences (the newer one prints a table even then).
@@ -76,8 +76,8 @@ class RayRunner:
             problems.append(f"--cpus-per-run {cpus_per_run} must be > 0")
         if not (isinstance(retries, int) and retries >= 0):
             problems.append(f"--retries {retries} must be a whole number >= 0")
-        if scheduler not in (None,) + SCHEDULERS:
-            problems.append(f"--scheduler {scheduler}: use {' or '.join(SCHEDULERS)}")
+        if scheduler not in (None,) + TRIAL_SCHEDULERS:
+            problems.append(f"--scheduler {scheduler}: use {' or '.join(TRIAL_SCHEDULERS)}")
         if not (isinstance(grace_period, int) and grace_period >= 1):
             problems.append(f"--grace-period {grace_period} must be a whole number >= 1")
         if not reduction_factor > 1:
