@@ -65,7 +65,10 @@ def test_three_commands_end_in_a_checked_rank_average_of_nine_families(tmp_path)
     checked = subprocess.run(
         [sys.executable, "-m", "src.submission", str(zips[0]), "--test",
          str(splits / "test.parquet")], cwd=repo, capture_output=True, text=True, timeout=300)
-    assert checked.returncode == 0 and checked.stdout.startswith("OK"), checked.stdout
+    # the zip's manifest is printed first, the check's verdict last
+    verdict = checked.stdout.strip().splitlines()[-1]
+    assert checked.returncode == 0 and verdict.startswith("OK"), checked.stdout
+    assert "ensemble of 9" in checked.stdout  # the manifest names the ensemble
     with zipfile.ZipFile(zips[0]) as archive:
         scores = pd.read_csv(archive.open("prediction.csv"))
     assert list(scores.columns) == ["ID", "Task2"] and len(scores) == ROWS["test"]
