@@ -42,9 +42,6 @@ Dtypes and values (the schema of each file, then its rows in batches): src/data/
 
 Row numbers in messages are 0-based positions in the file ("row 0" is the first data row);
 in item_info the row number is also the item id.
-
-Files are read in batches of columns through pyarrow, so the 3.6M-row train file with its
-64-long item_seq is checked in seconds with bounded memory; no Python loop runs per row.
 """
 
 import logging
