@@ -123,7 +123,8 @@ def test_negative_id_inside_a_list_names_its_row(tmp_path):
     tags = pa.array([[0, 0], [1, 2], [3, 4], [5, -1]], pa.list_(pa.int64(), 2))
     pq.write_table(pa.table({"item_id": np.arange(4), "item_tags": tags}), path)
     params = {"item_info": str(path), "feature_cols": [
-        {"name": "item_tags", "type": "sequence", "source": "item", "vocab_size": "auto"}]}
+        {"name": "item_tags", "type": "sequence", "source": "item", "max_len": 2,
+         "vocab_size": "auto"}]}
     with pytest.raises(DataError) as err:
         resolve_vocab_sizes(params)
     assert err.value.row == 3 and err.value.column == "item_tags"

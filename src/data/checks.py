@@ -10,13 +10,8 @@ are the ones training computes.
 Rules (what a file must look like)
 ----------------------------------
 Config (ConfigError):
-- every feature_cols entry has a `name` and a `type` in meta, categorical, sequence,
-  embedding, numeric; active categorical and sequence features need `vocab_size` (a number
-  or `auto`); active embedding features need `pretrain_dim` or `embedding_dim` (the length
-  of the stored vectors; pretrain_dim wins when both are given);
-- task-2 keys only where they work (src/data/features.py: check_task2_keys): `oov` on
-  categorical row features, `item_file` / `from_splits` on source: item features, a
-  feature's own `embedding_regularizer` a number >= 0 on an embedded (non-meta) feature;
+- the feature_cols entries follow the rules of src/data/feature_cols.py, the parser the
+  feature map reads too (names, types, vocab_size, max_len, embedding dims, task-2 keys);
 - every active feature (and the label, when train or valid is checked) names a column of at
   least one checked file; a name found nowhere is a typo in the config;
 - the path keys (train_data, valid_data, test_data for the requested splits, item_info) are set.
@@ -45,13 +40,9 @@ in item_info the row number is also the item id.
 """
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .features import (FEATURE_TYPES, FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys,
-                       entry_names, item_file_column)
+from .feature_cols import SPLIT_KEYS, config_where, parse_feature_cols, positive_int
 from .files import open_parquet
 from .scan import ITEM_ID, ITEM_SEQ, TEST_ID, USER_ID, Column, check_schema, scan_file
 from .vocab import has_auto, resolve_vocab_sizes
@@ -65,72 +56,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_LEN = 64
 
 
-@dataclass
-class _Feature:
-    """One active or inactive entry of feature_cols, with the keys this module uses."""
-
-    name: str
-    type: str
-    key: str  # where it sits in the config, e.g. "feature_cols[2]", for messages
-    active: bool = True
-    source: str = ""
-    vocab_size: int = None
-    max_len: int = None
-    dim: int = None
-    oov: bool = False  # values outside the vocabulary share one row: no range check
-    item_file: str = None  # item-side column read from another parquet keyed by item_id
-    column: str = None  # its column in item_file
-    from_splits: str = None  # item-side level derived from this column of the split files
-
-
 # --- config --------------------------------------------------------------------------------
-def _positive_int(value, key, what):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{key}: {what}={value!r} is not a positive integer. "
-                          f"Fix: set {what} to a whole number >= 1 in the dataset config")
-    return int(value)
-
-
-def _parse_features(params):
-    """Parse feature_cols into _Feature records, raising ConfigError on unusable entries."""
-    cols = params.get("feature_cols")
-    if not isinstance(cols, list) or not cols:
-        raise ConfigError(f"feature_cols={cols!r} is not a non-empty list. "
-                          "Fix: list the dataset's features under feature_cols in the dataset config")
-    features = []
-    for i, spec in enumerate(cols):
-        key = f"feature_cols[{i}]"
-        if not isinstance(spec, dict) or "name" not in spec:
-            raise ConfigError(f"{key}={spec!r} has no name. "
-                              "Fix: write each entry as {name: ..., type: ..., ...}")
-        ftype = spec.get("type")
-        if ftype not in FEATURE_TYPES:
-            raise ConfigError(f"{key} (name={spec['name']!r}): type={ftype!r} is not one of "
-                              f"{', '.join(FEATURE_TYPES)}. Fix: set type to one of these")
-        for name in entry_names(spec):
-            f = _Feature(name=str(name), type=ftype, key=key, active=bool(spec.get("active", True)),
-                         source=spec.get("source") or "", oov=bool(spec.get("oov")),
-                         item_file=spec.get(ITEM_FILE), from_splits=spec.get(FROM_SPLITS))
-            if f.active:
-                check_task2_keys(dict(spec, name=name), f"{key} (name={name!r})")
-                f.column = item_file_column(dict(spec, name=name))
-            if f.active and ftype in ("categorical", "sequence"):
-                if spec.get("vocab_size") is None:
-                    raise ConfigError(f"{key} (name={name!r}): type {ftype} needs vocab_size. "
-                                      "Fix: add vocab_size (number of ids incl. padding 0) to the entry")
-                f.vocab_size = _positive_int(spec["vocab_size"], key, "vocab_size")
-            if f.active and ftype == "sequence" and spec.get("max_len") is not None:
-                f.max_len = _positive_int(spec["max_len"], key, "max_len")
-            if f.active and ftype == "embedding":
-                dim = spec.get("pretrain_dim", spec.get("embedding_dim"))
-                if dim is None:
-                    raise ConfigError(f"{key} (name={name!r}): embedding feature needs pretrain_dim "
-                                      "or embedding_dim. Fix: set it to the stored vector length, e.g. 128")
-                f.dim = _positive_int(dim, key, "pretrain_dim/embedding_dim")
-            features.append(f)
-    return features
-
-
 def _label_names(params):
     label = params.get("label_col")
     labels = label if isinstance(label, list) else [label]
@@ -165,8 +91,7 @@ def _feature_column(f, column=None):
                        row_feature=f.source != "item")
     if f.type == "sequence":
         return Column(column, "int_list", 0, f.vocab_size - 1, why, vocab_of=f.name,
-                       length=f.max_len, length_why=f"max_len={f.max_len}",
-                       uniform_length=f.max_len is None)
+                       length=f.max_len, length_why=f"max_len={f.max_len}")
     if f.type == "embedding":
         return Column(column, "float_list", length=f.dim, length_why=f"embedding dim {f.dim} in config")
     if f.type == "numeric":
@@ -283,7 +208,8 @@ def _check_item_file(path, key, features, n_items):
 
 
 # --- entry point ---------------------------------------------------------------------------
-def validate_dataset(params, splits=("train", "valid", "test")):
+def validate_dataset(params: dict, splits: tuple[str, ...] = ("train", "valid", "test")
+                     ) -> dict[str, int]:
     """Check item_info, the listed split files and any item_file against params; return
     {file: rows} (item files under their path).
 
@@ -299,10 +225,11 @@ def validate_dataset(params, splits=("train", "valid", "test")):
                           f"Fix: use any of {', '.join(SPLIT_KEYS)}")
     if has_auto(params):
         params = resolve_vocab_sizes(params)
-    features = _parse_features(params)
+    features = parse_feature_cols(params)
     labels = _label_names(params)
     max_len = params.get("max_len")
-    max_len = DEFAULT_MAX_LEN if max_len is None else _positive_int(max_len, "model config", "max_len")
+    max_len = DEFAULT_MAX_LEN if max_len is None else positive_int(max_len, "model config",
+                                                                   "max_len")
 
     # Every file must exist and be parquet before anything is compared against the config.
     keys = {"item_info": "item_info", **{s: SPLIT_KEYS[s] for s in splits}}
@@ -314,10 +241,12 @@ def validate_dataset(params, splits=("train", "valid", "test")):
     # from an item_file are looked for in that file below; from_splits names a split column.
     # The test file alone (prediction, after training read the config's names in train and
     # valid): a name it lacks is that file's fault, named with it by the schema check below.
-    wanted = [(f.from_splits or f.name, f"{f.key}{' from_splits' if f.from_splits else ''}")
+    prefix = config_where(params)
+    wanted = [(f.from_splits, f"{f.where} from_splits") if f.from_splits else
+              (f.name, prefix + f.key)
               for f in features if f.active and not f.item_file and tuple(splits) != ("test",)]
     if any(s in ("train", "valid") for s in splits):
-        wanted += [(name, "label_col") for name in labels]
+        wanted += [(name, prefix + "label_col") for name in labels]
     for name, key in wanted:
         if not any(name in schema.names for schema in schemas.values()):
             listed = ", ".join(str(p) for p in paths.values())

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .features import FROM_SPLITS, ITEM_FILE, item_features, item_origin
+from .feature_cols import FROM_SPLITS, ITEM_FILE
+from .features import item_features, item_origin
 from .files import check_ids_are_row_numbers, read_columns
 from .item_columns import fill_from_splits, mode_per_item, read_item_file
 from .vocab import vocab_fix

@@ -18,17 +18,21 @@ Where each size comes from (ids are pre-encoded integers, 0 is padding):
 
 Only min/max of the named columns are read (batch by batch, through pyarrow), so the 3.6M-row
 train file takes about a second. Negative values and non-integer columns are a DataError
-naming file, column and row; `auto` on a feature type without a vocabulary is a ConfigError.
+naming file, column and row. The entries are read through src/data/feature_cols.py, so an entry
+it cannot size (e.g. `auto` on a type without a vocabulary) is the ConfigError the feature
+map and the data checks give.
 """
+from __future__ import annotations
+
 import copy
 import logging
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .features import (FROM_SPLITS, ITEM_FILE, SPLIT_KEYS, check_task2_keys, is_auto,
-                       item_file_column)
+from .feature_cols import SPLIT_KEYS, FeatureSpec, is_auto, parse_feature_cols
 from .files import as_list_array, is_list_type, iter_batches, open_parquet
 from ..errors import ConfigError, DataError
 
@@ -81,37 +85,30 @@ def column_range(path, column, key=None, negatives_ok=False):
     return low, high
 
 
-def _sources(entry, key, params):
-    """[(path, column, config key of path)] whose largest value sets the entry's size."""
-    name = entry["name"]
-    if entry.get("source") == "item":
+def _sources(feature, params):
+    """[(path, column, config key of path)] whose largest value sets the feature's size."""
+    if feature.source == "item":
         sources = []
-        if ITEM_FILE in entry:
-            sources.append((entry[ITEM_FILE], item_file_column(entry), f"{key} item_file"))
-        if FROM_SPLITS in entry:  # with an item_file too: the splits fill the file's gaps
-            sources += [(params[k], entry[FROM_SPLITS], k) for k in SPLIT_KEYS.values()
+        if feature.item_file is not None:
+            sources.append((feature.item_file, feature.column, f"{feature.key} item_file"))
+        if feature.from_splits is not None:  # with an item_file too: the splits fill its gaps
+            sources += [(params[k], feature.from_splits, k) for k in SPLIT_KEYS.values()
                         if params.get(k)]
-        return sources or [(params.get("item_info"), name, "item_info")]
-    return [(params[k], name, k) for k in SPLIT_KEYS.values() if params.get(k)]
+        return sources or [(params.get("item_info"), feature.name, "item_info")]
+    return [(params[k], feature.name, k) for k in SPLIT_KEYS.values() if params.get(k)]
 
 
-def _auto_size(entry, key, params, ranges):
-    """(vocab_size, why) of one active entry with vocab_size: auto."""
-    name, ftype = entry["name"], entry.get("type")
-    if ftype not in ("categorical", "sequence"):
-        raise ConfigError(f"{key} (name={name!r}): vocab_size: auto on type {ftype!r}; only "
-                          "categorical and sequence features have a vocabulary. Fix: remove "
-                          "vocab_size from this entry")
-    check_task2_keys(entry, f"{key} (name={name!r})")
-    if name == ITEM_ID and ITEM_FILE not in entry and FROM_SPLITS not in entry:
+def _auto_size(feature: FeatureSpec, params, ranges):
+    """(vocab_size, why) of one active feature with vocab_size: auto."""
+    if feature.name == ITEM_ID and feature.item_file is None and feature.from_splits is None:
         if not params.get("item_info"):
             raise ConfigError("item_info is not set; vocab_size: auto of item_id is its row "
                               "count. Fix: set item_info to the item table's parquet file")
         return open_parquet(params["item_info"], "item_info").metadata.num_rows, "item_info rows"
-    sources = _sources(entry, key, params)
+    sources = _sources(feature, params)
     if not sources or any(not path for path, _, _ in sources):
-        missing = "item_info" if entry.get("source") == "item" else ", ".join(SPLIT_KEYS.values())
-        raise ConfigError(f"{key} (name={name!r}): vocab_size: auto reads {missing}, which is "
+        missing = "item_info" if feature.source == "item" else ", ".join(SPLIT_KEYS.values())
+        raise ConfigError(f"{feature.where}: vocab_size: auto reads {missing}, which is "
                           "not set. Fix: set the path(s) in the dataset config")
     largest = None
     for path, column, path_key in sources:
@@ -124,34 +121,37 @@ def _auto_size(entry, key, params, ranges):
     where = ", ".join(path_key for _, _, path_key in sources)
     column = sources[0][1]
     size, why = largest + 1, f"largest value {largest} of column {column!r} in {where}, + 1"
-    if entry.get("oov"):
+    if feature.oov:
         size, why = size + 1, why + ", + 1 for the OOV row"
     return size, why
 
 
-def resolve_vocab_sizes(params):
+def resolve_vocab_sizes(params: dict) -> dict:
     """params with every `vocab_size: auto` of an active feature replaced by its number (see
     the module docstring); the input is not modified. Deterministic for the same files."""
     cols = params.get("feature_cols")
-    if not isinstance(cols, list):
-        return dict(params)  # validate_dataset / build_feature_map report the config error
+    if not has_auto(params):  # nothing to read from the data: a copy, checked where it is read
+        return {**params, "feature_cols": copy.deepcopy(cols)} if isinstance(cols, list) \
+            else dict(params)
+    pending = {}  # entry index -> its features whose size is read from the data
+    for feature in parse_feature_cols(params, allow_auto=True):
+        if feature.vocab_auto:
+            pending.setdefault(feature.index, []).append(feature)
     ranges = {}  # (path, column) -> (min, max): each column is scanned once
     resolved = []
     for i, col in enumerate(cols):
-        if not (isinstance(col, dict) and is_auto(col.get("vocab_size"))
-                and col.get("active", True) and "name" in col):
+        if i not in pending:
             resolved.append(copy.deepcopy(col))
             continue
-        names = col["name"] if isinstance(col["name"], list) else [col["name"]]
-        for name in names:
-            entry = dict(copy.deepcopy(col), name=name)
-            entry["vocab_size"], why = _auto_size(entry, f"feature_cols[{i}]", params, ranges)
-            logger.info("vocab_size auto: %s = %d (%s)", name, entry["vocab_size"], why)
+        for feature in pending[i]:  # one entry per name: their sizes may differ
+            entry = dict(copy.deepcopy(col), name=feature.name)
+            entry["vocab_size"], why = _auto_size(feature, params, ranges)
+            logger.info("vocab_size auto: %s = %d (%s)", feature.name, entry["vocab_size"], why)
             resolved.append(entry)
     return {**params, "feature_cols": resolved}
 
 
-def has_auto(params):
+def has_auto(params: dict) -> bool:
     """Whether any active feature_cols entry still says vocab_size: auto."""
     cols = params.get("feature_cols")
     return isinstance(cols, list) and any(
@@ -167,13 +167,16 @@ def vocab_fix(largest, row_feature=False):
     return fix
 
 
-def dataset_vocab_sizes(item_info, train_data, valid_data, test_data):
+def dataset_vocab_sizes(item_info: str | Path, train_data: str | Path, valid_data: str | Path,
+                        test_data: str | Path) -> dict[str, int]:
     """The sizes `vocab_size: auto` gives the release's five vocabulary features
     ({name: size} for item_id, item_tags, user_id, likes_level, views_level, without oov)."""
     params = {"item_info": str(item_info), "train_data": str(train_data),
               "valid_data": str(valid_data), "test_data": str(test_data), "feature_cols": [
                   {"name": ITEM_ID, "type": "categorical", "source": "item", "vocab_size": "auto"},
-                  {"name": "item_tags", "type": "sequence", "source": "item", "vocab_size": "auto"},
+                  # max_len: every sequence entry has one; the size does not depend on it
+                  {"name": "item_tags", "type": "sequence", "source": "item", "max_len": 5,
+                   "vocab_size": "auto"},
                   {"name": ["user_id", "likes_level", "views_level"], "type": "categorical",
                    "vocab_size": "auto"}]}
     return {c["name"]: c["vocab_size"] for c in resolve_vocab_sizes(params)["feature_cols"]}

@@ -16,7 +16,7 @@ import torch
 from fuxictr.pytorch.layers import FeatureEmbeddingDict
 from fuxictr.pytorch.torch_utils import get_regularizer
 
-from ..data.features import FEATURE_REGULARIZER
+from ..data.feature_cols import FEATURE_REGULARIZER
 
 _TABLES = "embedding_layers."  # FeatureEmbeddingDict's ModuleDict: one entry per feature
 

@@ -6,7 +6,7 @@ not supported"; `monitor: auc` crashed after a full epoch). Each key's check is 
 schema declares (src/options.py); here it is applied, with what the schema cannot know alone:
 the model names and each feature entry's own embedding_regularizer.
 """
-from ..data.features import FEATURE_REGULARIZER, regularizer_problem
+from ..data.feature_cols import FEATURE_REGULARIZER, regularizer_problem
 from ..errors import ConfigError
 from ..models import available_models, fixed_arguments
 from ..options import cross_problems
