@@ -1,11 +1,11 @@
-"""Data path and training speed: our loader and DIN against the seed's per-batch-pandas design.
+"""Data path and training speed: our loader and DIN against the baseline's per-batch-pandas design.
 
 Prints, for one generated dataset, each figure for both designs and their ratio:
   load seconds and peak RSS after loading the train split plus item_info;
   data-path samples/s (shuffled batches, everything from the loaded split to the model's
     input tensors on the device, item-side lookups included);
-  DIN training samples/s with the demo config and with the seed's full model config;
-  test-split scoring time with the demo model (ours only: the seed's path takes far longer).
+  DIN training samples/s with the demo config and with the baseline's full model config;
+  test-split scoring time with the demo model (ours only: the baseline's path takes far longer).
 Each design runs in its own process, so peak RSS figures do not mix.
 
 Usage:
@@ -31,17 +31,18 @@ from src.data.loader import MMCTRDataLoader  # noqa: E402
 from src.experiment import build_model  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.item_table import ItemTable  # noqa: E402
-from src.models.seed_design import SeedDIN, seed_loader, to_device  # noqa: E402
+from src.models.baseline_design import BaselineDIN, baseline_loader, to_device  # noqa: E402
 from src.training.evaluation import predict  # noqa: E402
 from src.training.options import TrainingOptions  # noqa: E402
 from src.training.trainer import Trainer  # noqa: E402
 
-# The demo config's smaller DIN; "seed" is config/din_config DIN_default unchanged.
+# The demo config's smaller DIN; "baseline" is config/din_config DIN_default unchanged.
 DEMO_MODEL = {"embedding_dim": 16, "dnn_hidden_units": [64, 32], "attention_hidden_units": [32]}
 
 
 def bench_params(data_dir, model, batch_size, device):
-    """Seed model config + the seed's dataset config pointed at data_dir (vocab from data)."""
+    """Baseline model config + the baseline's dataset config pointed at data_dir (vocab from
+    data)."""
     import pyarrow.parquet as pq
     with open(REPO / "config" / "din_config" / "model_config.yaml") as f:
         model_config = yaml.safe_load(f)
@@ -116,10 +117,10 @@ def measure_ours(args):
     result["path_samples_per_s"] = timed_batches(train, args.batches, demo.prepare_items,
                                                  args.device)
     result["train_demo_samples_per_s"] = train_rate(demo, train, args.train_batches, args.device)
-    seed_model = build_model(bench_params(args.data, "seed", args.batch_size, args.device),
-                             item_table=table)
-    result["train_seed_samples_per_s"] = train_rate(seed_model, train, args.seed_train_batches,
-                                                    args.device)
+    baseline_model = build_model(bench_params(args.data, "baseline", args.batch_size,
+                                              args.device), item_table=table)
+    result["train_baseline_samples_per_s"] = train_rate(baseline_model, train,
+                                                        args.baseline_train_batches, args.device)
     start = time.perf_counter()
     test = MMCTRDataLoader(feature_map, params["test_data"], split="test",
                            batch_size=args.batch_size, device=device)
@@ -129,23 +130,24 @@ def measure_ours(args):
     return result
 
 
-def measure_seed(args):
+def measure_baseline(args):
     params = bench_params(args.data, "demo", args.batch_size, args.device)
     feature_map = build_feature_map(params)
     start = time.perf_counter()
-    train = seed_loader(feature_map, params["train_data"], params["item_info"],
+    train = baseline_loader(feature_map, params["train_data"], params["item_info"],
                         batch_size=args.batch_size, shuffle=True)
     result = {"load_seconds": time.perf_counter() - start, "load_peak_rss_gb": peak_rss_gb()}
     device = torch.device(args.device)
-    result["path_samples_per_s"] = timed_batches(train, args.seed_batches,
+    result["path_samples_per_s"] = timed_batches(train, args.baseline_batches,
                                                  lambda b: to_device(b, device), args.device)
     table = ItemTable.from_parquet(params["item_info"], feature_map)
-    demo = SeedDIN(feature_map, item_table=table, **params)
-    result["train_demo_samples_per_s"] = train_rate(demo, train, args.seed_batches, args.device)
-    seed_params = bench_params(args.data, "seed", args.batch_size, args.device)
-    seed_model = SeedDIN(build_feature_map(seed_params), item_table=table, **seed_params)
-    result["train_seed_samples_per_s"] = train_rate(seed_model, train, args.seed_train_batches,
-                                                    args.device)
+    demo = BaselineDIN(feature_map, item_table=table, **params)
+    result["train_demo_samples_per_s"] = train_rate(demo, train, args.baseline_batches, args.device)
+    baseline_params = bench_params(args.data, "baseline", args.batch_size, args.device)
+    baseline_model = BaselineDIN(build_feature_map(baseline_params), item_table=table,
+                                 **baseline_params)
+    result["train_baseline_samples_per_s"] = train_rate(baseline_model, train,
+                                                        args.baseline_train_batches, args.device)
     result["peak_rss_gb"] = peak_rss_gb()
     return result
 
@@ -154,20 +156,20 @@ ROWS = [("load seconds (train split + item_info)", "load_seconds", "lower"),
         ("peak RSS after load, GB", "load_peak_rss_gb", "lower"),
         ("data path, samples/s (batch, shuffled)", "path_samples_per_s", "higher"),
         ("training, demo DIN, samples/s", "train_demo_samples_per_s", "higher"),
-        ("training, seed DIN, samples/s", "train_seed_samples_per_s", "higher")]
+        ("training, baseline DIN, samples/s", "train_baseline_samples_per_s", "higher")]
 
 
-def table(ours, seed, args):
+def table(ours, baseline, args):
     lines = [f"device {args.device}, batch {args.batch_size}, data {args.data}",
-             "| figure | ours | seed design | ours vs seed |", "|---|---|---|---|"]
+             "| figure | ours | baseline design | ours vs baseline |", "|---|---|---|---|"]
     for label, key, better in ROWS:
-        a, b = ours[key], seed[key]
+        a, b = ours[key], baseline[key]
         ratio = a / b if better == "higher" else b / a
         lines.append(f"| {label} | {a:,.2f} | {b:,.2f} | {ratio:,.1f}x |")
     lines.append(f"| test scoring, demo DIN: {ours['score_rows']:,} rows | "
                  f"{ours['score_seconds']:.1f} s | - | - |")
     lines.append(f"| peak RSS of the whole run, GB | {ours['peak_rss_gb']:.2f} | "
-                 f"{seed['peak_rss_gb']:.2f} | - |")
+                 f"{baseline['peak_rss_gb']:.2f} | - |")
     return "\n".join(lines)
 
 
@@ -177,13 +179,14 @@ def main():
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=8192)
     parser.add_argument("--batches", type=int, default=50, help="timed batches, our path")
-    parser.add_argument("--seed-batches", type=int, default=3, help="timed batches, seed path")
+    parser.add_argument("--baseline-batches", type=int, default=3,
+                        help="timed batches, baseline path")
     parser.add_argument("--train-batches", type=int, default=10,
                         help="timed training steps, our demo DIN")
-    parser.add_argument("--seed-train-batches", type=int, default=2,
-                        help="timed training steps with the seed's full DIN (slow on a CPU)")
+    parser.add_argument("--baseline-train-batches", type=int, default=2,
+                        help="timed training steps with the baseline's full DIN (slow on a CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--measure", choices=("ours", "seed"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("ours", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help="also write the figures as JSON here")
     args = parser.parse_args()
     if args.threads:
@@ -191,11 +194,11 @@ def main():
     if args.measure:  # child process: one design, one JSON line
         np.random.seed(0)
         torch.manual_seed(0)
-        result = measure_ours(args) if args.measure == "ours" else measure_seed(args)
+        result = measure_ours(args) if args.measure == "ours" else measure_baseline(args)
         print("RESULT " + json.dumps(result), flush=True)
         return
     results = {}
-    for design in ("ours", "seed"):
+    for design in ("ours", "baseline"):
         cmd = [sys.executable, __file__, "--measure", design] + sys.argv[1:]
         print(f"measuring {design} ...", file=sys.stderr, flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -203,7 +206,7 @@ def main():
         if done.returncode != 0 or not lines:
             sys.exit(f"{design} failed:\n{done.stderr[-3000:]}")
         results[design] = json.loads(lines[-1][len("RESULT "):])
-    print(table(results["ours"], results["seed"], args))
+    print(table(results["ours"], results["baseline"], args))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(dict(results, args=vars(args)), indent=2))

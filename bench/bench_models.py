@@ -8,7 +8,7 @@ also measured with split_attention=False (the attention MLP on the concatenation
 Variants are measured in turn, `--rounds` times each, interleaved so that a busy spell on a
 shared machine hits all of them; the best round counts.
 
-The dataset block is the seed's (config/DIN_microlens_mmctr_tuner_config_01.yaml) pointed at
+The dataset block is the baseline's (config/DIN_microlens_mmctr_tuner_config_01.yaml) pointed at
 --data, with item_id and item_tags vocabularies taken from the data; --dataset-config takes
 the single dataset block of another tuner config instead (e.g. one declaring user_id).
 
@@ -44,12 +44,12 @@ from bench_data_path import timed_batches, train_rate  # noqa: E402
 
 FULL_TRAIN_ROWS = 3_600_000  # the real train split: seconds per epoch are derived from it
 
-SEED_DATASET = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
+BASELINE_DATASET = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
 
 
 def dataset_block(data_dir, dataset_config=None):
     """The dataset block of a tuner config with its paths pointed at data_dir."""
-    with open(dataset_config or SEED_DATASET) as f:
+    with open(dataset_config or BASELINE_DATASET) as f:
         blocks = yaml.safe_load(f)["dataset_config"]
     if len(blocks) != 1:
         sys.exit(f"{dataset_config}: expected one dataset block, found {', '.join(blocks)}")
@@ -62,7 +62,7 @@ def dataset_block(data_dir, dataset_config=None):
     # item files of the release (item_emb.parquet) sit beside the split folder
     dataset["feature_cols"] = [dict(c, item_file=str(Path(data_dir) / Path(c["item_file"]).name))
                                if "item_file" in c else c for c in dataset["feature_cols"]]
-    if dataset_config is None:  # the seed's vocabularies are the real data's: use the data's
+    if dataset_config is None:  # the baseline's vocabularies are the real data's: use the data's
         tags = pq.read_table(item_info, columns=["item_tags"]).column(0).combine_chunks()
         vocab = {"item_id": pq.ParquetFile(item_info).metadata.num_rows,
                  "item_tags": max(int(tags.flatten().to_numpy().max()) + 1, 2)}

@@ -1,7 +1,7 @@
 """Grids on Ray, measured: the full grid against ASHA, and what Ray adds to short runs.
 
 1. full vs ASHA: one grid of demo-size DINs (8 points by default: 4 learning rates x 2
-   dropouts; 8 epochs at most, one evaluation per epoch, early_stop_patience 3 as the seed's)
+   dropouts; 8 epochs at most, one evaluation per epoch, early_stop_patience 3 as the baseline's)
    on a slice of generated data, on a local Ray instance: once without a scheduler, then with
    --scheduler asha at each --asha setting. For each: training steps of all runs together
    (from the runs' logs: the step of each run's last evaluation; runs evaluate a whole number

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one short script: what the CPU cannot show, on a real GPU.
 #  1. full-scale generated data (3.6M train rows, the real sizes);
-#  2. the data-path benchmark against the seed's design (bench_data_path.py);
+#  2. the data-path benchmark against the baseline's design (bench_data_path.py);
 #  3. seconds per epoch and peak GPU memory of every real-size task-2 model (bench_models.py);
 #  4. bf16 and torch.compile against fp32 (AUC, distinct scores), and a deterministic repeat
 #     (check_options.py);

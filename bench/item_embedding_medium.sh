@@ -1,28 +1,28 @@
 #!/usr/bin/env bash
 # Task-1 item-embedding comparison on medium generated data, sized for a 2-core CPU: the runs
 # behind docs/item_embedding_results.md.
-# Usage: [MODEL=seed|demo] bash bench/item_embedding_medium.sh [DATA_DIR] [OUT_DIR]
+# Usage: [MODEL=baseline|demo] bash bench/item_embedding_medium.sh [DATA_DIR] [OUT_DIR]
 #   (from the repository root; absolute paths: the evaluation runs inside OUT_DIR/run_MODEL,
 #   where the tuner writes its results)
-# MODEL=seed (default): the seed's DIN, 1 epoch on 600k rows (about 80 minutes on 2 cores for
-# the five text+image files, 25 more with titles).
+# MODEL=baseline (default): the baseline's DIN, 1 epoch on 600k rows (about 80 minutes on 2
+# cores for the five text+image files, 25 more with titles).
 # MODEL=demo: the demo config's small DIN, 2 epochs (about 45 minutes), not comparable.
 # With the optional title encoder installed (requirements-text.txt), titles are encoded and
 # pca_concat and contrastive are also built with them as a third modality.
 set -euo pipefail
 DATA=${1:-/tmp/gen_medium}
 OUT=${2:-/tmp/emb_med}
-MODEL=${MODEL:-seed}
+MODEL=${MODEL:-baseline}
 PY=${PYTHON:-python}
 # One torch thread per process: on a shared 2-core machine two spinning threads per run
 # were ~3x slower than one (see the results doc).
 export OMP_NUM_THREADS=1
 case "$MODEL" in
-  seed) DIN_ARGS=(--model seed --epochs 1 --train-rows 600000 --grid learning_rate=1e-3
-                  --grid batch_size=4096 --grid net_dropout=0.1) ;;
+  baseline) DIN_ARGS=(--model baseline --epochs 1 --train-rows 600000 --grid learning_rate=1e-3
+                      --grid batch_size=4096 --grid net_dropout=0.1) ;;
   demo) DIN_ARGS=(--model demo --epochs 2 --train-rows 600000 --grid learning_rate=3e-3
                   --grid batch_size=4096) ;;
-  *) echo "MODEL must be seed or demo, not '$MODEL'" >&2; exit 2 ;;
+  *) echo "MODEL must be baseline or demo, not '$MODEL'" >&2; exit 2 ;;
 esac
 
 build() {  # build METHOD NAME [more build options]: skipped when OUT/NAME.parquet exists

@@ -7,7 +7,8 @@ under --work, so the repository stays clean):
   python bench/task2_suite.py --work runs/task2_suite                 # small data, all of it
   python bench/task2_suite.py --work runs/task2_suite --table-only    # no training: the doc
   python bench/task2_suite.py --work /tmp/suite --scale tiny --worlds cosine \\
-      --blocks seed_DIN CosineInterest --seeds 1 --epochs 1 --max-steps 5 --doc /tmp/suite/doc.md
+      --blocks baseline_DIN CosineInterest --seeds 1 --epochs 1 --max-steps 5 \\
+      --doc /tmp/suite/doc.md
 
 Per world: the data is generated once into WORK/data/<world> (python -m src.datagen; kept
 when its summary.json has the same scale, seed and world), semantic ids once when a block uses
@@ -47,11 +48,11 @@ MODEL_CONFIG = REPO / "config" / "task2_config" / "model_config.yaml"
 APPENDIX = REPO / "docs" / "task2_single_world.md"
 APPENDIX_HEADING = "Appendix: the single-world comparison (cosine law only, earlier sessions)"
 
-BASELINE = "seed_DIN"  # every gap is measured from this block
+BASELINE = "baseline_DIN"  # every gap is measured from this block
 ENSEMBLE = "ensemble"  # the rank-average ensemble's label
 # label -> (model block of config/task2_config/model_config.yaml, feature set)
 BLOCKS = {
-    "seed_DIN": ("DIN_default_cpu", "seed"),
+    "baseline_DIN": ("DIN_default_cpu", "baseline"),
     "DIN_regularized": ("DIN_regularized_cpu", "task2"),
     "DINInterest": ("DINInterest_cpu", "task2"),
     "CosineInterest": ("CosineInterest_cpu", "task2"),
@@ -64,7 +65,7 @@ BLOCKS = {
     "DIN_regularized_sid": ("DIN_regularized_cpu", "task2_sid"),
 }
 FEATURE_SETS = {
-    "seed": "the seed's features",
+    "baseline": "the baseline's features",
     "task2": "task-2 features, no user_id",
     "task2_user": "task-2 features + user_id (L2 2e-4 on its embedding)",
     "task2_sid": "task-2 features + semantic ids (3 levels x 64 codes of item_emb_d128_v1)",
@@ -73,14 +74,14 @@ USER_ID_L2 = 2e-4
 SID_LEVELS, SID_CODES = 3, 64
 
 RULE = (
-    "Recommended: among the candidates other than the seed DIN (every block and the ensemble) "
-    "that have runs in every world, those that lose to the seed DIN in no world, where a "
-    "candidate loses in a world when its mean test AUC is below the seed DIN's mean by more "
+    "Recommended: among the candidates other than the baseline DIN (every block and the ensemble) "
+    "that have runs in every world, those that lose to the baseline DIN in no world, where a "
+    "candidate loses in a world when its mean test AUC is below the baseline DIN's mean by more "
     "than the larger of the two test spreads (max - min over seeds); of these, the one with "
     "the best mean share of the gap closed on test (compared to 0.1 point; ties: the better "
     "mean rank). Blocks and the ensemble compete alike, so the ensemble is the choice when no "
     "single block qualifies and it does. If nothing qualifies, there is no recommendation: the "
-    "seed DIN stays.")
+    "baseline DIN stays.")
 
 # the tuner's log line as a run ends: "<expid> <status>[, on <where>]"
 RUN_END = re.compile(r" INFO (\S+_\d{3}_[0-9a-f]{8}) (ok|failed.*?|interrupted|stopped early|"
@@ -89,11 +90,11 @@ RUN_END = re.compile(r" INFO (\S+_\d{3}_[0-9a-f]{8}) (ok|failed.*?|interrupted|s
 
 # --- feature sets ---------------------------------------------------------------------------
 def feature_cols(feature_set, data_dir):
-    """The dataset block's feature_cols of a feature set, for the data in data_dir: the seed's
-    as config/compare/seed_features_tuner_config.yaml, task2 as interest_tuner_config.yaml."""
+    """The dataset block's feature_cols of a feature set, for the data in data_dir: the baseline's
+    as config/compare/baseline_features_tuner_config.yaml, task2 as interest_tuner_config.yaml."""
     cat = {"active": True, "dtype": "int", "type": "categorical", "vocab_size": "auto"}
-    seed = feature_set == "seed"
-    user = ({"name": "user_id", "active": True, "dtype": "int", "type": "meta"} if seed else
+    baseline = feature_set == "baseline"
+    user = ({"name": "user_id", "active": True, "dtype": "int", "type": "meta"} if baseline else
             {"name": "user_id", **cat, "active": feature_set == "task2_user", "oov": True})
     if feature_set == "task2_user":
         user["embedding_regularizer"] = USER_ID_L2
@@ -104,7 +105,7 @@ def feature_cols(feature_set, data_dir):
             {"name": "item_tags", **cat, "type": "sequence", "max_len": 5, "source": "item"},
             {"name": "item_emb_d128", "active": True, "dtype": "float", "type": "embedding",
              "source": "item", "embedding_dim": 128}]
-    if seed:
+    if baseline:
         return cols
     cols += [{"name": "item_likes_level", **cat, "source": "item", "from_splits": "likes_level"},
              {"name": "item_views_level", **cat, "source": "item", "from_splits": "views_level"},
@@ -412,14 +413,14 @@ def ensemble_rows(world, members, scores, truth, work):
 
 # --- tables and the rule ----------------------------------------------------------------------
 def loses(row, base):
-    """Whether a block loses to the seed DIN in a world: its mean test AUC is below the seed
+    """Whether a block loses to the baseline DIN in a world: its mean test AUC is below the baseline
     DIN's by more than the larger of the two test spreads."""
     return base["test_mean"] - row["test_mean"] > max(row["test_spread"], base["test_spread"])
 
 
 def world_table(world, rows, best):
-    """task2_table's block statistics of one world (gap closed from the seed DIN's means),
-    ranked by mean test AUC, each row marked whether it loses to the seed DIN."""
+    """task2_table's block statistics of one world (gap closed from the baseline DIN's means),
+    ranked by mean test AUC, each row marked whether it loses to the baseline DIN."""
     blocks = {(world, label): label_rows for label, label_rows in rows.items()}
     base = blocks[(world, BASELINE)]
     table = task2_table.summarise_blocks(
@@ -434,7 +435,7 @@ def world_table(world, rows, best):
 
 def summarise_worlds(tables):
     """Per candidate over the worlds ({world: world_table}): the worlds it ran in, its mean
-    rank, mean gap closed (test) and the worlds where it loses to the seed DIN; best mean gap
+    rank, mean gap closed (test) and the worlds where it loses to the baseline DIN; best mean gap
     first."""
     summary = {}
     for world, table in tables.items():
@@ -468,17 +469,17 @@ def explain(choice, summary, worlds):
         why = "; ".join(f"{e['block']} loses in {', '.join(e['lost'])}" if e["lost"] else
                         f"{e['block']} did not run in every world" for e in out)
         return (f"**No recommendation**: no candidate qualifies ({why or 'no candidates'}); "
-                f"the seed DIN stays.")
+                f"the baseline DIN stays.")
     others = [e for e in summary if e["block"] not in (BASELINE, choice["block"])]
     also = [f"{e['block']} ({pct(e['mean_gap'])}, mean rank {e['mean_rank']:.1f})"
             for e in others if not e["lost"] and set(worlds) <= set(e["worlds"])]
     losing = [f"{e['block']} ({', '.join(e['lost'])})" for e in others if e["lost"]]
     return (f"**Recommended: {choice['block']}** ({describe(choice['block'])}): it loses to "
-            f"the seed DIN in none of the {len(worlds)} worlds and closes "
+            f"the baseline DIN in none of the {len(worlds)} worlds and closes "
             f"{pct(choice['mean_gap'])} of the gap on average (mean rank {choice['mean_rank']:.1f})"
             + (f"; the other qualifying candidates: {', '.join(also)}" if also
                else "; no other candidate qualifies")
-            + (f". Losing to the seed DIN somewhere: {'; '.join(losing)}." if losing else "."))
+            + (f". Losing to the baseline DIN somewhere: {'; '.join(losing)}." if losing else "."))
 
 
 # --- the document -----------------------------------------------------------------------------
@@ -505,7 +506,7 @@ def world_section(world, summary, table):
                                    ("history-blind oracle", "history_blind_oracle_auc"))
                  if key in summary) + ".", "",
              "| rank | candidate | what | seeds | valid AUC | test AUC | spread | gap closed "
-             "(test) | loses to seed DIN |",
+             "(test) | loses to baseline DIN |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['rank']} | {r['block']} | {describe(r['block'])} | {r['seeds']} | "
@@ -516,7 +517,7 @@ def world_section(world, summary, table):
 
 def summary_section(summary, worlds):
     lines = ["| candidate | what | worlds run | mean rank | mean gap closed (test) | "
-             "loses to the seed DIN in |", "|---|---|---|---|---|---|"]
+             "loses to the baseline DIN in |", "|---|---|---|---|---|---|"]
     for e in summary:
         lines.append(f"| {e['block']} | {describe(e['block'])} | {len(e['worlds'])} of "
                      f"{len(worlds)} | {e['mean_rank']:.1f} | {pct(e['mean_gap'])} | "
@@ -550,8 +551,8 @@ def setup_section(args, summaries, spaces, commands, runs, notes):
         f"{len(space['seed'])} training seed(s), so a spread is the difference of few runs.",
         "- Measured: validation AUC from each run's result line; test AUC of its zip (as "
         "prediction.py writes it) against the generator's ground truth; gap closed = (candidate "
-        "- seed DIN) / (best achievable - seed DIN) on the test means; rank by mean test AUC "
-        "within the world. The ensemble is the rank average (prediction.py `--average rank`) "
+        "- baseline DIN) / (best achievable - baseline DIN) on the test means; rank by mean test "
+        "AUC within the world. The ensemble is the rank average (prediction.py `--average rank`) "
         "of the best block of each model family (model class), best by validation AUC averaged "
         "over seeds and worlds, one ensemble per training seed, its validation AUC by the "
         "same rule on the members' validation scores: "
@@ -739,7 +740,7 @@ def main(argv=None):
     notes += [f"{failed}: failed (its log in WORK/suite.log)" for failed in failures]
     for world, summary in summaries.items():
         if BASELINE not in runs[world]:
-            notes.append(f"world {world}: no seed DIN runs, so no table")
+            notes.append(f"world {world}: no baseline DIN runs, so no table")
             continue
         truth = args.work / "data" / world / "ground_truth" / "test_truth.parquet"
         rows = dict(runs[world])

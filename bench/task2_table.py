@@ -3,13 +3,14 @@
 For each tuner config given: every experiment's validation AUC (its result line), its test AUC
 (prediction.py's zip scored against the generator's ground truth), its parameter count; then,
 per model block (the tuner config's base_expid), the mean and spread over the
-training seeds and the fraction of the gap from the seed DIN to the best achievable AUC that it
+training seeds and the fraction of the gap from the baseline DIN to the best achievable AUC that it
 closes. Run from the folder the tuners ran in (result lines and checkpoints are there).
 
 Usage:
-  python bench/task2_table.py --data data/small --baseline seed_features_tuner_config:DIN_default \\
-      config/compare/seed_features_tuner_config.yaml config/compare/task2_features_tuner_config.yaml \\
-      config/compare/ablation_tuner_config.yaml
+  python bench/task2_table.py --data data/small \\
+      --baseline baseline_features_tuner_config:DIN_default \\
+      config/compare/baseline_features_tuner_config.yaml \\
+      config/compare/task2_features_tuner_config.yaml config/compare/ablation_tuner_config.yaml
 """
 import argparse
 import json
@@ -131,7 +132,7 @@ def main():
     parser.add_argument("configs", nargs="+", help="tuner config yamls that were tuned")
     parser.add_argument("--data", required=True, help="the generated data folder")
     parser.add_argument("--baseline", default="DIN_default",
-                        help="model block of the seed DIN (CONFIG:BLOCK where several configs "
+                        help="model block of the baseline DIN (CONFIG:BLOCK where several configs "
                              "have it, CONFIG the tuner config's file stem)")
     parser.add_argument("--baseline-means", type=float, nargs=2, metavar=("VALID", "TEST"),
                         help="the baseline's mean validation and test AUC from an earlier "

@@ -39,7 +39,7 @@ MEMBER = "prediction.csv"
 TASKS = ("Task1", "Task2")  # column order in written files: Task1 then Task2
 # Eight decimals keep AUC ties negligible and the csv small (~9 MB for 379,142 rows, 2 tasks).
 FLOAT_FORMAT = "%.8f"
-DEFAULT_TEST = "./data/MicroLens_1M_x1/test.parquet"  # the seed config's test_data
+DEFAULT_TEST = "./data/MicroLens_1M_x1/test.parquet"  # the baseline config's test_data
 
 
 # --- writing -------------------------------------------------------------------------------

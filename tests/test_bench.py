@@ -15,15 +15,15 @@ def test_benchmark_runs_on_tiny_data(tiny_data, tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_data_path.py"), "--data", str(data_dir),
-         "--batch-size", "256", "--batches", "2", "--seed-batches", "1", "--train-batches", "1",
-         "--seed-train-batches", "1", "--out", str(out)],
+         "--batch-size", "256", "--batches", "2", "--baseline-batches", "1", "--train-batches", "1",
+         "--baseline-train-batches", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=1200)  # a hang guard, not a speed check
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| data path, samples/s" in done.stdout and "x |" in done.stdout
     figures = json.loads(out.read_text())
-    for design in ("ours", "seed"):
+    for design in ("ours", "baseline"):
         for key in ("load_seconds", "path_samples_per_s", "train_demo_samples_per_s",
-                    "train_seed_samples_per_s", "load_peak_rss_gb"):
+                    "train_baseline_samples_per_s", "load_peak_rss_gb"):
             assert figures[design][key] > 0, (design, key)
     assert figures["ours"]["score_rows"] == summary["n_test"]
 
@@ -47,10 +47,10 @@ def runs_of(world, tests):
 def test_suite_tables_gap_closed_and_the_losing_rule():
     suite = load_suite()
     base = suite.BASELINE
-    # world A: seed DIN 0.80 / 0.82 (mean 0.81, spread 0.02), best 0.90.
+    # world A: baseline DIN 0.80 / 0.82 (mean 0.81, spread 0.02), best 0.90.
     #   X far above; Y 0.015 below with spread 0.01 and Z 0.014 below with spread 0.032: both
     #   within the larger spread, so neither loses; W 0.03 below: loses.
-    # world B: seed DIN 0.85 / 0.85 (spread 0), best 0.95. X 0.01 below: loses; Z 0.005
+    # world B: baseline DIN 0.85 / 0.85 (spread 0), best 0.95. X 0.01 below: loses; Z 0.005
     #   below with its own spread 0.01: within the larger spread, does not lose.
     a = suite.world_table("A", runs_of("A", {
         base: [0.80, 0.82], "X": [0.89, 0.89], "Y": [0.79, 0.80], "Z": [0.78, 0.812],
@@ -86,7 +86,7 @@ def test_suite_tables_gap_closed_and_the_losing_rule():
 def test_suite_skips_blocks_it_cannot_run_yet():
     suite = load_suite()
     blocks = {"DIN_default_cpu": {"model": "DIN"}, "QIN_cpu": {"model": "QIN"}}
-    why = suite.unavailable(["seed_DIN", "QIN", "TargetDCN", "DIN_regularized_sid"], blocks,
+    why = suite.unavailable(["baseline_DIN", "QIN", "TargetDCN", "DIN_regularized_sid"], blocks,
                             {"DIN"}, {"task2_sid": "not there"})
     assert set(why) == {"QIN", "TargetDCN", "DIN_regularized_sid"}
     assert "QIN" in why["QIN"] and "TargetDCN_cpu" in why["TargetDCN"]
@@ -102,7 +102,7 @@ def test_suite_runs_end_to_end_on_tiny_data(tiny_data, tmp_path):
     (work / "data").mkdir(parents=True)
     (work / "data" / "cosine").symlink_to(data_dir)  # its summary matches: kept, not generated
     args = ["--work", work, "--scale", "tiny", "--worlds", "cosine", "recency", "--blocks",
-            "seed_DIN", "CosineInterest", "--seeds", "1", "--epochs", "1", "--max-steps", "2",
+            "baseline_DIN", "CosineInterest", "--seeds", "1", "--epochs", "1", "--max-steps", "2",
             "--eval-steps", "2", "--slots", "2", "--doc", doc]
     done = subprocess.run([sys.executable, str(REPO / "bench" / "task2_suite.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=900)  # a hang guard
@@ -114,12 +114,12 @@ def test_suite_runs_end_to_end_on_tiny_data(tiny_data, tmp_path):
         section = text.split(f"### World `{world}`")[1].split("###")[0].split("## Summary")[0]
         rows = [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| ")
                 and not line.startswith("| rank")]
-        assert sorted(rows) == ["CosineInterest", "ensemble", "seed_DIN"], section
+        assert sorted(rows) == ["CosineInterest", "ensemble", "baseline_DIN"], section
         assert "best achievable AUC" in section and "history-blind oracle" in section
     summary = text.split("## Summary over the worlds")[1].split("## The recommendation")[0]
     assert sorted(line.split(" | ")[0][2:] for line in summary.splitlines()
                   if line.startswith("| ") and not line.startswith("| candidate")) \
-        == ["CosineInterest", "ensemble", "seed_DIN"]
+        == ["CosineInterest", "ensemble", "baseline_DIN"]
     assert "Rule: Recommended:" in text
     assert "**Recommended:" in text or "**No recommendation" in text
     assert len(list((work / "scores" / "recency").glob("*.npz"))) == 2

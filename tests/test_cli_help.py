@@ -19,7 +19,7 @@ HELPS = {
     ("-m", "src.item_embedding"): ["build --help"],
     ("-m", "src.item_embedding", "build"): ["(default: 0)", "(default: rms)"],
     ("-m", "src.item_embedding", "encode-titles"): ["(default: 256)", "(default: cpu)"],
-    ("-m", "src.item_embedding", "evaluate"): ["(default: mean)", "(default: seed)"],
+    ("-m", "src.item_embedding", "evaluate"): ["(default: mean)", "(default: baseline)"],
     ("-m", "src.item_embedding", "semantic-ids"): ["(default: item_emb_d128)", "(default: 3)"],
     ("-m", "src.data.checks"): ["(default: train valid test)", "without .yaml"],
     ("-m", "src.data.generator"): ["(default: tiny)", "(default: cosine)"],

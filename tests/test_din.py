@@ -1,4 +1,4 @@
-"""The loader and the seed DIN on tiny generated data: lookups, padding, learning."""
+"""The loader and the baseline DIN on tiny generated data: lookups, padding, learning."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,7 +118,7 @@ def test_history_older_than_max_len_is_ignored(params):
 
 
 def test_distinct_item_embedding_equals_per_slot_embedding(params):
-    """Embedding each distinct item once gives what the seed's per-slot lookup gives."""
+    """Embedding each distinct item once gives what the baseline's per-slot lookup gives."""
     seed_everything(2)
     model = build_model(params)
     batch = _valid_batch(params)

@@ -226,17 +226,17 @@ def test_grid_accepts_only_the_task1_knobs():
         protocol.parse_grid(["embedding_dim=32"])
 
 
-def test_tuner_config_follows_the_seed_and_the_data(built, tiny_data):
+def test_tuner_config_follows_the_baseline_and_the_data(built, tiny_data):
     data_dir, summary = tiny_data
     config = protocol.tuner_config(built["contrastive"], data_dir, model="demo", epochs=1,
                                    seeds=[1, 2], grid={"learning_rate": [1e-3, 3e-3]})
-    seed = yaml.safe_load(open(REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"))
+    baseline = yaml.safe_load(open(REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"))
     assert config["dataset_id"] == "MicroLens_1M_x1_contrastive"
     dataset = config["dataset_config"]["MicroLens_1M_x1_contrastive"]
-    assert set(dataset) == set(seed["dataset_config"]["MicroLens_1M_x1"])
+    assert set(dataset) == set(baseline["dataset_config"]["MicroLens_1M_x1"])
     vocab = {c["name"]: c.get("vocab_size") for c in dataset["feature_cols"]}
     assert vocab["item_id"] == summary["n_items"] + 1
-    assert vocab["item_tags"] == 11740  # tiny tags (< 200) fall back to the seed's vocab
+    assert vocab["item_tags"] == 11740  # tiny tags (< 200) fall back to the baseline's vocab
     assert dataset["item_info"] == str(built["contrastive"].resolve())
     assert dataset["valid_data"] == str((data_dir / "MicroLens_1M_x1" / "valid.parquet").resolve())
     space = config["tuner_space"]
@@ -244,8 +244,8 @@ def test_tuner_config_follows_the_seed_and_the_data(built, tiny_data):
     assert space["epochs"] == 1 and space["embedding_dim"] == 16  # the demo's dims
     assert set(space) - set(protocol.TASK1_KNOBS) == {
         "epochs", "seed", "embedding_dim", "dnn_hidden_units", "attention_hidden_units"}
-    seed_model = protocol.tuner_config(built["contrastive"], data_dir)
-    assert set(seed_model["tuner_space"]) == set(protocol.TASK1_KNOBS)  # DIN_default as is
+    baseline_model = protocol.tuner_config(built["contrastive"], data_dir)
+    assert set(baseline_model["tuner_space"]) == set(protocol.TASK1_KNOBS)  # DIN_default as is
 
 
 def test_summary_takes_the_best_knobs_per_seed_then_averages():
@@ -323,4 +323,4 @@ def test_din_protocol_runs_through_the_tuner(built, tiny_data, tmp_path, monkeyp
     dataset = config["dataset_config"]["MicroLens_1M_x1_item_emb_v1"]
     assert pq.ParquetFile(dataset["train_data"]).metadata.num_rows == 20_000
     assert (tmp_path / "item_emb_v1_tuner_config.csv").exists()  # the tuner's result lines
-    assert row["din_per_seed"].startswith("20242025:")  # the seed's training seed
+    assert row["din_per_seed"].startswith("20242025:")  # the baseline's training seed

@@ -376,7 +376,7 @@ def test_extra_row_and_item_features_are_used_by_every_model(dataset, tmp_path):
 # ---- the DIN's split attention ----
 @pytest.fixture(scope="module")
 def din_pair(dataset, item_table):
-    """The seed-sized DIN computed with the split and with the concatenated attention MLP
+    """The baseline-sized DIN computed with the split and with the concatenated attention MLP
     (same weights), and a batch."""
     params = block_params(dataset, "DIN_default")
     batch = valid_batch(params)
@@ -407,7 +407,7 @@ def test_split_din_attention_comparison_fails_when_one_side_changes(din_pair):
 
 
 def test_din_checkpoint_keys_are_fuxictr_dins(din_pair):
-    """Checkpoints stay interchangeable with the seed's DIN: the same parameter names."""
+    """Checkpoints stay interchangeable with the baseline's DIN: the same parameter names."""
     split, _, _ = din_pair
     keys = set(split.state_dict())
     assert {"attention_layers.attention_layer.mlp.0.weight", "dnn.mlp.0.weight",

@@ -126,7 +126,7 @@ def test_item_levels_are_the_mode_per_target_item(params):
 
 
 def test_item_levels_reach_a_din_with_no_model_change(params, tmp_path):
-    """The seed DIN built from the task-2 map embeds the extra item-side features of the target
+    """The baseline DIN built from the task-2 map embeds the extra item-side features of the target
     and of every history item: its item vector grows by their dims and a batch runs."""
     from src.experiment import build_model
     add_item_levels(params)

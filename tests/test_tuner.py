@@ -26,7 +26,7 @@ from .conftest import REPO, processes_mentioning, tune_cli, wait_for
 from .helpers import make_tuner, read_summary, statuses
 
 TASK1_CONFIG = REPO / "config" / "DIN_task1_tuner_config.yaml"
-SEED_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
+BASELINE_CONFIG = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
 # batch_size 256 gives 16 batches, a checkpoint after each: a run to kill mid-epoch.
 SLOW = {"batch_size": [256, 2048], "eval_steps": 1, "early_stop_patience": 100}
 
@@ -269,10 +269,10 @@ def shipped_task1():
         return yaml.safe_load(f)
 
 
-def test_shipped_task1_config_is_the_seed_config_and_passes(monkeypatch):
+def test_shipped_task1_config_is_the_baseline_config_and_passes(monkeypatch):
     config = shipped_task1()
     assert config.pop("task1") is True
-    assert config == yaml.safe_load(SEED_CONFIG.read_text())
+    assert config == yaml.safe_load(BASELINE_CONFIG.read_text())
     monkeypatch.chdir(REPO)  # base_config is relative to the current folder, as in FuxiCTR
     check_tuner_config(shipped_task1(), TASK1_CONFIG)
 
@@ -305,11 +305,11 @@ REFUSED = {
     "varied bookkeeping": (lambda c: c["tuner_space"].update(verbose=[0, 1]),
                            "bookkeeping key verbose=[0, 1]"),
     "embedding dim": (lambda c: _features(c)["item_emb_d128"].update(embedding_dim=64),
-                      "feature item_emb_d128 has embedding_dim=64 (seed: 128"),
+                      "feature item_emb_d128 has embedding_dim=64 (baseline: 128"),
     "embedding renamed": (lambda c: _features(c)["item_emb_d128"].update(name="item_emb_v1"),
                           "feature_cols names="),
     "vocab changed": (lambda c: _features(c)["item_id"].update(vocab_size=2001),
-                      "feature item_id has vocab_size=2001 (seed: 91718"),
+                      "feature item_id has vocab_size=2001 (baseline: 91718"),
     "feature dropped": (lambda c: _features(c)["item_tags"].update(active=False),
                         "feature item_tags has active=False"),
     "dataset overrides model": (lambda c: _dataset(c).update(embedding_dim=32),

@@ -627,7 +627,7 @@ def test_errors_are_user_errors(params):
 
 
 def test_shipped_config_names_missing_data(tmp_path, monkeypatch):
-    """The seed's tuner config parses, and without the data the error names the path and key."""
+    """The baseline's tuner config parses, and without the data the error names the path and key."""
     tuner = yaml.safe_load((REPO / "config/DIN_microlens_mmctr_tuner_config_01.yaml").read_text())
     model = yaml.safe_load((REPO / "config/din_config/model_config.yaml").read_text())
     params = {**model["Base"], **model["DIN_default"], **tuner["dataset_config"]["MicroLens_1M_x1"]}

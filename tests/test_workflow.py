@@ -123,7 +123,7 @@ def write_foreign_dataset(folder, n_items=150, n_tags=40, seed=3):
     return n_items, n_tags
 
 
-def test_seed_format_config_runs_on_a_foreign_dataset(tmp_path):
+def test_baseline_format_config_runs_on_a_foreign_dataset(tmp_path):
     data_dir = tmp_path / "foreign"
     n_items, n_tags = write_foreign_dataset(data_dir)
     tuner = write_tuner_config(tmp_path, data_dir, {"epochs": 2, "learning_rate": 3.e-3,

@@ -52,7 +52,7 @@ from ..errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 # --- defaults ------------------------------------------------------------------------------
-# The seed's history length, used when the model part of params sets no max_len.
+# The baseline's history length, used when the model part of params sets no max_len.
 DEFAULT_MAX_LEN = 64
 
 

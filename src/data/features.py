@@ -4,7 +4,7 @@ FuxiCTR's FeatureProcessor.fit(rebuild_dataset=False) derives the same map but a
 feature_map.json, a vocab file and a pickle into the data folder on every run; parallel tuner
 runs race on those files and a read-only data folder breaks it. The map is a pure function of
 the config, so we build it here and write nothing. tests/test_features.py checks that the
-result equals FuxiCTR's for the seed config.
+result equals FuxiCTR's for the baseline config.
 
 The entries are parsed and checked by src/data/feature_cols.py (the same parser the data
 checks read); this module turns the specs into FuxiCTR's map. Besides FuxiCTR's own keys the

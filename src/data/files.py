@@ -1,7 +1,7 @@
 """Parquet columns to numpy arrays without per-row Python work.
 
 pandas turns a list column into an object array of Python lists, and `np.array(col.to_list())`
-then copies every row through Python: that is where the seed loader spent its time and memory.
+then copies every row through Python: that is where the baseline loader spent its time and memory.
 pyarrow hands out a list column as one flat values buffer plus offsets, which becomes a 2-D
 array with a reshape whenever every row has the same length.
 """

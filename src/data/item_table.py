@@ -1,6 +1,6 @@
 """The item-side features, loaded once and looked up by item id.
 
-Item lookups in the seed are positional: the features of item `i` are row `i` of item_info,
+Item lookups in the baseline are positional: the features of item `i` are row `i` of item_info,
 row 0 being the all-zero padding row. We keep each item-side feature as one tensor with a
 row per item, so a lookup is a tensor index, on whatever device the table lives on.
 

@@ -9,7 +9,7 @@ Dtypes (checked on the parquet schema, before any value is read):
 - the label: integer or float holding only 0 and 1 (NaN is a missing label); the validation
   file must hold both (its AUC, computed at every evaluation, needs two classes);
 - lists may be stored as list, large_list or fixed_size_list (polars' Array type).
-Categorical values must be pre-encoded integers (the seed path runs with
+Categorical values must be pre-encoded integers (the baseline path runs with
 rebuild_dataset: False, so nothing re-encodes strings).
 
 Values:

@@ -116,14 +116,14 @@ def add_evaluate_parser(sub):
     p.add_argument("--proxy-queries", type=int, default=MAX_QUERIES,
                    help="score this fixed subset of held-out users (0: all)")
     g = p.add_argument_group("fixed task-1 DIN protocol")
-    g.add_argument("--model", choices=MODELS, default="seed",
-                   help="seed: the seed's DIN_default (the comparable protocol); demo: the "
+    g.add_argument("--model", choices=MODELS, default="baseline",
+                   help="baseline: the baseline's DIN_default (the comparable protocol); demo: the "
                         "demo config's small dims, for CPU runs only, NOT comparable")
     g.add_argument("--grid", action="append", metavar="KNOB=V1[,V2...]",
                    help=f"values of a task-1 knob ({', '.join(TASK1_KNOBS)}); repeat per "
                         f"knob; replaces the default grid net_dropout=0.1,0.3")
-    g.add_argument("--epochs", type=int, help="training epochs (default: the seed's 100)")
-    g.add_argument("--patience", type=int, help="early_stop_patience (default: the seed's 3)")
+    g.add_argument("--epochs", type=int, help="training epochs (default: the baseline's 100)")
+    g.add_argument("--patience", type=int, help="early_stop_patience (default: the baseline's 3)")
     g.add_argument("--seeds", type=int, nargs="+",
                    help="training seeds; two or more measure run-to-run noise (give the "
                         "files before this option)")

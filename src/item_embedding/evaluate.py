@@ -209,10 +209,10 @@ def evaluate(files, data_dir, work_dir, proxy_only=False, query="mean", device="
                                 train_rows=train_rows, **proto)
         for row in rows:
             row.update(din[row["file"]])
-        line += (f"; DIN: model={proto.get('model', 'seed')}, epochs="
-                 f"{proto.get('epochs') or 'seed (100)'}, train_rows={train_rows or 'all'}, "
+        line += (f"; DIN: model={proto.get('model', 'baseline')}, epochs="
+                 f"{proto.get('epochs') or 'baseline (100)'}, train_rows={train_rows or 'all'}, "
                  f"grid={proto.get('grid') or protocol.DEFAULT_GRID}, "
-                 f"seeds={proto.get('seeds') or 'seed default'}")
+                 f"seeds={proto.get('seeds') or 'baseline default'}")
     rows = sort_rows(rows)
     csv_path, md_path = write_tables(rows, work_dir, line)
     print(line)

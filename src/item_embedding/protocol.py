@@ -1,15 +1,15 @@
 """The fixed task-1 DIN protocol as tuner configs: one per item_info file.
 
-Each config has the format of the seed's task-1 config (config/
+Each config has the format of the baseline's task-1 config (config/
 DIN_microlens_mmctr_tuner_config_01.yaml): base_config din_config, base_expid DIN_default, one
 dataset block. Only item_info differs between files, so the DIN, data and schedule are the
 same for all and only the five knobs the challenge allows may vary in the grid.
 
 Protocol choices and why:
-- model "seed" (default) is DIN_default unchanged: the comparable task-1 protocol.
+- model "baseline" (default) is DIN_default unchanged: the comparable task-1 protocol.
   model "demo" takes the small dims of config/DIN_demo_tuner_config.yaml so a CPU can run
   mid-scale data; its AUCs rank embeddings but are NOT comparable to task-1 numbers.
-- epochs/early_stop_patience default to the seed's (100/3); fewer epochs is a CPU budget
+- epochs/early_stop_patience default to the baseline's (100/3); fewer epochs is a CPU budget
   choice, recorded in the table.
 - train_rows, when set, trains on a fixed random subset of train.parquet (same rows for
   every file); valid and test stay complete.
@@ -27,8 +27,8 @@ import yaml
 
 from ..atomic import atomic_write
 from ..errors import ConfigError, DataError
-from ..tuning.task1_rules import (FIXED_EXPID, FIXED_MODEL_DIR, KNOBS, SEED_DATASET_ID,
-                           seed_dataset_params)
+from ..tuning.task1_rules import (FIXED_EXPID, FIXED_MODEL_DIR, KNOBS, BASELINE_DATASET_ID,
+                           baseline_dataset_params)
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +37,15 @@ DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
 SPLIT_DIR = "MicroLens_1M_x1"
 # The five knobs task 1 allows to tune; everything else about the DIN is fixed.
 TASK1_KNOBS = KNOBS
-# Knob values outside the grid: the seed's task-1 config (its first embedding_regularizer).
+# Knob values outside the grid: the baseline's task-1 config (its first embedding_regularizer).
 DEFAULT_KNOBS = {"embedding_regularizer": 1.e-6, "net_regularizer": 0, "net_dropout": 0.1,
                  "learning_rate": 1.e-3, "batch_size": 8192}
 # Two grid points by default; --grid replaces this.
 DEFAULT_GRID = {"net_dropout": [0.1, 0.3]}
 # Architecture keys the demo model changes; read from the demo config, never restated here.
 DEMO_MODEL_KEYS = ("embedding_dim", "dnn_hidden_units", "attention_hidden_units")
-MODELS = ("seed", "demo")
-SEED_TAGS_VOCAB = 11740
+MODELS = ("baseline", "demo")
+BASELINE_TAGS_VOCAB = 11740
 
 
 def _load_yaml(path):
@@ -76,14 +76,14 @@ def parse_grid(items):
 
 def dataset_id_for(path):
     stem = re.sub(r"[^0-9A-Za-z_]+", "_", Path(path).stem).strip("_") or "item_info"
-    return f"{SEED_DATASET_ID}_{stem}"
+    return f"{BASELINE_DATASET_ID}_{stem}"
 
 
 def tags_vocab(item_info):
-    """max tag id + 1, or the seed's vocab (11,740) when that is larger."""
+    """max tag id + 1, or the baseline's vocab (11,740) when that is larger."""
     tags = pq.read_table(item_info, columns=["item_tags"]).column("item_tags")
     top = pc.max(pc.list_flatten(tags)).as_py() if len(tags) else 0
-    return max(SEED_TAGS_VOCAB, int(top or 0) + 1)
+    return max(BASELINE_TAGS_VOCAB, int(top or 0) + 1)
 
 
 def train_subset(data_dir, rows, work_dir):
@@ -110,14 +110,14 @@ def train_subset(data_dir, rows, work_dir):
     return out
 
 
-def tuner_config(item_info, data_dir, model="seed", grid=None, knobs=None, epochs=None,
+def tuner_config(item_info, data_dir, model="baseline", grid=None, knobs=None, epochs=None,
                  patience=None, seeds=None, train_data=None):
     """The tuner config dict for one item_info file (paths absolute, so it runs from any
     folder)."""
     if model not in MODELS:
         raise ConfigError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
     item_info, data_dir = Path(item_info).resolve(), Path(data_dir).resolve()
-    dataset = seed_dataset_params()  # a fresh copy: read from the seed's tuner config
+    dataset = baseline_dataset_params()  # a fresh copy: read from the baseline's tuner config
     split = data_dir / SPLIT_DIR
     n_rows = pq.ParquetFile(item_info).metadata.num_rows
     dataset.update(data_root=str(data_dir) + "/", item_info=str(item_info),

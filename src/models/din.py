@@ -1,18 +1,18 @@
-"""The organisers' DIN (challenge task 1 fixes it; see README, "The seed DIN").
+"""The organisers' DIN (challenge task 1 fixes it; see docs/baseline_din.md).
 
-Per row: the row features (likes_level and views_level in the seed config; any others the
+Per row: the row features (likes_level and views_level in the baseline config; any others the
 dataset config declares) are embedded; the target item and each of the last max_len history
 items are represented by their item-side features from item_info (item_id, item_tags,
-item_emb_d128 with the seed config: 64 + 64 + 128 = 256 dims; any others declared with
+item_emb_d128 with the baseline config: 64 + 64 + 128 = 256 dims; any others declared with
 source: item are added); DIN target attention pools the history (padded positions weigh 0);
 [row features, target, pooled] go through the DNN. Embedding, attention and MLP layers are
-FuxiCTR's own classes, so the parameters and arithmetic are the seed's.
+FuxiCTR's own classes, so the parameters and arithmetic are the baseline's.
 
-Three differences in how, not what (tests/test_seed_design.py checks the outputs match the
-seed's design, tests/test_models.py the split against the concatenation):
-- the seed embedded all batch_size * (max_len + 1) item slots; we embed each distinct item of
+Three differences in how, not what (tests/test_baseline_design.py checks the outputs match the
+baseline's design, tests/test_models.py the split against the concatenation):
+- the baseline embedded all batch_size * (max_len + 1) item slots; we embed each distinct item of
   the batch once and gather (src/models/items.py);
-- the seed ran the attention MLP on every history position and then multiplied padded
+- the baseline ran the attention MLP on every history position and then multiplied padded
   positions' weights by 0; we run it on real positions only and sum their weighted vectors;
 - the attention MLP's first layer is split into a per-row, a per-item and a per-position part
   (src/models/attention.py), a quarter of its work per position; split_attention=False runs it

@@ -1,7 +1,7 @@
 """DIN plus multi-head target cross-attention (a public DIN variant of the challenge).
 
 Two views of the history, side by side, into the DNN:
-- DIN's pooled interest: the seed DIN's attention (attention.SplitDINAttention) over the
+- DIN's pooled interest: the baseline DIN's attention (attention.SplitDINAttention) over the
   real history positions;
 - target cross-attention: cross_attention_layers blocks, each
       q = q + Dropout(MHA(RMSNorm(q), RMSNorm(history)))      (pre-norm, residual)

@@ -1,4 +1,4 @@
-"""DIN plus the interest tower (interest.py): the seed DIN's design with an explicit
+"""DIN plus the interest tower (interest.py): the baseline DIN's design with an explicit
 cosine between the target's content and the content of the row's history.
 
 A DIN compares the target with the history only through its attention MLP and its DNN,

@@ -1,4 +1,4 @@
-"""The seed-style result file: one line per finished run, appended by run_expid.py.
+"""The baseline-style result file: one line per finished run, appended by run_expid.py.
 
 Format (FuxiCTR's, kept so existing tools keep reading it), fields joined by ",[", plus the
 fingerprint of what made the run, the run's id (src/runs/fingerprint.py) and the sha256 of

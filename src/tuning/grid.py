@@ -1,6 +1,6 @@
 """A tuner config expanded into its grid of experiments: checked in memory, written last.
 
-The seed's tuner configs keep working unchanged (FuxiCTR's format): `base_config` +
+The baseline's tuner configs keep working unchanged (FuxiCTR's format): `base_config` +
 `base_expid` name the model block (Base merged under it), `dataset_id` + `dataset_config` the
 dataset block, `tuner_space` the keys to vary (a list is a grid axis, a scalar a fixed value).
 What differs from FuxiCTR's enumerate_params, and why:

@@ -1,7 +1,7 @@
 """Challenge task 1 rules for tuner configs marked `task1: true` (a top-level key).
 
 Task 1 scores an item embedding, not a model: everyone trains the organisers' DIN of
-config/din_config/model_config.yaml (DIN_default) on the seed's dataset config, and only
+config/din_config/model_config.yaml (DIN_default) on the baseline's dataset config, and only
 embedding_regularizer, net_regularizer, net_dropout, learning_rate and batch_size may be
 tuned. What a task-1 entry changes is the item embedding: the `item_emb_d128` column
 (128 floats per item) of the file that `item_info` points at.
@@ -13,8 +13,8 @@ tuned. What a task-1 entry changes is the item embedding: the `item_emb_d128` co
 - uses a base_expid whose settings (Base block merged with the expid block, as FuxiCTR loads
   them) differ from the fixed DIN in any key but the five knobs and bookkeeping; a key
   missing on either side counts as a difference;
-- has a dataset config whose feature_cols or label_col differ from the seed's, or that adds
-  keys the seed's dataset config does not have (FuxiCTR merges dataset keys over model keys,
+- has a dataset config whose feature_cols or label_col differ from the baseline's, or that adds
+  keys the baseline's dataset config does not have (FuxiCTR merges dataset keys over model keys,
   so e.g. `embedding_dim` or `max_steps` there would change the model behind the tuner's back).
   Only the paths (data_root, train_data, valid_data, test_data, item_info) and data_format /
   rebuild_dataset may differ: they say where the files are, not what is trained.
@@ -38,8 +38,8 @@ from ..params import with_option_defaults
 REPO = Path(__file__).resolve().parents[2]
 FIXED_MODEL_DIR = REPO / "config" / "din_config"
 FIXED_EXPID = "DIN_default"
-SEED_TUNER = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
-SEED_DATASET_ID = "MicroLens_1M_x1"
+BASELINE_TUNER = REPO / "config" / "DIN_microlens_mmctr_tuner_config_01.yaml"
+BASELINE_DATASET_ID = "MicroLens_1M_x1"
 
 KNOBS = ("embedding_regularizer", "net_regularizer", "net_dropout", "learning_rate",
          "batch_size")
@@ -54,7 +54,7 @@ EMBEDDING_FEATURE, EMBEDDING_DIM = "item_emb_d128", 128
 MISSING = "<missing>"
 
 RULE = ("task 1 trains the fixed DIN of config/din_config/model_config.yaml (DIN_default) on "
-        "the seed's dataset config and tunes only " + ", ".join(KNOBS))
+        "the baseline's dataset config and tunes only " + ", ".join(KNOBS))
 OFF_SWITCH = "or remove `task1: true` to run it as a task-2 config"
 
 
@@ -69,13 +69,13 @@ def is_task1(tuner_config, path):
 
 def fixed_model_params():
     """The organisers' DIN: Base merged with DIN_default of config/din_config, with our
-    option keys at their defaults (a copy of the seed's file without them is the same DIN)."""
+    option keys at their defaults (a copy of the baseline's file without them is the same DIN)."""
     return with_option_defaults(load_model_config(str(FIXED_MODEL_DIR), FIXED_EXPID))
 
 
-def seed_dataset_params():
-    with open(SEED_TUNER) as f:
-        return yaml.safe_load(f)["dataset_config"][SEED_DATASET_ID]
+def baseline_dataset_params():
+    with open(BASELINE_TUNER) as f:
+        return yaml.safe_load(f)["dataset_config"][BASELINE_DATASET_ID]
 
 
 def _inline_block(tuner_config, section, key, path):
@@ -123,8 +123,8 @@ def _dataset_params(tuner_config, path):
         params = load_dataset_config(base_dir, dataset_id)
     except RuntimeError:
         raise ConfigError(f"{path}: dataset_id={dataset_id!r} is in neither the tuner config nor "
-                          f"{base_dir}/dataset_config.yaml. Fix: copy the seed's dataset_config "
-                          f"block into the tuner config") from None
+                          f"{base_dir}/dataset_config.yaml. Fix: copy the baseline's "
+                          f"dataset_config block into the tuner config") from None
     params.pop("dataset_id", None)
     return params
 
@@ -167,44 +167,44 @@ def _feature_name(col):
     return col.get("name") if isinstance(col, dict) else col
 
 
-def _check_features(mine, seed):
+def _check_features(mine, baseline):
     if not isinstance(mine, list):
-        return [f"dataset feature_cols={mine!r} is not a list (copy the seed's feature_cols)"]
-    names, seed_names = [_feature_name(c) for c in mine], [_feature_name(c) for c in seed]
-    if names != seed_names:
-        return [f"dataset feature_cols names={names} (seed: {seed_names}; keep the seed's "
-                f"features in the seed's order)"]
+        return [f"dataset feature_cols={mine!r} is not a list (copy the baseline's feature_cols)"]
+    names, baseline_names = [_feature_name(c) for c in mine], [_feature_name(c) for c in baseline]
+    if names != baseline_names:
+        return [f"dataset feature_cols names={names} (baseline: {baseline_names}; keep the "
+                f"baseline's features in the baseline's order)"]
     problems = []
-    for col, seed_col in zip(mine, seed):
-        name = seed_col["name"]
-        if col == seed_col:
+    for col, baseline_col in zip(mine, baseline):
+        name = baseline_col["name"]
+        if col == baseline_col:
             continue
-        if seed_col.get("type") == "embedding":
+        if baseline_col.get("type") == "embedding":
             fix = (f"keep {{name: {EMBEDDING_FEATURE}, type: embedding, embedding_dim: "
                    f"{EMBEDDING_DIM}}} and put your item embedding in column {EMBEDDING_FEATURE} "
                    f"of the file item_info points at, {EMBEDDING_DIM} floats per item")
         else:
-            fix = "copy this feature from the seed's dataset config"
-        for key in sorted(set(col) | set(seed_col)):
-            if col.get(key, MISSING) != seed_col.get(key, MISSING):
+            fix = "copy this feature from the baseline's dataset config"
+        for key in sorted(set(col) | set(baseline_col)):
+            if col.get(key, MISSING) != baseline_col.get(key, MISSING):
                 problems.append(f"dataset feature {name} has {key}={col.get(key, MISSING)!r} "
-                                f"(seed: {seed_col.get(key, MISSING)!r}; {fix})")
+                                f"(baseline: {baseline_col.get(key, MISSING)!r}; {fix})")
     return problems
 
 
-def _check_dataset(dataset, seed, fixed):
-    problems = _check_features(dataset.get("feature_cols", MISSING), seed["feature_cols"])
-    if dataset.get("label_col", MISSING) != seed["label_col"]:
-        problems.append(f"dataset label_col={dataset.get('label_col', MISSING)!r} (seed: "
-                        f"{seed['label_col']!r}; copy the seed's label_col)")
-    allowed = (set(seed) | set(PATH_KEYS) | set(DATA_FORMAT_KEYS) | set(KNOBS)
+def _check_dataset(dataset, baseline, fixed):
+    problems = _check_features(dataset.get("feature_cols", MISSING), baseline["feature_cols"])
+    if dataset.get("label_col", MISSING) != baseline["label_col"]:
+        problems.append(f"dataset label_col={dataset.get('label_col', MISSING)!r} (baseline: "
+                        f"{baseline['label_col']!r}; copy the baseline's label_col)")
+    allowed = (set(baseline) | set(PATH_KEYS) | set(DATA_FORMAT_KEYS) | set(KNOBS)
                | set(RUN_SETTINGS))
     for key in sorted(set(dataset) - allowed):
         if key in fixed and dataset[key] == fixed[key]:
             continue
         problems.append(f"dataset config adds {key}={dataset[key]!r}, which overrides the "
-                        f"model settings (remove it; the seed's dataset config has only "
-                        f"{', '.join(seed)})")
+                        f"model settings (remove it; the baseline's dataset config has only "
+                        f"{', '.join(baseline)})")
     return problems
 
 
@@ -219,7 +219,8 @@ def check_task1(tuner_config, base_model_params, path):
     problems = _check_tuner_space(tuner_space, fixed)
     problems += _check_model(with_option_defaults(base_model_params), fixed,
                              tuner_config.get("base_expid"))
-    problems += _check_dataset(_dataset_params(tuner_config, path), seed_dataset_params(), fixed)
+    problems += _check_dataset(_dataset_params(tuner_config, path), baseline_dataset_params(),
+                               fixed)
     if problems:
         raise ConfigError(f"{path} is marked task1: true, but {RULE}. Offending: "
                           f"{'; '.join(problems)}. Fix: undo these changes, {OFF_SWITCH}")

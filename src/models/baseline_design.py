@@ -16,7 +16,7 @@ from torch.utils.data.dataloader import default_collate
 from .din import DIN
 
 
-class SeedSplit(Dataset):
+class BaselineSplit(Dataset):
     """A split as one int64 matrix (list columns expanded), rows served one at a time."""
 
     def __init__(self, data_path):
@@ -41,7 +41,7 @@ class SeedSplit(Dataset):
         return self.matrix.shape[0]
 
 
-class SeedCollator:
+class BaselineCollator:
     """Rows -> (batch_dict, item_dict, mask) with a pandas item_info lookup per batch."""
 
     def __init__(self, feature_map, item_info_path, column_index, max_len=64):
@@ -64,22 +64,22 @@ class SeedCollator:
         return batch_dict, item_dict, mask
 
 
-def seed_loader(feature_map, data_path, item_info_path, batch_size, shuffle=False, max_len=64):
-    split = SeedSplit(data_path)
+def baseline_loader(feature_map, data_path, item_info_path, batch_size, shuffle=False, max_len=64):
+    split = BaselineSplit(data_path)
     return DataLoader(split, batch_size=batch_size, shuffle=shuffle, num_workers=0,
-                      collate_fn=SeedCollator(feature_map, item_info_path, split.column_index,
+                      collate_fn=BaselineCollator(feature_map, item_info_path, split.column_index,
                                               max_len))
 
 
 def to_device(batch, device):
-    """The seed moved each tensor, float64 embeddings as they are, to the model's device."""
+    """The baseline moved each tensor, float64 embeddings as they are, to the model's device."""
     batch_dict, item_dict, mask = batch
     return ({k: v.to(device) for k, v in batch_dict.items()},
             {k: v.to(device) for k, v in item_dict.items()}, mask.to(device))
 
 
-class SeedDIN(DIN):
-    """Our DIN's layers, fed the seed's way: every item slot of the batch embedded."""
+class BaselineDIN(DIN):
+    """Our DIN's layers, fed the baseline's way: every item slot of the batch embedded."""
 
     def forward(self, inputs):
         batch_dict, item_dict, mask = to_device(inputs, self.device)
