@@ -114,12 +114,12 @@ def test_suite_runs_end_to_end_on_tiny_data(tiny_data, tmp_path):
         section = text.split(f"### World `{world}`")[1].split("###")[0].split("## Summary")[0]
         rows = [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| ")
                 and not line.startswith("| rank")]
-        assert sorted(rows) == ["CosineInterest", "ensemble", "baseline_DIN"], section
+        assert sorted(rows) == ["CosineInterest", "baseline_DIN", "ensemble"], section
         assert "best achievable AUC" in section and "history-blind oracle" in section
     summary = text.split("## Summary over the worlds")[1].split("## The recommendation")[0]
     assert sorted(line.split(" | ")[0][2:] for line in summary.splitlines()
                   if line.startswith("| ") and not line.startswith("| candidate")) \
-        == ["CosineInterest", "ensemble", "baseline_DIN"]
+        == ["CosineInterest", "baseline_DIN", "ensemble"]
     assert "Rule: Recommended:" in text
     assert "**Recommended:" in text or "**No recommendation" in text
     assert len(list((work / "scores" / "recency").glob("*.npz"))) == 2
