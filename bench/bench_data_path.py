@@ -27,7 +27,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from src.cli import run_main  # noqa: E402
 from src.data.loader import MMCTRDataLoader  # noqa: E402
+from src.errors import UserError  # noqa: E402
 from src.experiment import build_model  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.item_table import ItemTable  # noqa: E402
@@ -204,7 +206,7 @@ def main():
         done = subprocess.run(cmd, capture_output=True, text=True)
         lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
         if done.returncode != 0 or not lines:
-            sys.exit(f"{design} failed:\n{done.stderr[-3000:]}")
+            raise UserError(f"{design} failed:\n{done.stderr[-3000:]}")
         results[design] = json.loads(lines[-1][len("RESULT "):])
     print(table(results["ours"], results["baseline"], args))
     if args.out:
@@ -213,4 +215,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -32,10 +32,12 @@ sys.path.insert(0, str(REPO))
 
 from fuxictr.utils import load_model_config  # noqa: E402
 
+from src.cli import run_main  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.item_table import ItemTable  # noqa: E402
 from src.data.loader import MMCTRDataLoader  # noqa: E402
 from src.data.vocab import resolve_vocab_sizes  # noqa: E402
+from src.errors import ConfigError  # noqa: E402
 from src.experiment import build_model  # noqa: E402
 
 # the same timing as the data-path benchmark: a short split starts over, CUDA is synchronised
@@ -52,7 +54,8 @@ def dataset_block(data_dir, dataset_config=None):
     with open(dataset_config or BASELINE_DATASET) as f:
         blocks = yaml.safe_load(f)["dataset_config"]
     if len(blocks) != 1:
-        sys.exit(f"{dataset_config}: expected one dataset block, found {', '.join(blocks)}")
+        raise ConfigError(f"{dataset_config}: expected one dataset block, found "
+                          f"{', '.join(blocks)}")
     dataset = dict(next(iter(blocks.values())))
     split_dir = Path(data_dir) / "MicroLens_1M_x1"
     item_info = split_dir / "item_info.parquet"
@@ -185,4 +188,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -32,6 +32,11 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from src.cli import run_main  # noqa: E402 (after the sys.path line)
+from src.errors import UserError  # noqa: E402
+
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
@@ -72,7 +77,8 @@ def tune(folder, tuner_yaml, *args):
                               stderr=subprocess.STDOUT, env=dict(os.environ, **RAY_ENV))
     wall = time.monotonic() - started
     if done.returncode != 0:
-        sys.exit(f"the tuner failed in {folder} (exit {done.returncode}): see {folder}/tuner.log")
+        raise UserError(f"the tuner failed in {folder} (exit {done.returncode}): see "
+                        f"{folder}/tuner.log")
     with open(folder / f"{tuner_yaml.stem}_summary.csv", newline="") as f:
         return wall, list(csv.DictReader(f))
 
@@ -198,4 +204,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_data_path import bench_params  # noqa: E402
+from src.cli import run_main  # noqa: E402
 from src.data.features import build_feature_map  # noqa: E402
 from src.data.generator import generate  # noqa: E402
 from src.experiment import build_model, make_loaders  # noqa: E402
@@ -111,4 +112,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,7 +30,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from src.data.generator import generate  # noqa: E402 (after the sys.path line)
+from src.atomic import atomic_write  # noqa: E402 (after the sys.path line)
+from src.cli import run_main  # noqa: E402
+from src.data.generator import generate  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
@@ -76,8 +79,8 @@ def run(cmd, cwd):
     done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
-        sys.exit(f"failed (exit {done.returncode}): {' '.join(map(str, cmd))}\n"
-                 f"{done.stderr[-3000:]}")
+        raise UserError(f"failed (exit {done.returncode}): {' '.join(map(str, cmd))}\n"
+                        f"{done.stderr[-3000:]}")
     return done
 
 
@@ -99,10 +102,9 @@ def shrink(raw, png):
     content = ImageChops.difference(image, Image.new("RGB", image.size, "white")).getbbox()
     if content is not None:
         image = image.crop((0, 0, image.width, min(image.height, content[3] + 16)))
-    tmp = png.with_name(f".{png.name}.tmp{os.getpid()}")
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(tmp, format="PNG",
-                                                                      optimize=True)
-    os.replace(tmp, png)
+    with atomic_write(png) as tmp:
+        image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(tmp, format="PNG",
+                                                                          optimize=True)
     print(f"{png}: {image.width} x {image.height} px, {png.stat().st_size // 1024} KiB")
 
 
@@ -116,8 +118,7 @@ def main():
     parser.add_argument("--width", type=int, default=900)
     args = parser.parse_args()
     if not CHROMIUM.is_file():
-        print(f"error: {CHROMIUM} not found. Fix: apt-get install chromium", file=sys.stderr)
-        sys.exit(2)
+        raise UserError(f"{CHROMIUM} not found. Fix: apt-get install chromium")
     work = Path(args.work or tempfile.mkdtemp(prefix="report_screenshot_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.grid:
@@ -133,4 +134,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -43,6 +43,8 @@ sys.path.insert(0, str(REPO / "bench"))
 import task2_table  # noqa: E402  (this folder: the table's scoring and block statistics)
 
 from src.atomic import atomic_write  # noqa: E402
+from src.cli import run_main  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 MODEL_CONFIG = REPO / "config" / "task2_config" / "model_config.yaml"
 APPENDIX = REPO / "docs" / "task2_single_world.md"
@@ -722,7 +724,7 @@ def main(argv=None):
         log.say(f"skipped: {label}: {why}")
     labels = [label for label in args.blocks if label not in skipped]
     if BASELINE not in labels:
-        raise SystemExit(f"the baseline {BASELINE} cannot run: {skipped[BASELINE]}")
+        raise UserError(f"the baseline {BASELINE} cannot run: {skipped[BASELINE]}")
     eta = Eta(len(args.worlds) * len(labels))
     summaries, failures, runs, scores = {}, [], {}, {}
     for world in args.worlds:
@@ -774,4 +776,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))  # main returns 1 when a run failed

@@ -24,6 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from src.cli import run_main  # noqa: E402
+from src.errors import UserError  # noqa: E402
 from src.experiment import build_model  # noqa: E402
 from src.predict import current_fingerprints, predict_test  # noqa: E402
 from src.params import load_params, read_yaml  # noqa: E402
@@ -91,7 +93,7 @@ def baseline_aucs(blocks, baseline):
     found = {config for (config, block) in blocks if block == want_block
              and want_config in ("", config)}
     if len(found) != 1:
-        raise SystemExit(f"baseline {baseline}: " + (
+        raise UserError(f"baseline {baseline}: " + (
             f"in several configs ({', '.join(sorted(found))}); name one as CONFIG:BLOCK, e.g. "
             f"{sorted(found)[0]}:{want_block}" if found else "no runs of that block"))
     base = blocks[(found.pop(), want_block)]
@@ -156,4 +158,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -3,6 +3,7 @@
 Entry scripts catch `UserError`, print its message on one line and exit with status 2, so a
 user never reads a traceback from deep inside pandas or torch for a mistake in their input.
 """
+import os
 
 
 class UserError(Exception):
@@ -31,3 +32,15 @@ class ConfigError(UserError, ValueError):
 
 class SubmissionError(UserError, ValueError):
     """A submission zip would be rejected or scored wrongly by the leaderboard."""
+
+
+class WriteError(UserError, OSError):
+    """A file could not be written (a full disk, a file size limit, a missing folder). Also an
+    OSError, so code that catches those still does; strerror is the system's reason."""
+
+    def __init__(self, path, err: OSError):
+        reason = err.strerror or str(err).splitlines()[0]
+        folder = os.path.dirname(os.path.abspath(path))
+        super().__init__(f"cannot write {path}: {reason}. Fix: check that {folder} exists, is "
+                         f"writable and has room")
+        self.strerror = reason

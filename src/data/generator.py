@@ -45,7 +45,7 @@ import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
 from ..atomic import atomic_write
-from ..cli import make_parser
+from ..cli import make_parser, run_main
 from .gen_files import list_array, row_seqs, write_rows, write_table
 from .gen_items import make_items, write_items
 from .gen_latent import POOL_FACTOR, POP_SIGMA, component_rng
@@ -175,6 +175,11 @@ def generate(out_dir, scale="tiny", seed=0, progress=True, world=DEFAULT_WORLD):
 
 
 def main(argv=None):
+    """python -m src.data.generator (or src.datagen): one line and exit 2 on a user error."""
+    run_main(_main, argv)
+
+
+def _main(argv):
     parser = make_parser(__doc__, ["python -m src.data.generator --out data/demo",
                                    "python -m src.data.generator --out data/full --scale full "
                                    "--world recency --seed 1"],

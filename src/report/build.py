@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..atomic import temp_path
 from ..errors import UserError
 from . import collect, figures, page, parallel
 
@@ -57,8 +58,8 @@ def write_report(config=None, item_embedding=None, out=None, command="python -m 
     title, images, sections, _, _ = build_report(config, item_embedding)
     out = Path(out) if out else default_out(config)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_path(out)  # atomic_write's naming: leftovers(out) lists it
+    shutil.rmtree(tmp, ignore_errors=True)  # a killed run's, if this pid was its pid too
     tmp.mkdir()
     try:
         for name, fig in images.items():
@@ -74,7 +75,7 @@ def write_report(config=None, item_embedding=None, out=None, command="python -m 
 
 def _replace_folder(new, target):
     """new takes target's name; an old report is moved aside first and removed after."""
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    old = temp_path(target)
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)

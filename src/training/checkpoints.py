@@ -18,26 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from ..errors import UserError
 from ..runs.checkpoint import read_checkpoint
 from .state_hash import CHECKPOINT_KEY, state_hash, verify_weights
 
 
 def atomic_save(content: Any, path, what: str = "checkpoint") -> None:
-    """torch.save to a temporary name in the same folder, then rename: a reader (or a run
-    killed mid-save) never sees half a file. A failed save removes its temporary file and
-    says which path could not be written."""
+    """torch.save through atomic_write: a reader (or a run killed mid-save) never sees half a
+    file. A failed save leaves no temporary file and says which path could not be written."""
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(folder, exist_ok=True)
-        torch.save(content, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        with atomic_write(path) as tmp:
+            torch.save(content, tmp)
+    except (OSError, RuntimeError) as err:  # torch reports some failed writes as RuntimeError
         reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
         raise UserError(f"cannot write the {what} {path}: {reason}. Fix: free disk space in "
                         f"{folder} or point model_root at a writable folder with room") from None

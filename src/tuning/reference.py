@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..atomic import atomic_write
+from ..cli import run_main
 from ..models import available_models, fixed_arguments, model_arguments
 from ..options import MODEL_ARGUMENTS, NO_DEFAULT, OPTIONS, keys_of
 
@@ -60,19 +61,18 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print the page, write nothing")
     args = parser.parse_args(argv)
     text = markdown()
     if args.markdown:
         sys.stdout.write(text)
-        return 0
+        return
     with atomic_write(PAGE) as tmp:
         tmp.write_text(text)
     print(f"wrote {PAGE}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

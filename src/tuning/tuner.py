@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic import leftovers
 from ..data.checks import validate_dataset
 from ..environment import require_gpu, require_writable
 from ..errors import UserError
@@ -232,9 +233,9 @@ class GridRuns:
         if _line_counts(self.config_dir).get(expid, 0) > self.lines_before.get(expid, 0):
             return DONE_BEFORE  # the process waited for (run_expid.py by hand) finished it
         # a run killed while saving leaves its temporary checkpoint or training state
-        for pattern in (f"{expid}{partial}.{kind}.tmp*" for partial in ("", ".partial")
-                        for kind in ("model", "state")) if lock else ():
-            for tmp in Path(lock).parent.glob(pattern):
+        for name in (f"{expid}{partial}.{kind}" for partial in ("", ".partial")
+                     for kind in ("model", "state")) if lock else ():
+            for tmp in leftovers(Path(lock).parent / name):
                 logger.info("Removing %s left by an interrupted run", tmp)
                 tmp.unlink(missing_ok=True)
         return None
