@@ -1,6 +1,6 @@
 """Layers shared by the models of this package (FuxiCTR's and torch's cover the rest)."""
 import torch
-from fuxictr.pytorch.layers import CrossNetV2, Dice, MLP_Block
+from fuxictr.pytorch.layers import Dice, MLP_Block
 from torch import nn
 
 
@@ -43,13 +43,3 @@ def logit_mlp(input_dim, hidden_units, activations, dropout, batch_norm):
         hidden_activations=activations, output_activation=None, dropout_rates=dropout,
         batch_norm=batch_norm))
 
-
-def parallel_dcn(input_dim, cross_layers, hidden_units, activations, dropout, batch_norm):
-    """DCNv2 in its parallel form over inputs input_dim wide: (FuxiCTR's CrossNetV2, an
-    MLP_Block beside it, the width of their concatenated outputs). The model keeps both as
-    attributes (cross_net, parallel_dnn), so checkpoint keys name them directly."""
-    cross_net = CrossNetV2(input_dim, int(cross_layers))
-    dnn = MLP_Block(input_dim=input_dim, hidden_units=list(hidden_units),
-                    hidden_activations=activations, output_dim=None, dropout_rates=dropout,
-                    batch_norm=batch_norm)
-    return cross_net, dnn, input_dim + (hidden_units[-1] if hidden_units else input_dim)
