@@ -42,7 +42,8 @@ class HistoryEncoder:
     """For a model with the encoder. Its layers are the model's attribute encoder_layers, so
     checkpoint keys name them directly (encoder_layers.0. ...)."""
 
-    def build_encoder(self, width: int, heads, layers, ffn_dim, dropout, length_buckets):
+    def build_encoder(self, width: int, heads, layers, ffn_dim, dropout,
+                      length_buckets) -> None:
         """encoder_layers: `layers` encoder layers over positions `width` wide."""
         self.length_buckets = int(length_buckets)
         self.encoder_layers = nn.ModuleList(

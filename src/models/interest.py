@@ -86,7 +86,7 @@ class InterestRegularized:
     model (src/models/regularizer.py: FuxiCTR's embedding_regularizer and net_regularizer, and
     any feature's own embedding_regularizer), summed in that one loop."""
 
-    def build_interest(self, interest_dim, interest_features, interest_regularizer):
+    def build_interest(self, interest_dim, interest_features, interest_regularizer) -> None:
         """The tower `interest` over the content columns of interest_features."""
         self.interest_regularizer = interest_regularizer
         self.interest = InterestTower(content_columns(self, interest_features), interest_dim)

@@ -60,7 +60,7 @@ def check_divisible(key, value, dim, what):
                           f"width a multiple of {value}")
 
 
-def check_at_least(key, value, minimum):
+def check_at_least(key: str, value, minimum: int) -> None:
     """ConfigError unless the count `key=value` is at least `minimum`."""
     if int(value) < minimum:
         raise ConfigError(f"{key}={value}: must be at least {minimum}. Fix: set {key} >= "

@@ -22,7 +22,7 @@ class Float32Linear(nn.Linear):
             nn.init.zeros_(self.bias)
 
 
-def with_float32_output(mlp_block):
+def with_float32_output(mlp_block: MLP_Block) -> MLP_Block:
     """An MLP_Block built with an output_dim and no output activation, its last Linear
     replaced by a Float32Linear of the same shape (parameter names unchanged)."""
     last = mlp_block.mlp[-1]
@@ -33,7 +33,7 @@ def with_float32_output(mlp_block):
     return mlp_block
 
 
-def logit_mlp(input_dim, hidden_units, activations, dropout, batch_norm):
+def logit_mlp(input_dim: int, hidden_units, activations, dropout, batch_norm) -> MLP_Block:
     """FuxiCTR's MLP_Block ending in one logit through a Float32Linear (the models' DNN).
     activations "Dice" gives each hidden layer its own Dice (which needs the layer's width)."""
     if isinstance(activations, str) and activations.lower() == "dice":

@@ -17,7 +17,7 @@ class DINPooling:
     split_attention = True  # DIN's config key; False runs the attention MLP unsplit
 
     def build_din_attention(self, hidden_units, activations, output_activation, dropout,
-                            use_softmax=False):
+                            use_softmax=False) -> None:
         self.attention_layers = SplitDINAttention(self.item_dim,
                                                   attention_units=list(hidden_units),
                                                   hidden_activations=activations,
@@ -38,7 +38,7 @@ class TargetInterest:
     over the history, kept as target_attention: a row with no history has interest = target,
     and the unnormalised weights let how much of the history matches reach the model."""
 
-    def build_target_attention(self, attention_dim: int, heads, dropout):
+    def build_target_attention(self, attention_dim: int, heads, dropout) -> None:
         self.target_attention = SparseTargetAttention(self.item_dim, attention_dim, heads,
                                                       scores="relu", dropout_rate=dropout)
 

@@ -16,9 +16,11 @@ Mask and speed: the encoder of encoder.py (True = padding in the key padding mas
 length_buckets groups); tests/test_models.py shows that the 1st place's inverted mask breaks
 padding invariance here too. A query with every key masked would give NaN, so a row with no
 unmasked key (no history) keeps its last cell (a zero item beside its target) as a key; its
-outputs are never pooled. item_projection_dim (null as published) projects each item vector to that width before the concatenation (positions
-2 x item_projection_dim wide): the _cpu block's way to a CPU-sized Transformer, since the
-item vector is at least as wide as its 128-wide content embedding.
+outputs are never pooled.
+
+item_projection_dim (null as published) projects each item vector to that width before the
+concatenation (positions 2 x item_projection_dim wide): the _cpu block's way to a CPU-sized
+Transformer, since the item vector is at least as wide as its 128-wide content embedding.
 
 Left out of the published layout: the last 16 encoder outputs, which the 1st place also fed
 to the cross network (16 x 2 x item_dim more inputs: a cross network of about 250M weights
