@@ -12,7 +12,8 @@ import pkgutil
 from ..errors import ConfigError
 
 # Modules here that hold shared parts, not models of their own.
-_NOT_MODELS = {"attention", "base", "interest", "items", "layers", "baseline_design"}
+_NOT_MODELS = {"attention", "base", "baseline_design", "dcn", "encoder", "interest", "items",
+               "layers", "pooling", "regularizer"}
 # Constructor arguments the code fills in, not a config.
 _NOT_CONFIG_KEYS = {"self", "feature_map", "item_table"}
 

@@ -9,7 +9,7 @@ is no DNN and no attention: a row's history enters only through its projected, s
 normalised content.
 """
 
-from .interest import InterestRegularized, InterestTower, content_columns
+from .interest import InterestRegularized
 from .items import ItemSequenceModel
 from .layers import Float32Linear
 
@@ -26,8 +26,7 @@ class CosineInterest(InterestRegularized, ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.interest_regularizer = interest_regularizer
-        self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
+        self.build_interest(interest_dim, interest_features, interest_regularizer)
         self.wide = Float32Linear(self.row_dim + self.item_dim, 1)
         self.finish_building()
 

@@ -22,12 +22,12 @@ do we use FuxiCTR's dense layer.
 """
 import torch
 
-from .attention import SplitDINAttention
 from .items import ItemSequenceModel
 from .layers import logit_mlp
+from .pooling import DINPooling
 
 
-class DIN(ItemSequenceModel):
+class DIN(DINPooling, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="DIN",
@@ -56,12 +56,8 @@ class DIN(ItemSequenceModel):
                          embedding_regularizer=embedding_regularizer,
                          net_regularizer=net_regularizer, **kwargs)
         self.split_attention = bool(split_attention)
-        self.attention_layers = SplitDINAttention(self.item_dim,
-                                                  attention_units=list(attention_hidden_units),
-                                                  hidden_activations=attention_hidden_activations,
-                                                  output_activation=attention_output_activation,
-                                                  dropout_rate=attention_dropout,
-                                                  use_softmax=din_use_softmax)
+        self.build_din_attention(attention_hidden_units, attention_hidden_activations,
+                                 attention_output_activation, attention_dropout, din_use_softmax)
         # the logit comes out in float32; the base model applies the sigmoid (see layers.py)
         self.dnn = logit_mlp(self.row_dim + 2 * self.item_dim,
                              dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
@@ -78,9 +74,7 @@ class DIN(ItemSequenceModel):
             return pooled, target_emb
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
-        pooled = self.attention_layers.pool(target_emb, item_emb, batch["history_slot"],
-                                            batch["history_row"], split=self.split_attention)
-        return pooled, target_emb
+        return self.din_pooled(batch, item_emb, target_emb), target_emb
 
     def forward(self, inputs):
         pooled_emb, target_emb = self.pooled_and_target(inputs)

@@ -19,9 +19,10 @@ levels as `source: item` columns of item_info); this model just uses the feature
 from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
-from .attention import SparseTargetAttention, SplitDINAttention
+from .attention import SparseTargetAttention
 from .items import ItemSequenceModel, check_divisible
 from .layers import logit_mlp
+from .pooling import DINPooling
 
 
 class CrossAttentionBlock(nn.Module):
@@ -44,7 +45,7 @@ class CrossAttentionBlock(nn.Module):
         return query + self.dropout(self.ffn(self.ffn_norm(query)))
 
 
-class DINCrossAttention(ItemSequenceModel):
+class DINCrossAttention(DINPooling, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="DINCrossAttention",
@@ -66,11 +67,8 @@ class DINCrossAttention(ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.attention_layers = SplitDINAttention(self.item_dim,
-                                                  attention_units=list(attention_hidden_units),
-                                                  hidden_activations=attention_hidden_activations,
-                                                  output_activation=attention_output_activation,
-                                                  dropout_rate=attention_dropout)
+        self.build_din_attention(attention_hidden_units, attention_hidden_activations,
+                                 attention_output_activation, attention_dropout)
         cross_attention_dim = int(cross_attention_dim or self.item_dim)
         check_divisible("cross_attention_heads", cross_attention_heads, cross_attention_dim,
                         "cross_attention_dim (default: the item vector)")
@@ -85,9 +83,8 @@ class DINCrossAttention(ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
-        slot, row = batch["history_slot"], batch["history_row"]
-        pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
+        pooled = self.din_pooled(batch, item_emb, target_emb)
         query = target_emb
         for block in self.cross_blocks:
-            query = block(query, item_emb, slot, row)
+            query = block(query, item_emb, batch["history_slot"], batch["history_row"])
         return {"logit": self.dnn(self.dnn_input(inputs, target_emb, pooled, query))}

@@ -8,13 +8,13 @@ score (the scaled cosine plus a content bias) is added to the DNN's logit.
 """
 
 from ..errors import ConfigError
-from .attention import SplitDINAttention
-from .interest import InterestRegularized, InterestTower, content_columns
+from .interest import InterestRegularized
 from .items import ItemSequenceModel
 from .layers import logit_mlp
+from .pooling import DINPooling
 
 
-class DINInterest(InterestRegularized, ItemSequenceModel):
+class DINInterest(InterestRegularized, DINPooling, ItemSequenceModel):
     # Arguments taken at one value only: DIN's key, which blocks copied from a DIN block
     # (YAML <<) carry; its attention pools without a softmax. Checked before any run.
     FIXED_ARGUMENTS = {"din_use_softmax": False}
@@ -39,16 +39,12 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        self.attention_layers = SplitDINAttention(self.item_dim,
-                                                  attention_units=list(attention_hidden_units),
-                                                  hidden_activations=attention_hidden_activations,
-                                                  output_activation=attention_output_activation,
-                                                  dropout_rate=attention_dropout)
+        self.build_din_attention(attention_hidden_units, attention_hidden_activations,
+                                 attention_output_activation, attention_dropout)
         if din_use_softmax:
             raise ConfigError("din_use_softmax: True: DINInterest's attention pools without a "
                               "softmax. Fix: set din_use_softmax: False for DINInterest")
-        self.interest_regularizer = interest_regularizer
-        self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
+        self.build_interest(interest_dim, interest_features, interest_regularizer)
         self.dnn = logit_mlp(self.row_dim + 2 * self.item_dim + int(interest_dim),
                              dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, self.dnn)
@@ -56,7 +52,6 @@ class DINInterest(InterestRegularized, ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
-        slot, row = batch["history_slot"], batch["history_row"]
-        pooled = self.attention_layers.pool(target_emb, item_emb, slot, row)
+        pooled = self.din_pooled(batch, item_emb, target_emb)
         match, score = self.interest(item_emb, batch)
         return {"logit": self.dnn(self.dnn_input(inputs, target_emb, pooled, match)) + score}

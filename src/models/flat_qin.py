@@ -23,10 +23,9 @@ statistics), its logits on generated data reach 1e31; training mode uses the bat
 """
 from torch import nn
 
-from ..errors import ConfigError
-from .attention import SparseTargetAttention
-from .items import ItemSequenceModel
+from .items import ItemSequenceModel, check_at_least
 from .layers import Float32Linear
+from .pooling import TargetInterest
 
 
 class FlatQuadraticLayer(nn.Module):
@@ -46,7 +45,7 @@ class FlatQuadraticLayer(nn.Module):
         return x + self.dropout(self.activation(self.norm(x * h)))
 
 
-class FlatQIN(ItemSequenceModel):
+class FlatQIN(TargetInterest, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="FlatQIN",
@@ -60,13 +59,10 @@ class FlatQIN(ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        if int(qin_rank) < 1 or int(qin_layers) < 0:
-            raise ConfigError(f"qin_rank={qin_rank}, qin_layers={qin_layers}: need qin_rank "
-                              f">= 1 and qin_layers >= 0. Fix: e.g. qin_rank: 3, qin_layers: 4")
+        check_at_least("qin_rank", qin_rank, 1)
+        check_at_least("qin_layers", qin_layers, 0)
         # one head twice as wide as the item vector, as published
-        self.target_attention = SparseTargetAttention(self.item_dim, 2 * self.item_dim, 1,
-                                                      scores="relu",
-                                                      dropout_rate=attention_dropout)
+        self.build_target_attention(2 * self.item_dim, 1, attention_dropout)
         width = self.row_dim + 2 * self.item_dim
         self.interaction_layers = nn.Sequential(*(
             FlatQuadraticLayer(width, int(qin_rank), net_dropout, batch_norm)
@@ -77,7 +73,6 @@ class FlatQIN(ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
-        interest = target_emb + self.target_attention.attend(
-            target_emb, item_emb, batch["history_slot"], batch["history_row"])
+        interest = self.target_interest(batch, item_emb, target_emb)
         x = self.interaction_layers(self.dnn_input(inputs, target_emb, interest))
         return {"logit": self.output(x)}

@@ -81,10 +81,15 @@ class InterestTower(nn.Module):
 
 
 class InterestRegularized:
-    """For a model with an `interest` tower: its weights take the model's
-    interest_regularizer instead of net_regularizer. The rest is the penalty of every model
-    (src/models/regularizer.py: FuxiCTR's embedding_regularizer and net_regularizer, and any
-    feature's own embedding_regularizer), summed in that one loop."""
+    """For a model with an `interest` tower (built by build_interest): its weights take the
+    model's interest_regularizer instead of net_regularizer. The rest is the penalty of every
+    model (src/models/regularizer.py: FuxiCTR's embedding_regularizer and net_regularizer, and
+    any feature's own embedding_regularizer), summed in that one loop."""
+
+    def build_interest(self, interest_dim, interest_features, interest_regularizer) -> None:
+        """The tower `interest` over the content columns of interest_features."""
+        self.interest_regularizer = interest_regularizer
+        self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
 
     def penalty_of(self, name, feature, is_embedding):
         if name.startswith("interest."):

@@ -60,22 +60,11 @@ def check_divisible(key, value, dim, what):
                           f"width a multiple of {value}")
 
 
-def in_length_buckets(encode, cells, real, target, buckets):
-    """encode(cells, real, target) of packed histories (rows, width, d), their real cells and
-    target vectors, with the rows sorted by history length and encoded in `buckets` groups,
-    each only as wide as its longest history; results back in row order. Rows never interact
-    in an encoder, so the results equal one call on all rows (faster on a CPU)."""
-    if buckets == 1:
-        return encode(cells, real, target)
-    lengths = real.sum(1)
-    order = torch.argsort(lengths, stable=True)
-    parts = []
-    for group in order.tensor_split(buckets):
-        if len(group) == 0:
-            continue
-        width = max(int(lengths[group[-1]]), 1)  # sorted: the last row is the longest
-        parts.append(encode(cells[group, -width:], real[group, -width:], target[group]))
-    return torch.cat(parts).index_select(0, torch.argsort(order))
+def check_at_least(key: str, value, minimum: int) -> None:
+    """ConfigError unless the count `key=value` is at least `minimum`."""
+    if int(value) < minimum:
+        raise ConfigError(f"{key}={value}: must be at least {minimum}. Fix: set {key} >= "
+                          f"{minimum}")
 
 
 class ItemSequenceModel(MMCTRModel):

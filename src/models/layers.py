@@ -1,6 +1,6 @@
 """Layers shared by the models of this package (FuxiCTR's and torch's cover the rest)."""
 import torch
-from fuxictr.pytorch.layers import CrossNetV2, Dice, MLP_Block
+from fuxictr.pytorch.layers import Dice, MLP_Block
 from torch import nn
 
 
@@ -22,7 +22,7 @@ class Float32Linear(nn.Linear):
             nn.init.zeros_(self.bias)
 
 
-def with_float32_output(mlp_block):
+def with_float32_output(mlp_block: MLP_Block) -> MLP_Block:
     """An MLP_Block built with an output_dim and no output activation, its last Linear
     replaced by a Float32Linear of the same shape (parameter names unchanged)."""
     last = mlp_block.mlp[-1]
@@ -33,7 +33,7 @@ def with_float32_output(mlp_block):
     return mlp_block
 
 
-def logit_mlp(input_dim, hidden_units, activations, dropout, batch_norm):
+def logit_mlp(input_dim: int, hidden_units, activations, dropout, batch_norm) -> MLP_Block:
     """FuxiCTR's MLP_Block ending in one logit through a Float32Linear (the models' DNN).
     activations "Dice" gives each hidden layer its own Dice (which needs the layer's width)."""
     if isinstance(activations, str) and activations.lower() == "dice":
@@ -43,13 +43,3 @@ def logit_mlp(input_dim, hidden_units, activations, dropout, batch_norm):
         hidden_activations=activations, output_activation=None, dropout_rates=dropout,
         batch_norm=batch_norm))
 
-
-def parallel_dcn(input_dim, cross_layers, hidden_units, activations, dropout, batch_norm):
-    """DCNv2 in its parallel form over inputs input_dim wide: (FuxiCTR's CrossNetV2, an
-    MLP_Block beside it, the width of their concatenated outputs). The model keeps both as
-    attributes (cross_net, parallel_dnn), so checkpoint keys name them directly."""
-    cross_net = CrossNetV2(input_dim, int(cross_layers))
-    dnn = MLP_Block(input_dim=input_dim, hidden_units=list(hidden_units),
-                    hidden_activations=activations, output_dim=None, dropout_rates=dropout,
-                    batch_norm=batch_norm)
-    return cross_net, dnn, input_dim + (hidden_units[-1] if hidden_units else input_dim)

@@ -23,13 +23,11 @@ After the 2nd-place team's QIN; our own design, layer by layer:
 4. The flattened X_L (F * e) goes through the MLP to the Float32Linear logit.
 """
 import torch
-from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
-from ..errors import ConfigError
-from .attention import SparseTargetAttention
-from .items import ItemSequenceModel, check_divisible
-from .layers import with_float32_output
+from .items import ItemSequenceModel, check_at_least, check_divisible
+from .layers import logit_mlp
+from .pooling import TargetInterest
 
 
 class QuadraticInteractionLayer(nn.Module):
@@ -52,7 +50,7 @@ class QuadraticInteractionLayer(nn.Module):
         return fields + self.dropout(self.back_to_fields(products).transpose(1, 2))
 
 
-class QIN(ItemSequenceModel):
+class QIN(TargetInterest, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="QIN",
@@ -71,15 +69,12 @@ class QIN(ItemSequenceModel):
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
-        if int(qin_heads) < 1 or int(qin_layers) < 0:
-            raise ConfigError(f"qin_heads={qin_heads}, qin_layers={qin_layers}: need qin_heads "
-                              f">= 1 and qin_layers >= 0. Fix: e.g. qin_heads: 16, qin_layers: 3")
+        check_at_least("qin_heads", qin_heads, 1)
+        check_at_least("qin_layers", qin_layers, 0)
         attention_dim = int(attention_dim or self.item_dim)
         check_divisible("attention_heads", attention_heads, attention_dim,
                         "attention_dim (default: the item vector)")
-        self.target_attention = SparseTargetAttention(self.item_dim, attention_dim,
-                                                      attention_heads, scores="relu",
-                                                      dropout_rate=attention_dropout)
+        self.build_target_attention(attention_dim, attention_heads, attention_dropout)
         self.field_dim = int(embedding_dim)
         # one projection per field whose embedding is not field_dim wide
         names = self.row_feature_names + self.item_feature_names
@@ -91,10 +86,8 @@ class QIN(ItemSequenceModel):
         self.interaction_layers = nn.Sequential(*(
             QuadraticInteractionLayer(num_fields, self.field_dim, int(qin_heads), qin_dropout)
             for _ in range(int(qin_layers))))
-        self.dnn = with_float32_output(MLP_Block(
-            input_dim=num_fields * self.field_dim, output_dim=1,
-            hidden_units=list(dnn_hidden_units), hidden_activations=dnn_activations,
-            output_activation=None, dropout_rates=net_dropout, batch_norm=batch_norm))
+        self.dnn = logit_mlp(num_fields * self.field_dim, dnn_hidden_units, dnn_activations,
+                             net_dropout, batch_norm)
         self.finish_building(self.interaction_layers, self.dnn)
 
     def fields(self, vector, names, dims):
@@ -105,8 +98,7 @@ class QIN(ItemSequenceModel):
     def forward(self, inputs):
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
-        interest = target_emb + self.target_attention.attend(
-            target_emb, item_emb, batch["history_slot"], batch["history_row"])
+        interest = self.target_interest(batch, item_emb, target_emb)
         fields = []
         row_emb = self.embed_rows(inputs)
         if row_emb is not None:

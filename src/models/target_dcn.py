@@ -7,14 +7,13 @@ read, so nothing of it is embedded either: scores are bit-identical under any ch
 history. Beside the history models its scores measure what the history adds; the anchors
 suggest much of the real data's signal sits in the target's item-side features.
 """
-import torch
-
 from ..data.loader import TARGET
+from .dcn import ParallelDCN
 from .items import ItemSequenceModel
-from .layers import Float32Linear, parallel_dcn
+from .layers import Float32Linear
 
 
-class TargetDCN(ItemSequenceModel):
+class TargetDCN(ParallelDCN, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="TargetDCN",
@@ -29,13 +28,12 @@ class TargetDCN(ItemSequenceModel):
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         input_dim = self.row_dim + self.item_dim
-        self.cross_net, self.parallel_dnn, dcn_dim = parallel_dcn(
-            input_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations, net_dropout,
-            batch_norm)
+        dcn_dim = self.build_dcn(input_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations,
+                                 net_dropout, batch_norm)
         self.output = Float32Linear(dcn_dim, 1)
         self.finish_building(self.cross_net, self.parallel_dnn)
 
     def forward(self, inputs):
         target = inputs[TARGET].to(self.device).long()
         x = self.dnn_input(inputs, self.embed_items(target))
-        return {"logit": self.output(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}
+        return {"logit": self.output(self.dcn(x))}

@@ -12,34 +12,30 @@
 4. DCNv2: FuxiCTR's CrossNetV2 beside an MLP over [row features, target item vector, pooled
    vector]; their outputs, concatenated, go through the head MLP to the Float32Linear logit.
 
-Mask convention: nn.TransformerEncoderLayer's src_key_padding_mask is True where a key is
-IGNORED, so we pass True for padding (`key_padding_mask`). The 1st-place code passed
-"1 = real item" there; tests/test_models.py shows that this inverted mask breaks padding
-invariance here too. A query with every key masked would give NaN, so a row with no
+Mask and speed: the encoder of encoder.py (True = padding in the key padding mask; rows in
+length_buckets groups); tests/test_models.py shows that the 1st place's inverted mask breaks
+padding invariance here too. A query with every key masked would give NaN, so a row with no
 unmasked key (no history) keeps its last cell (a zero item beside its target) as a key; its
 outputs are never pooled.
 
-Speed: with length_buckets > 1, rows are sorted by history length and encoded in that many
-groups of equal size, each only as wide as its longest history (as in TransformerDCN); rows
-never interact in the encoder, so results do not depend on it. item_projection_dim (null as
-published) projects each item vector to that width before the concatenation (positions
-2 x item_projection_dim wide): the _cpu block's way to a CPU-sized Transformer, since the
-item vector is at least as wide as its 128-wide content embedding.
+item_projection_dim (null as published) projects each item vector to that width before the
+concatenation (positions 2 x item_projection_dim wide): the _cpu block's way to a CPU-sized
+Transformer, since the item vector is at least as wide as its 128-wide content embedding.
 
 Left out of the published layout: the last 16 encoder outputs, which the 1st place also fed
 to the cross network (16 x 2 x item_dim more inputs: a cross network of about 250M weights
 at their sizes). TransformerDCN (transformer_dcn.py) keeps them, on a projected width.
 """
 import torch
-from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
-from ..errors import ConfigError
-from .items import ItemSequenceModel, check_divisible, in_length_buckets
-from .layers import parallel_dcn, with_float32_output
+from .dcn import ParallelDCN
+from .encoder import HistoryEncoder, max_over_real
+from .items import ItemSequenceModel, check_at_least, check_divisible
+from .layers import logit_mlp
 
 
-class TransformerConcatDCN(ItemSequenceModel):
+class TransformerConcatDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="TransformerConcatDCN",
@@ -70,29 +66,16 @@ class TransformerConcatDCN(ItemSequenceModel):
                         "default the item vector)")
         for key, value in (("transformer_layers", transformer_layers),
                            ("length_buckets", length_buckets)):
-            if int(value) < 1:
-                raise ConfigError(f"{key}={value}: must be at least 1. Fix: set {key} >= 1")
-        self.length_buckets = int(length_buckets)
-        self.encoder_layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, int(transformer_heads),
-                                       dim_feedforward=int(transformer_ffn_dim),
-                                       dropout=transformer_dropout, batch_first=True)
-            for _ in range(int(transformer_layers)))
+            check_at_least(key, value, 1)
+        self.build_encoder(width, transformer_heads, transformer_layers, transformer_ffn_dim,
+                           transformer_dropout, length_buckets)
         self.pool_projection = nn.Linear(width, width)
         cross_dim = self.row_dim + self.item_dim + width
-        self.cross_net, self.parallel_dnn, dcn_dim = parallel_dcn(
-            cross_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations, net_dropout,
-            batch_norm)
+        dcn_dim = self.build_dcn(cross_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations,
+                                 net_dropout, batch_norm)
         # the published head has neither dropout nor batch norm
-        self.head = with_float32_output(MLP_Block(
-            input_dim=dcn_dim, hidden_units=list(head_hidden_units),
-            hidden_activations=dnn_activations, output_dim=1, output_activation=None))
+        self.head = logit_mlp(dcn_dim, head_hidden_units, dnn_activations, 0, False)
         self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
-
-    @staticmethod
-    def key_padding_mask(real):
-        """src_key_padding_mask for the encoder: True = padding (ignored as a key)."""
-        return ~real
 
     def encoder_outputs(self, cells, real, target):
         """(rows, width, 2 d) encoder outputs for packed history vectors cells (rows, width, d),
@@ -101,15 +84,12 @@ class TransformerConcatDCN(ItemSequenceModel):
         padding = self.key_padding_mask(real)
         no_key = padding.all(dim=1, keepdim=True)
         last = torch.arange(padding.shape[1], device=padding.device) == padding.shape[1] - 1
-        padding = padding & ~(no_key & last)
-        for layer in self.encoder_layers:
-            x = layer(x, src_key_padding_mask=padding)
-        return x
+        return self.run_encoder(x, padding & ~(no_key & last))
 
     def pooled(self, outputs, real):
         """(rows, 2 d): Linear(max over the real positions), 0 for rows without any."""
         has_history = real.any(dim=1, keepdim=True)
-        pooled = outputs.masked_fill(~real.unsqueeze(-1), -torch.inf).max(dim=1).values
+        pooled = max_over_real(outputs, real)
         # no -inf may reach the Linear: its weight gradient would be 0 * inf = NaN
         pooled = torch.where(has_history, pooled, 0)
         return self.pool_projection(pooled) * has_history.to(pooled.dtype)
@@ -117,9 +97,8 @@ class TransformerConcatDCN(ItemSequenceModel):
     def sequence_features(self, cells, real, target):
         """(rows, 2 d) pooled vectors of every row, encoded in length_buckets groups of rows
         of similar history length."""
-        return in_length_buckets(
-            lambda c, r, t: self.pooled(self.encoder_outputs(c, r, t), r), cells, real, target,
-            self.length_buckets)
+        return self.encode_in_buckets(
+            lambda c, r, t: self.pooled(self.encoder_outputs(c, r, t), r), cells, real, target)
 
     def forward(self, inputs):
         batch = self.prepare_items(inputs, dense=True)
@@ -129,4 +108,4 @@ class TransformerConcatDCN(ItemSequenceModel):
         pooled = self.sequence_features(self.dense_history(projected, batch), real,
                                         projected.index_select(0, batch["target_slot"]))
         x = self.dnn_input(inputs, target_emb, pooled)
-        return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}
+        return {"logit": self.head(self.dcn(x))}

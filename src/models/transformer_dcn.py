@@ -10,27 +10,21 @@ the real positions (the target included, so it is never empty). Those, the row f
 the target's item vector feed a DCNv2 cross network (FuxiCTR's CrossNetV2) beside an MLP;
 their concatenated outputs go through the head MLP to the Float32Linear logit.
 
-Mask convention: nn.TransformerEncoderLayer's src_key_padding_mask is True where a key is
-IGNORED, so we pass True for padding (`key_padding_mask`). The 1st-place code passed
-"1 = real item" there and so attended to padding only; tests/test_models.py shows that this
-inverted mask breaks padding invariance. The target is never padding, so every query has at
-least one key and rows with no history give no NaN.
-
-Speed: histories are the dense layout of items.py (real items packed to the right, width =
-the longest history among the rows encoded together). With length_buckets > 1, rows are
-sorted by history length and encoded in that many groups of equal size, each only as wide as
-its longest history; rows never interact in the encoder, so results do not depend on it.
+Mask and speed: the encoder of encoder.py (True = padding in the key padding mask; rows in
+length_buckets groups). The target is never padding, so every query has at least one key and
+rows with no history give no NaN; tests/test_models.py shows that the 1st place's inverted
+mask breaks padding invariance.
 """
 import torch
-from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
-from ..errors import ConfigError
-from .items import ItemSequenceModel, check_divisible, in_length_buckets
-from .layers import parallel_dcn, with_float32_output
+from .dcn import ParallelDCN
+from .encoder import HistoryEncoder, max_over_real
+from .items import ItemSequenceModel, check_at_least, check_divisible
+from .layers import logit_mlp
 
 
-class TransformerDCN(ItemSequenceModel):
+class TransformerDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
     def __init__(self,
                  feature_map,
                  model_id="TransformerDCN",
@@ -57,37 +51,24 @@ class TransformerDCN(ItemSequenceModel):
                         "transformer_dim")
         for key, value in (("last_k_outputs", last_k_outputs), ("length_buckets", length_buckets),
                            ("transformer_layers", transformer_layers)):
-            if int(value) < 1:
-                raise ConfigError(f"{key}={value}: must be at least 1. Fix: set {key} >= 1")
+            check_at_least(key, value, 1)
         self.last_k = int(last_k_outputs)
-        self.length_buckets = int(length_buckets)
         self.input_projection = nn.Linear(self.item_dim, int(transformer_dim))
         # recency 0 (the target) .. max_len (the oldest history item kept)
         self.position_emb = nn.Embedding(self.max_len + 1, int(transformer_dim))
-        self.encoder_layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(int(transformer_dim), int(transformer_heads),
-                                       dim_feedforward=int(transformer_ffn_dim),
-                                       dropout=transformer_dropout, batch_first=True)
-            for _ in range(int(transformer_layers)))
+        self.build_encoder(int(transformer_dim), transformer_heads, transformer_layers,
+                           transformer_ffn_dim, transformer_dropout, length_buckets)
         cross_dim = (self.row_dim + self.item_dim + (self.last_k + 1) * int(transformer_dim))
-        self.cross_net, self.parallel_dnn, dcn_dim = parallel_dcn(
-            cross_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations, net_dropout,
-            batch_norm)
-        self.head = with_float32_output(MLP_Block(
-            input_dim=dcn_dim, hidden_units=list(head_hidden_units),
-            hidden_activations=dnn_activations, output_dim=1, output_activation=None,
-            dropout_rates=net_dropout, batch_norm=batch_norm))
+        dcn_dim = self.build_dcn(cross_dim, dcn_cross_layers, dnn_hidden_units, dnn_activations,
+                                 net_dropout, batch_norm)
+        self.head = logit_mlp(dcn_dim, head_hidden_units, dnn_activations, net_dropout,
+                              batch_norm)
         self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
 
     def reset_parameters(self):
         super().reset_parameters()
         # nn.Embedding's default N(0, 1) would drown the projected item vectors
         nn.init.normal_(self.position_emb.weight, std=0.02)
-
-    @staticmethod
-    def key_padding_mask(sequence_real):
-        """src_key_padding_mask for the encoder: True = padding (ignored as a key)."""
-        return ~sequence_real
 
     def encode(self, cells, real, target):
         """(last-k outputs flattened, max-pool) for rows whose packed history vectors are
@@ -97,12 +78,9 @@ class TransformerDCN(ItemSequenceModel):
         sequence_real = torch.cat([real, real.new_ones(rows, 1)], dim=1)
         recency = torch.arange(width, -1, -1, device=cells.device)
         x = sequence + self.position_emb(recency)
-        padding = self.key_padding_mask(sequence_real)
-        for layer in self.encoder_layers:
-            x = layer(x, src_key_padding_mask=padding)
-        keep = sequence_real.unsqueeze(-1)
-        pooled = x.masked_fill(~keep, -torch.inf).max(dim=1).values
-        last = (x * keep.to(x.dtype))[:, -self.last_k:]
+        x = self.run_encoder(x, self.key_padding_mask(sequence_real))
+        pooled = max_over_real(x, sequence_real)
+        last = (x * sequence_real.unsqueeze(-1).to(x.dtype))[:, -self.last_k:]
         if last.shape[1] < self.last_k:  # fewer cells than last_k: the oldest ones are empty
             last = torch.cat([last.new_zeros(rows, self.last_k - last.shape[1], last.shape[2]),
                               last], dim=1)
@@ -115,10 +93,10 @@ class TransformerDCN(ItemSequenceModel):
         target = self.input_projection(target_emb)
         real = batch["dense_real"]
         cells = self.dense_history(projected, batch)
-        return in_length_buckets(self.encode, cells, real, target, self.length_buckets)
+        return self.encode_in_buckets(self.encode, cells, real, target)
 
     def forward(self, inputs):
         batch = self.prepare_items(inputs, dense=True)
         item_emb, target_emb = self.embed_item_batch(batch)
         x = self.dnn_input(inputs, target_emb, self.sequence_features(item_emb, target_emb, batch))
-        return {"logit": self.head(torch.cat([self.cross_net(x), self.parallel_dnn(x)], dim=-1))}
+        return {"logit": self.head(self.dcn(x))}
