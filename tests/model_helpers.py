@@ -21,11 +21,15 @@ MODEL_BLOCKS = {"DIN": "DIN_default_cpu", "TransformerDCN": "TransformerDCN_cpu"
                 "DINInterest": "DINInterest_cpu", "CosineInterest": "CosineInterest_cpu",
                 "FlatQIN": "FlatQIN_cpu", "TransformerConcatDCN": "TransformerConcatDCN_cpu",
                 "TargetDCN": "TargetDCN_cpu"}
+# models that never read the history: where a test shows that a history change moves the
+# others' scores, theirs must stay bit-identical (a model that reads the history fails that)
+HISTORY_BLIND = {"TargetDCN"}
 # FlatQIN, as published, bounds nothing before its products: ReLU attention weights are not
 # normalised and x * h is normalised only after the product, by batch norm. Untrained, in
 # eval mode (batch norm with its initial statistics: none) its logits reach 1e31, so
 # make_model gives its batch norms the statistics of the batch first; and dozens of padding
-# items of constant 3.0 (test_models.change_padding_contents) read as history overflow some rows' logits.
+# items of constant 3.0 (test_models.change_padding_contents) read as history overflow some
+# rows' logits.
 UNBOUNDED = {"FlatQIN"}
 BATCH = 256
 

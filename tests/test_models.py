@@ -23,13 +23,9 @@ from src.training.checkpoints import load_weights, save_weights
 from src.training.options import TrainingOptions
 from src.training.trainer import Trainer
 
-from .model_helpers import (MODEL_BLOCKS, TASK2, UNBOUNDED, block_params, logits, make_model,
-                            short_history_rows, valid_batch, with_history)
+from .model_helpers import (HISTORY_BLIND, MODEL_BLOCKS, TASK2, UNBOUNDED, block_params, logits,
+                            make_model, short_history_rows, valid_batch, with_history)
 from .numerics import logits_close
-
-# models that never read the history: where a test shows that a history change moves the
-# others' scores, theirs must stay bit-identical (a model that reads the history fails that)
-HISTORY_BLIND = {"TargetDCN"}
 
 
 def change_padding_contents(model):
