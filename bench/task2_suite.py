@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))  # the suite's parts and task2_table live beside it
 
-from task2_suite_blocks import (BASELINE, BLOCKS, ENSEMBLE, RULE, feature_set_problems,  # noqa: E402
-                                known_models, model_blocks, unavailable)
+from task2_suite_blocks import (BASELINE, BLOCKS, ENSEMBLE, RULE,  # noqa: E402
+                                feature_set_problems, known_models, model_blocks, unavailable)
 from task2_suite_doc import MEMBERS, command_lines, document, explain, pct  # noqa: E402
 from task2_suite_score import (ensemble_members, ensemble_rows, recommend,  # noqa: E402
                                summarise_worlds, world_runs, world_table)
