@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from src.data.checks import validate_dataset
-from src.errors import DataError
+from src.errors import ConfigError, DataError
 
 N_ITEMS, TAG_VOCAB, SEQ_LEN, TAG_LEN, EMB_DIM = 50, 20, 64, 5, 128
 ROWS = {"train": 300, "valid": 100, "test": 120}
@@ -134,4 +134,11 @@ def rejected(params, key, change=None, column=None, row=None, types=None,
     with pytest.raises(DataError) as err:
         validate_dataset(params, splits=splits)
     assert_names(err, params[key], column, row)
+    return str(err.value)
+
+
+def config_problem(params):
+    """validate_dataset(params) must raise a ConfigError; its message."""
+    with pytest.raises(ConfigError) as err:
+        validate_dataset(params)
     return str(err.value)
