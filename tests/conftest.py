@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny generated data and tuner configs pointing at it."""
+"""Shared fixtures: tiny generated data, tuner configs pointing at it; the dataset block and
+item table of the model tests (test_models.py, test_model_parts.py); the data checks' tiny
+dataset (test_validation*.py; other modules define a `params` of their own, which wins)."""
 import os
 import subprocess
 import sys
@@ -10,7 +12,12 @@ import pytest
 import torch
 import yaml
 
+from src.data.features import build_feature_map
 from src.data.generator import generate
+from src.data.item_table import ItemTable
+
+from .parquet_layouts import to_fixed_size
+from .validation_data import make_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_TUNER = REPO / "config" / "DIN_demo_tuner_config.yaml"
@@ -109,3 +116,38 @@ def write_tuner_config(folder, data_dir, tuner_space=None, name="tiny_tuner_conf
     with open(path, "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
     return path
+
+
+# --- the model tests' data (one instance per test module) ---
+@pytest.fixture(scope="module")
+def dataset(tiny_data, tmp_path_factory):
+    """The demo dataset block pointed at the tiny data, and a folder for checkpoints."""
+    folder = tmp_path_factory.mktemp("models")
+    data_dir, _ = tiny_data
+    with open(write_tuner_config(folder, data_dir)) as f:
+        block = yaml.safe_load(f)["dataset_config"]["MicroLens_tiny_x1"]
+    return dict(block, dataset_id="MicroLens_tiny_x1", model_root=str(folder / "checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def item_table(dataset):
+    """The item table of `dataset`, shared read-only by the tests of one module."""
+    return ItemTable.from_parquet(dataset["item_info"], build_feature_map(dict(dataset)))
+
+
+# --- the data checks' tests (test_validation.py, test_validation_values.py) ---
+@pytest.fixture
+def params(tmp_path):
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture(params=["list", "fixed_size"])
+def any_layout(request, tmp_path):
+    """The tiny dataset with its list columns stored as list, or as fixed_size_list."""
+    params = make_dataset(tmp_path / "data")
+    if request.param == "fixed_size":
+        rewritten = [to_fixed_size(params[key])
+                     for key in ("item_info", "train_data", "valid_data", "test_data")]
+        assert rewritten == [["item_tags", "item_emb_d128"]] + [["item_seq"]] * 3
+    return params
+

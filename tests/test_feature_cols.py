@@ -12,7 +12,7 @@ from src.data.feature_cols import parse_feature_cols
 from src.data.features import build_feature_map
 from src.errors import ConfigError
 
-from .test_validation import make_dataset
+from .validation_data import make_dataset
 
 # feature_cols of make_dataset: 0 user_id (meta), 1 item_seq (meta), 2 likes_level,
 # 3 views_level (categorical), 4 item_id (categorical, item), 5 item_tags (sequence, item),

@@ -12,7 +12,7 @@ from src.errors import ConfigError
 from src.tuning.values import check_grid_values
 
 from .conftest import REPO
-from .test_validation import make_dataset
+from .validation_data import make_dataset
 
 USER_WEIGHT, EMB_WEIGHT, NET_WEIGHT, INTEREST_WEIGHT = 2.e-4, 1.e-5, 1.e-3, 3.e-2
 

@@ -17,18 +17,18 @@ from src.experiment import build_model
 from src.training.evaluation import predict
 
 from .numerics import spread_output
-from .test_models import (HISTORY_BLIND, MODEL_BLOCKS, UNBOUNDED,  # noqa: F401
-                          batch_norm_statistics, block_params, dataset, item_table)
+from .model_helpers import (HISTORY_BLIND, MODEL_BLOCKS, UNBOUNDED, batch_norm_statistics,
+                            block_params)
 
 
-def bf16_model(dataset, item_table, model_name):  # noqa: F811
+def bf16_model(dataset, item_table, model_name):
     params = block_params(dataset, MODEL_BLOCKS[model_name], amp_bf16=True)
     seed_everything(4)
     return build_model(params, build_feature_map(params), item_table=item_table), params
 
 
 @pytest.mark.parametrize("model_name", sorted(MODEL_BLOCKS))
-def test_a_confident_mistake_keeps_its_loss_and_gradient(dataset, item_table,  # noqa: F811
+def test_a_confident_mistake_keeps_its_loss_and_gradient(dataset, item_table,
                                                          model_name):
     model, params = bf16_model(dataset, item_table, model_name)
     loader = MMCTRDataLoader(build_feature_map(params), params["valid_data"], split="valid",
@@ -55,12 +55,12 @@ def test_a_confident_mistake_keeps_its_loss_and_gradient(dataset, item_table,  #
 
 
 @pytest.mark.parametrize("model_name", sorted(MODEL_BLOCKS))
-def test_validation_scores_stay_distinct(dataset, item_table, model_name):  # noqa: F811
+def test_validation_scores_stay_distinct(dataset, item_table, model_name):
     model, params = bf16_model(dataset, item_table, model_name)
     loader = MMCTRDataLoader(build_feature_map(params), params["valid_data"], split="valid",
                              batch_size=1000)
     first = next(iter(loader))
-    if model_name in UNBOUNDED:  # batch norm statistics as after training (test_models)
+    if model_name in UNBOUNDED:  # batch norm statistics as after training (model_helpers)
         batch_norm_statistics(model, first)
     spread_output(model, first)  # scores over (0, 1), as after training
     scores = torch.from_numpy(predict(model, loader, progress_desc=None))

@@ -16,7 +16,7 @@ from src.data.vocab import resolve_vocab_sizes
 from src.errors import ConfigError, DataError
 
 from .conftest import REPO
-from .test_validation import N_ITEMS, edit, make_dataset, set_cell
+from .validation_data import N_ITEMS, edit, make_dataset, set_cell
 
 ALT_DIM = 16
 

@@ -51,6 +51,24 @@ def write_parquet_atomically(table, meta_key, metadata, path):
     return path
 
 
+def open_item_file(path: str | Path, columns: list[str], not_found_fix: str, column_fix: str,
+                   unreadable_fix: str | None = None) -> pq.ParquetFile:
+    """pq.ParquetFile of path, which must hold columns; a missing or unreadable file, or the
+    first missing column, is a DataError with the fix given for it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found", fix=not_found_fix)
+    try:
+        pfile = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(path, f"not a readable parquet file ({err})", fix=unreadable_fix) from None
+    names = pfile.schema_arrow.names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DataError(path, f"missing column; found {names}", column=missing[0], fix=column_fix)
+    return pfile
+
+
 def read_metadata(path):
     """The build metadata of an item_info file, or {} for a file we did not build."""
     meta = pq.read_schema(path).metadata or {}
@@ -64,19 +82,12 @@ def read_embedding(path):
     """(N + 1, dim) float32 embedding of any item_info file, checked: item_id == row,
     no NaN/inf."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found", fix="build it first: python -m src.item_embedding "
-                                                    "build --method ... --out FILE")
-    try:
-        pfile = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, f"not a readable parquet file ({err})",
-                        fix="pass an item_info parquet file") from None
-    missing = [c for c in ("item_id", EMB_COLUMN) if c not in pfile.schema_arrow.names]
-    if missing:
-        raise DataError(path, f"missing column; found {pfile.schema_arrow.names}",
-                        column=missing[0], fix="pass an item_info parquet file (item_id, "
-                                               f"item_tags, {EMB_COLUMN})")
+    pfile = open_item_file(path, ["item_id", EMB_COLUMN],
+                           not_found_fix="build it first: python -m src.item_embedding build "
+                                         "--method ... --out FILE",
+                           unreadable_fix="pass an item_info parquet file",
+                           column_fix=f"pass an item_info parquet file (item_id, item_tags, "
+                                      f"{EMB_COLUMN})")
     table = read_table(pfile, path, ["item_id", EMB_COLUMN])
     ids = scalar_column(table.column("item_id"), path, "item_id", np.int64)
     check_ids_are_row_numbers(ids, path)

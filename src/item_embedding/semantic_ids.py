@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..data.files import list_column_to_2d, read_table, scalar_column
 from ..errors import ConfigError, DataError
-from .output import write_parquet_atomically
+from .output import open_item_file, write_parquet_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +41,12 @@ def read_vectors(path, column):
     """(item ids (n,) int64 ascending, vectors (n, dim) float32) of every item but the padding
     item 0; each problem is one DataError naming file, column and (where it has one) row."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found", fix="pass --item-file an item_info.parquet or "
-                                                    "item_emb.parquet file")
-    try:
-        pfile = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as err:
-        raise DataError(path, f"not a readable parquet file ({err})") from None
+    pfile = open_item_file(path, [ITEM_ID, column],
+                           not_found_fix="pass --item-file an item_info.parquet or "
+                                         "item_emb.parquet file",
+                           column_fix="pass --column one of the file's embedding columns (a file "
+                                      "keyed by item_id: item_info or item_emb)")
     schema = pfile.schema_arrow
-    for name in (ITEM_ID, column):
-        if name not in schema.names:
-            raise DataError(path, f"missing column; found {schema.names}", column=name,
-                            fix="pass --column one of the file's embedding columns (a file "
-                                "keyed by item_id: item_info or item_emb)")
     if not pa.types.is_integer(schema.field(ITEM_ID).type):
         raise DataError(path, f"has type {schema.field(ITEM_ID).type}, expected int64 ids",
                         column=ITEM_ID, fix="write item ids as int64")

@@ -21,6 +21,27 @@ tr.best td { background: #fdecea; font-weight: 600; }
 .status-other { color: #b26a00; }
 """
 
+# each figure of a grid's section: (its caption, the question it answers)
+GRID_FIGURES = {
+    "curves": ("Validation AUC, training BCE and regularisation penalty (where recorded apart; "
+               "older histories: their sum) against the training step, one line per run; the "
+               "best run thick and red, unfinished runs dashed",
+               "Did each run converge, overfit (AUC falling while the loss keeps dropping) or "
+               "stop early, and how fast does the best run learn compared with the others?"),
+    "knobs": ("Validation AUC against each key the grid varies, one panel per key; each point "
+              "labelled with its run number (as in the table), the line through the mean AUC "
+              "per value, the star on the best run",
+              "Which knob matters, and in which direction? A flat mean line: the key changes "
+              "little; a slope or a gap between values: it matters. Hollow points are "
+              "unfinished runs at their best evaluation so far."),
+    "parallel": ("Parallel coordinates: one vertical axis per tuned key and one for the "
+                 "validation AUC, one line per run, coloured by its AUC (yellow: high), the best "
+                 "run thick; run numbers beside the AUC axis",
+                 "Which combinations do the best runs share? Bright lines meeting at one value "
+                 "of a key: that value is good whatever the others; lines crossing between two "
+                 "keys: the keys interact."),
+}
+
 
 def _e(value):
     return html.escape(str(value))
@@ -45,6 +66,11 @@ def _figure(name, caption, question):
             f'<b>{_e(caption)}.</b> {_e(question)}</figcaption></figure>')
 
 
+def _grid_figure(images, key):
+    """The image of a grid's figure with its caption and question from GRID_FIGURES."""
+    return _figure(images[key], *GRID_FIGURES[key])
+
+
 def _nothing(text):
     return f'<p class="nothing">{_e(text)}</p>'
 
@@ -66,40 +92,21 @@ def grid_section(report, images):
                 f"{best.auc:.4f}." if best else "No run has finished yet.") + "</p>"]
     parts.append("<h3>Learning curves</h3>")
     if "curves" in images:
-        parts.append(_figure(images["curves"], "Validation AUC, training BCE and regularisation "
-                             "penalty (where recorded apart; older histories: their sum) against "
-                             "the training step, one line per run; the best run thick and red, "
-                             "unfinished runs dashed",
-                             "Did each run converge, overfit (AUC falling while the loss keeps "
-                             "dropping) or stop early, and how fast does the best run learn "
-                             "compared with the others?"))
+        parts.append(_grid_figure(images, "curves"))
     else:
         parts.append(_nothing("No run has an evaluation history yet (<expid>.history.csv "
                               "beside its log; runs trained before histories were recorded "
                               "have none)."))
     parts.append("<h3>Effect of each tuned key</h3>")
     if "knobs" in images:
-        parts.append(_figure(images["knobs"], "Validation AUC against each key the grid varies, "
-                             "one panel per key; each point labelled with its run number (as "
-                             "in the table), the line through the mean AUC per value, the star "
-                             "on the best run",
-                             "Which knob matters, and in which direction? A flat mean line: "
-                             "the key changes little; a slope or a gap between values: it "
-                             "matters. Hollow points are unfinished runs at their best "
-                             "evaluation so far."))
+        parts.append(_grid_figure(images, "knobs"))
     elif not report.tuned_keys:
         parts.append(_nothing("The grid varies no key: there is nothing to compare."))
     else:
         parts.append(_nothing("No run has a validation AUC yet."))
     if "parallel" in images:
         parts.append("<h3>All tuned keys at once</h3>")
-        parts.append(_figure(images["parallel"], "Parallel coordinates: one vertical axis per "
-                             "tuned key and one for the validation AUC, one line per run, "
-                             "coloured by its AUC (yellow: high), the best run thick; run "
-                             "numbers beside the AUC axis",
-                             "Which combinations do the best runs share? Bright lines meeting "
-                             "at one value of a key: that value is good whatever the others; "
-                             "lines crossing between two keys: the keys interact."))
+        parts.append(_grid_figure(images, "parallel"))
     parts.append("<h3>Results, best first</h3>")
     parts.append(f'<p class="note">Config differences from the base block {_e(report.base_name)}'
                  f", common to every run: <code>{_e(_pairs(report.common))}</code>; per run: the "
