@@ -1,9 +1,13 @@
 """The generator's items (src/data/generator.py): latent contents in topics, popularity,
 quality and likes/views levels; tags, titles, text and image embeddings, the organisers' PCA
 and the graded item_emb embeddings; and the three item files they go to."""
+from __future__ import annotations
+
 import numpy as np
+from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
+from typing import Any
 
 from .gen_files import fixed_lists, list_array, write_table
 from .gen_latent import (EMB_DIM, IMG_DIM, IMG_NUISANCE, ITEM_SPREAD, LATENT_DIM, PCA_FIT_MAX,
@@ -18,7 +22,7 @@ def _bucket(x, quantiles):
 
 # ---- items ------------------------------------------------------------------------------
 
-def make_items(cfg, seed):
+def make_items(cfg: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     rng = component_rng(seed, "items")
     n, k = cfg["n_items"], cfg["n_topics"]
     centres = unit_rows(rng.standard_normal((k, LATENT_DIM)))
@@ -170,7 +174,8 @@ def _alt_embeddings(seed, items):
     return out
 
 
-def write_items(root, seed, cfg, items, progress):
+def write_items(root: Path, seed: int, cfg: dict[str, Any], items: dict[str, np.ndarray],
+                progress: bool) -> np.ndarray:
     n = cfg["n_items"]
     steps = tqdm(total=3, desc="items", unit="file", disable=not progress)
     txt, img = _modal_views(seed, items)
