@@ -11,10 +11,9 @@ Nothing here imports torch: docs/config_reference.md is generated from this tabl
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Sequence
-
 
 
 # --- checks: each returns why a value is unusable, or None; .rule describes it --------------

@@ -14,15 +14,15 @@ when prediction.py wrote one beside it, then the check's verdict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import csv
 import hashlib
 import io
 import logging
 import os
-from typing import TYPE_CHECKING
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd

@@ -7,8 +7,8 @@ array with a reshape whenever every row has the same length.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 

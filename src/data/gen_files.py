@@ -2,12 +2,13 @@
 and the train/valid/test row files with their item_seq prefixes."""
 from __future__ import annotations
 
-import numpy as np
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
-from typing import Any
 
 from ..atomic import atomic_write
 from .gen_latent import ROW_CHUNK, SEQ_LEN

@@ -3,11 +3,12 @@ quality and likes/views levels; tags, titles, text and image embeddings, the org
 and the graded item_emb embeddings; and the three item files they go to."""
 from __future__ import annotations
 
-import numpy as np
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
-from typing import Any
 
 from .gen_files import fixed_lists, list_array, write_table
 from .gen_latent import (EMB_DIM, IMG_DIM, IMG_NUISANCE, ITEM_SPREAD, LATENT_DIM, PCA_FIT_MAX,
@@ -55,7 +56,6 @@ def make_items(cfg: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     items["topic_hi"] = ends
     items["topic_share"] = topic_share
     return items
-
 
 
 def _make_tags(cfg, seed, items):

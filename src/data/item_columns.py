@@ -20,10 +20,10 @@ Everything is vectorised: one read per file, then numpy indexing, np.unique and 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 import logging
-from typing import Any
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

@@ -12,8 +12,8 @@ the same one-row-per-item layout, so a model sees no difference.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch

@@ -15,8 +15,8 @@ group metrics then put all OOV users in one group, as FuxiCTR's own encoders do.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch

@@ -28,9 +28,9 @@ import json
 import os
 import struct
 import time
-from typing import Any
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ..params import BOOKKEEPING_KEYS
 
