@@ -318,22 +318,22 @@ MODEL_ARGUMENTS = {
 }
 
 
-def toolkit_defaults() -> dict:
+def toolkit_defaults() -> dict[str, Any]:
     """This toolkit's options and their defaults: every run's params hold them."""
     return {o.name: o.default for o in OPTIONS if o.filled}
 
 
-def with_option_defaults(params: dict) -> dict:
+def with_option_defaults(params: dict[str, Any]) -> dict[str, Any]:
     """params with every option of this toolkit set (its default where not given), so two
     readers of one experiment (the tuner, the run) see the same settings."""
     return {**toolkit_defaults(), **params}
 
 
-def bookkeeping_keys() -> tuple:
+def bookkeeping_keys() -> tuple[str, ...]:
     return tuple(o.name for o in OPTIONS if o.bookkeeping)
 
 
-def keys_of(*blocks: str) -> set:
+def keys_of(*blocks: str) -> set[str]:
     return {o.name for o in OPTIONS if o.block in blocks}
 
 
@@ -351,7 +351,7 @@ def problem(key: str, value: Any) -> str | None:
     return check(value) if check else None
 
 
-def cross_problems(params: dict) -> list:
+def cross_problems(params: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """(key, value, why) of values that are fine alone but not together."""
     found = []
     names = list(params["monitor"]) if isinstance(params.get("monitor"), dict) \

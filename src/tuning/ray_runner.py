@@ -38,7 +38,7 @@ import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..params import RunPaths
@@ -67,7 +67,7 @@ class RayRunner:
     train: the function each trial calls (src.experiment.train), passed in by the entry script
     because the experiment sits above the tuner (tests/test_layers.py)."""
 
-    def __init__(self, address: str, train: Callable[..., dict[str, float]],
+    def __init__(self, address: str, train: Callable[..., dict[str, Any]],
                  gpus_per_run: float = 1, cpus_per_run: float = 1, retries: int = 1,
                  scheduler: str | None = None, grace_period: int = 1,
                  reduction_factor: float = 4) -> None:
