@@ -5,6 +5,8 @@ picks the best experiment, scores the test set and zips the submission, then pri
 path, the validation AUC and the best AUC achievable on this data.
 Usage: python demo.py [--gpu -1]
 """
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
@@ -17,7 +19,7 @@ DATA_DIR = Path("data/demo")
 TUNER_CONFIG = "config/DIN_demo_tuner_config.yaml"
 
 
-def main():
+def main() -> None:
     parser = make_parser(__doc__, ["python demo.py", "python demo.py --gpu 0"])
     parser.add_argument("--gpu", type=int, nargs="+", default=[-1],
                         help="tuner slots: GPU indexes, -1 for the CPU")

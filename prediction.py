@@ -16,12 +16,14 @@ finish (no result line, or a later run's training state left) is refused unless
 --allow-unfinished.
 """
 
+from __future__ import annotations
+
 from src.cli import CONFIG_FOLDER_HELP, make_parser, run_main, setup_logging
 from src.manifest import format_manifest
 from src.predict import AVERAGES, predict_test
 
 
-def main():
+def main() -> None:
     parser = make_parser(__doc__, [
         "python prediction.py --config config/DIN_demo_tuner_config --expid best --gpu 0",
         "python prediction.py --config config/DIN_demo_tuner_config --expid best:3 "

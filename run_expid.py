@@ -10,6 +10,8 @@ finishes. Files owned by another config folder (<expid>.owner.json) are never wr
 --max-steps N caps training; a capped run is filed as <expid>.max_steps_N and never
 replaces the full run's checkpoint or result.
 """
+from __future__ import annotations
+
 import argparse
 import sys
 
@@ -17,7 +19,7 @@ from src.cli import CONFIG_FOLDER_HELP, make_parser, run_main, setup_logging
 from src.experiment import load_params, train
 
 
-def main():
+def main() -> None:
     parser = make_parser(__doc__, [
         "python run_expid.py --config config/DIN_demo_tuner_config "
         "--expid DIN_MicroLens_demo_x1_001_b4df6352 --gpu -1",

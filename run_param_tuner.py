@@ -10,12 +10,20 @@ On a Ray cluster: --ray auto|HOST:PORT|local [--gpus-per-run 1] [--cpus-per-run 
 on a Ray cluster"); results, summary and resume are the same.
 """
 
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
 from src.cli import TUNER_YAML_HELP, make_parser, run_main, setup_logging
 from src.errors import UserError
 from src.tuning.tuner import GridFailed, tune
 
+if TYPE_CHECKING:
+    from src.tuning.ray_runner import RayRunner
 
-def main():
+
+def main() -> None:
     parser = make_parser(__doc__, [
         "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --check",
         "python run_param_tuner.py --config config/DIN_demo_tuner_config.yaml --gpu 0 1",
@@ -59,7 +67,7 @@ def main():
     report(args)
 
 
-def executor(args):
+def executor(args: argparse.Namespace) -> RayRunner | None:
     """None (the local slots), or the Ray executor of --ray; options of one used with the
     other are refused, so that nothing is silently ignored."""
     ray_only = [f"--{name.replace('_', '-')}" for name, default in (
@@ -82,7 +90,7 @@ def executor(args):
                      grace_period=args.grace_period, reduction_factor=args.reduction_factor)
 
 
-def report(args):
+def report(args: argparse.Namespace) -> None:
     """With --report: the grid's report, written after the summary."""
     if args.report:
         from src.report.build import write_report

@@ -4,12 +4,19 @@ torch's set-up, the GPU it asks for, writable folders, room on disk.
 torch is imported inside the functions that need it, so the tuner's checks (a writable
 model_root, no GPU asked for) stay fast and torch-free.
 """
+from __future__ import annotations
+
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+    from .params import RunPaths
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +25,7 @@ logger = logging.getLogger(__name__)
 BYTES_PER_PARAMETER = 4 * (2 + 3)
 
 
-def cpu_threads(requested=None, deterministic=False):
+def cpu_threads(requested: int | None = None, deterministic: bool = False) -> tuple[int, str]:
     """(threads, why) for torch on the CPU: --threads, else OMP_NUM_THREADS, else 1 for a
     deterministic run (the thread count changes the order of float sums, so results are only
     identical at one count), else the cores this process may use minus the load of other
@@ -35,7 +42,7 @@ def cpu_threads(requested=None, deterministic=False):
     return max(1, min(cores, round(cores - load))), f"{cores} cores, load {load:.1f}"
 
 
-def set_up_torch(params, threads=None):
+def set_up_torch(params: dict[str, Any], threads: int | None = None) -> None:
     """Threads, determinism and seeds of a run, logged."""
     import torch
     from fuxictr.pytorch.torch_utils import seed_everything
@@ -50,7 +57,7 @@ def set_up_torch(params, threads=None):
     seed_everything(seed=params["seed"])
 
 
-def check_room(model, paths):
+def check_room(model: torch.nn.Module, paths: RunPaths) -> None:
     """model_root must take this run's files: checked before any training."""
     count = sum(p.numel() for p in model.parameters())
     needed = count * BYTES_PER_PARAMETER
@@ -62,7 +69,7 @@ def check_room(model, paths):
                         f"folder with room")
 
 
-def require_gpu(gpu):
+def require_gpu(gpu: int | None) -> None:
     """--gpu N must name a CUDA device torch can see. FuxiCTR silently falls back to the CPU,
     which is what a CPU build of torch gives: a "GPU" run then takes days without a word."""
     if gpu is None or gpu < 0:
@@ -78,7 +85,7 @@ def require_gpu(gpu):
                         f"the CPU")
 
 
-def require_writable(folder, what):
+def require_writable(folder: Path | str, what: str) -> None:
     """Create folder if needed and prove a file can be written there."""
     folder = Path(folder)
     try:

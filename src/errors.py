@@ -3,7 +3,10 @@
 Entry scripts catch `UserError`, print its message on one line and exit with status 2, so a
 user never reads a traceback from deep inside pandas or torch for a mistake in their input.
 """
+from __future__ import annotations
+
 import os
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -13,7 +16,8 @@ class UserError(Exception):
 class DataError(UserError, ValueError):
     """A data file does not match the expected schema or values."""
 
-    def __init__(self, path, problem, column=None, row=None, fix=None):
+    def __init__(self, path: Path | str, problem: str, column: str | None = None,
+                 row: int | None = None, fix: str | None = None) -> None:
         self.path, self.column, self.row = str(path), column, row
         where = [f"file {path}"]
         if column is not None:

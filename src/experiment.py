@@ -7,11 +7,15 @@ Order matters here: everything that can refuse a run (config values, data files,
 model_root with room, another process training the same experiment) is checked before the
 log file is opened, so a refused run leaves every file as it was.
 """
+from __future__ import annotations
+
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .cli import add_log_file, console_summary
 from .data.checks import validate_dataset
@@ -34,11 +38,18 @@ from .training.trainer import Trainer
 from .tuning.keys import check_config_dir
 from .tuning.values import check_grid_values
 
+if TYPE_CHECKING:
+    import torch
+    from fuxictr.features import FeatureMap
+    from .data.item_table import ItemTable
+    from .models.base import MMCTRModel
+
 logger = logging.getLogger(__name__)
 
 
 # --- building blocks -----------------------------------------------------------------------
-def build_model(params, feature_map=None, item_table=None):
+def build_model(params: dict[str, Any], feature_map: FeatureMap | None = None,
+                item_table: ItemTable | None = None) -> MMCTRModel:
     """The model of params; item_table shares an already loaded ItemTable (else item_info
     is read)."""
     feature_map = feature_map or build_feature_map(params)
@@ -49,7 +60,7 @@ def build_model(params, feature_map=None, item_table=None):
     return model
 
 
-def split_device(params, model, stage):
+def split_device(params: dict[str, Any], model: MMCTRModel | None, stage: str) -> torch.device:
     """Where the split's arrays live: on the model's GPU when they fit in half its free
     memory (a batch is then a slice and a gather on the GPU), else on the CPU.
     The config key split_on_device (default True) turns this off."""
@@ -70,7 +81,10 @@ def split_device(params, model, stage):
     return torch.device("cpu")
 
 
-def make_loaders(feature_map, params, stage, model=None):
+def make_loaders(
+        feature_map: FeatureMap, params: dict[str, Any], stage: str,
+        model: MMCTRModel | None = None,
+) -> tuple[MMCTRDataLoader, MMCTRDataLoader] | MMCTRDataLoader:
     """FuxiCTR's RankDataLoader with our loader: (train, valid) for "train", test for "test".
     With a model on a GPU, the splits go to that GPU when they fit (split_device)."""
     from fuxictr.pytorch.dataloaders import RankDataLoader
@@ -78,7 +92,7 @@ def make_loaders(feature_map, params, stage, model=None):
                           device=split_device(params, model, stage), **params).make_iterator()
 
 
-def check_params(params, config_dir=None):
+def check_params(params: dict[str, Any], config_dir: Path | str | None = None) -> None:
     """The keys of one experiment's blocks in config_dir (strict: an unknown key is refused)
     and its values, as the tuner checks every grid point."""
     if config_dir is not None:
@@ -145,8 +159,10 @@ def _resume_state(paths, record, fresh):
     return state
 
 
-def train(params, config_dir, argv=None, threads=None, fresh=False, tuner_pid=None,
-          on_evaluation=None, caller_writes_result=False):
+def train(params: dict[str, Any], config_dir: Path | str | None, argv: list[str] | None = None,
+          threads: int | None = None, fresh: bool = False, tuner_pid: int | None = None,
+          on_evaluation: Callable[[Trainer, dict[str, float]], None] | None = None,
+          caller_writes_result: bool = False) -> dict[str, Any]:
     """Train the experiment of params (from load_params), evaluate on valid, append the
     result line for config_dir; return the validation metrics.
     on_evaluation(trainer, val_logs): called after each evaluation's checkpoint and training

@@ -7,12 +7,15 @@ resumed run, which continues from its last state, finds every row up to that sta
 it keeps those, drops any written after it (evaluations of the killed run that are redone now)
 and appends. A fresh start truncates the file. The report (src/report) reads it back.
 """
+from __future__ import annotations
+
 import csv
 import importlib.util
 import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from .atomic import atomic_write
 from .errors import ConfigError
@@ -29,7 +32,7 @@ TENSORBOARD_TAGS = {"val_AUC": "valid/AUC", "val_logloss": "valid/logloss",
                     "samples_per_s": "train/samples_per_s"}
 
 
-def require_tensorboard(params):
+def require_tensorboard(params: dict[str, Any]) -> None:
     """`tensorboard: True` needs the optional package: refused before any training."""
     if params.get("tensorboard") and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(f"tensorboard=True in expid {params.get('model_id')}, but the "
@@ -37,7 +40,7 @@ def require_tensorboard(params):
                           f"requirements-tensorboard.txt, or set tensorboard: False")
 
 
-def read_history(path, until_step=None):
+def read_history(path: Path | str, until_step: int | None = None) -> list[dict[str, Any]]:
     """The rows of a history file as dicts of numbers (None for an empty cell), in file order;
     [] when there is no file. until_step keeps only the rows of evaluations up to that step."""
     path = Path(path)
@@ -81,7 +84,8 @@ class RunHistory:
     evaluation begins and record() with its numbers; close() at the end. resume_step is the
     step of the training state the run continues from (None: a fresh start)."""
 
-    def __init__(self, path, resume_step=None, tensorboard_dir=None):
+    def __init__(self, path: Path | str, resume_step: int | None = None,
+                 tensorboard_dir: Path | str | None = None) -> None:
         self.path = Path(path)
         kept = read_history(self.path, until_step=resume_step) if resume_step is not None else []
         if resume_step is not None and (not kept or kept[-1]["step"] != resume_step):
@@ -96,15 +100,16 @@ class RunHistory:
         self._writer = (_tensorboard_writer(tensorboard_dir, resume_step)
                         if tensorboard_dir else None)
 
-    def start(self):
+    def start(self) -> None:
         """Training (re)starts: the clock of the next interval runs from now."""
         self._interval_start = time.monotonic()
 
-    def pause(self):
+    def pause(self) -> None:
         """An evaluation begins: the interval's training time ends here."""
         self._train_seconds = time.monotonic() - self._interval_start
 
-    def record(self, epoch, step, train_loss, rows, metrics, lr, train_penalty=None):
+    def record(self, epoch: int, step: int, train_loss: float, rows: int, metrics: dict[str, float],
+               lr: float, train_penalty: float | None = None) -> None:
         """One evaluation: training loss (its regularisation penalty part: train_penalty) and
         rows since the previous one, the validation metrics, the learning rate; appended and
         flushed at once."""
@@ -123,7 +128,7 @@ class RunHistory:
                     self._writer.add_scalar(tag, row[column], global_step=step)
             self._writer.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -132,16 +137,16 @@ class RunHistory:
 class NoHistory:
     """What a trainer records to when its run keeps no history (benchmarks, tests)."""
 
-    def start(self):
+    def start(self) -> None:
         pass
 
-    def pause(self):
+    def pause(self) -> None:
         pass
 
-    def record(self, *args, **kwargs):
+    def record(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 

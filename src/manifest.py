@@ -7,6 +7,8 @@ validation AUC of the submission, the test file it scored (size and sha256 of it
 the sha256 of the zip it describes, so a zip replaced later is told apart from the one the
 manifest was written for. `python -m src.submission ZIP` prints it (format_manifest).
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import time
@@ -25,14 +27,14 @@ RULES = {
 }
 
 
-def manifest_path(zip_path) -> Path:
+def manifest_path(zip_path: Path | str) -> Path:
     """x.zip -> x.manifest.json in the same folder."""
     zip_path = Path(zip_path)
     stem = zip_path.name[:-len(".zip")] if zip_path.name.endswith(".zip") else zip_path.name
     return zip_path.with_name(stem + SUFFIX)
 
 
-def file_digest(path) -> dict:
+def file_digest(path: Path | str) -> dict:
     """{"path", "size", "sha256"} of a file's bytes (read in 1 MiB blocks)."""
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
@@ -42,8 +44,9 @@ def file_digest(path) -> dict:
     return {"path": str(path), "size": size, "sha256": digest.hexdigest()}
 
 
-def build_manifest(zip_path, members: list[dict], average: str, valid_auc, test_file,
-                   config_dir, expid_args: list[str], columns: list[str]) -> dict:
+def build_manifest(zip_path: Path | str, members: list[dict], average: str, valid_auc: float | None,
+                   test_file: Path | str, config_dir: Path | str, expid_args: list[str],
+                   columns: list[str]) -> dict:
     """The manifest of a written zip. members: [{"expid", "valid_auc", "result_line_auc",
     "run"}] in the order they were chosen; average: "single", "mean" or "rank"; valid_auc:
     the submission's validation AUC (the ensemble's, or the single model's result line)."""
@@ -64,7 +67,7 @@ def build_manifest(zip_path, members: list[dict], average: str, valid_auc, test_
     }
 
 
-def write_manifest(zip_path, manifest: dict) -> Path:
+def write_manifest(zip_path: Path | str, manifest: dict) -> Path:
     """Write manifest beside zip_path through a temporary file and a rename."""
     path = manifest_path(zip_path)
     with atomic_write(path) as tmp, open(tmp, "w") as f:
@@ -73,7 +76,7 @@ def write_manifest(zip_path, manifest: dict) -> Path:
     return path
 
 
-def read_manifest(zip_path) -> dict | None:
+def read_manifest(zip_path: Path | str) -> dict | None:
     """The manifest beside zip_path, or None when there is none."""
     path = manifest_path(zip_path)
     if not path.is_file():
@@ -118,7 +121,8 @@ def format_manifest(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def audit_lines(zip_path, manifest: dict | None, test_path) -> list[str]:
+def audit_lines(zip_path: Path | str, manifest: dict | None,
+                test_path: Path | str | None) -> list[str]:
     """What can be said of a zip beside its check: its manifest, whether the zip and the test
     file are still the ones it describes; for a zip without manifest, what its name tells."""
     zip_path = Path(zip_path)

@@ -8,11 +8,12 @@ doc of each argument name are declared here in MODEL_ARGUMENTS, and a test keeps
 Nothing here imports torch: docs/config_reference.md is generated from this table
 (python -m src.tuning.reference), and the checks before any run read it (src/tuning/values.py).
 """
+from __future__ import annotations
+
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
-
 
 
 # --- checks: each returns why a value is unusable, or None; .rule describes it --------------
@@ -44,84 +45,84 @@ def _string_number_hint(value):
 
 
 @_rule("number > 0")
-def positive_number(value):
+def positive_number(value: Any) -> str | None:
     if not _number(value) or value <= 0:
         return "must be a number > 0" + _string_number_hint(value)
 
 
 @_rule("number >= 0")
-def non_negative_number(value):
+def non_negative_number(value: Any) -> str | None:
     if not _number(value) or value < 0:
         return "must be a number >= 0" + _string_number_hint(value)
 
 
 @_rule("int >= 1")
-def positive_int(value):
+def positive_int(value: Any) -> str | None:
     if not _int(value) or value < 1:
         return "must be a whole number >= 1" + _string_number_hint(value)
 
 
 @_rule("int >= 0")
-def non_negative_int(value):
+def non_negative_int(value: Any) -> str | None:
     if not _int(value) or value < 0:
         return "must be a whole number >= 0" + _string_number_hint(value)
 
 
 @_rule("int")
-def whole_number(value):
+def whole_number(value: Any) -> str | None:
     if not _int(value):
         return "must be a whole number"
 
 
 @_rule("null or int >= 1")
-def optional_positive_int(value):
+def optional_positive_int(value: Any) -> str | None:
     return None if value is None else positive_int(value)
 
 
 @_rule("number in [0, 1)")
-def probability(value):
+def probability(value: Any) -> str | None:
     if not _number(value) or not 0 <= value < 1:
         return "must be a number in [0, 1)" + _string_number_hint(value)
 
 
 @_rule("number in (0, 1]")
-def factor(value):
+def factor(value: Any) -> str | None:
     if not _number(value) or not 0 < value <= 1:
         return "must be a number in (0, 1]" + _string_number_hint(value)
 
 
 @_rule("true or false")
-def boolean(value):
+def boolean(value: Any) -> str | None:
     if not isinstance(value, bool):
         return "must be True or False"
 
 
 @_rule("list of int >= 1")
-def units(value):
+def units(value: Any) -> str | None:
     if not isinstance(value, (list, tuple)) or not all(_int(v) and v >= 1 for v in value):
         return "must be a list of whole numbers >= 1, e.g. [512, 256]"
 
 
 @_rule("string")
-def text(value):
+def text(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
 
 
 @_rule("null or string")
-def optional_text(value):
+def optional_text(value: Any) -> str | None:
     return None if value is None else text(value)
 
 
 @_rule("null or list of strings")
-def optional_names(value):
+def optional_names(value: Any) -> str | None:
     if value is not None and (not isinstance(value, list)
                               or not all(isinstance(v, str) for v in value)):
         return "must be null or a list of names"
 
 
 @_rule("any")
-def anything(value):
+def anything(value: Any) -> str | None:
     return None
 
 
@@ -131,14 +132,14 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "prelu", "dice", "leakyrelu
 
 
 @_rule("activation name (FuxiCTR's get_activation, any case) or a list of them")
-def activation(value):
+def activation(value: Any) -> str | None:
     values = value if isinstance(value, (list, tuple)) else [value]
     if not all(v is None or (isinstance(v, str) and v.lower() in ACTIVATIONS) for v in values):
         return f"must be one of {', '.join(ACTIVATIONS)} (or a list of them)"
 
 
 @_rule("number >= 0 (a float) or 'l1(w)' / 'l2(w)'")
-def regularizer(value):
+def regularizer(value: Any) -> str | None:
     """FuxiCTR reads a float as an L2 weight and strings like 'l2(1.e-6)'; an int other than 0
     it silently ignores, so that is refused here."""
     if isinstance(value, str) and re.fullmatch(r"l[12]\(\s*[0-9.eE+-]+\s*\)", value.strip()):
@@ -151,14 +152,14 @@ def regularizer(value):
 
 
 @_rule("list of feature entries")
-def feature_cols(value):
+def feature_cols(value: Any) -> str | None:
     """The entries themselves are checked against the data (src/data/checks.py) and their
     own embedding_regularizer by src/tuning/values.py."""
     if not isinstance(value, list) or not all(isinstance(col, dict) for col in value):
         return "must be a list of feature entries ({name: ..., type: ..., ...})"
 
 
-def one_of(choices, case_insensitive=False):
+def one_of(choices: Sequence[Any], case_insensitive: bool = False) -> Callable[[Any], str | None]:
     def check(value):
         names = [c.lower() for c in choices] if case_insensitive else choices
         probe = value.lower() if case_insensitive and isinstance(value, str) else value
@@ -179,13 +180,13 @@ TASKS = ("binary_classification",)
 
 
 @_rule("non-empty list from " + ", ".join(METRICS))
-def metrics(value):
+def metrics(value: Any) -> str | None:
     if not isinstance(value, list) or not value or any(m not in METRICS for m in value):
         return f"must be a list of metrics from {', '.join(METRICS)}"
 
 
 @_rule("a metric name, or {metric: weight}, from " + ", ".join(METRICS))
-def monitor(value):
+def monitor(value: Any) -> str | None:
     names = list(value) if isinstance(value, dict) else [value]
     wrong = [n for n in names if n not in METRICS]
     if not names or wrong:
@@ -317,40 +318,40 @@ MODEL_ARGUMENTS = {
 }
 
 
-def toolkit_defaults() -> dict:
+def toolkit_defaults() -> dict[str, Any]:
     """This toolkit's options and their defaults: every run's params hold them."""
     return {o.name: o.default for o in OPTIONS if o.filled}
 
 
-def with_option_defaults(params: dict) -> dict:
+def with_option_defaults(params: dict[str, Any]) -> dict[str, Any]:
     """params with every option of this toolkit set (its default where not given), so two
     readers of one experiment (the tuner, the run) see the same settings."""
     return {**toolkit_defaults(), **params}
 
 
-def bookkeeping_keys() -> tuple:
+def bookkeeping_keys() -> tuple[str, ...]:
     return tuple(o.name for o in OPTIONS if o.bookkeeping)
 
 
-def keys_of(*blocks: str) -> set:
+def keys_of(*blocks: str) -> set[str]:
     return {o.name for o in OPTIONS if o.block in blocks}
 
 
-def check_of(key: str):
+def check_of(key: str) -> Callable[[Any], str | None] | None:
     """The check of key (a declared option or a model argument), or None if unknown."""
     if key in BY_NAME:
         return BY_NAME[key].check
     return MODEL_ARGUMENTS[key][0] if key in MODEL_ARGUMENTS else None
 
 
-def problem(key: str, value) -> str | None:
+def problem(key: str, value: Any) -> str | None:
     """Why value is not usable for key, or None (also for a key this table does not know:
     the key checks refuse those)."""
     check = check_of(key)
     return check(value) if check else None
 
 
-def cross_problems(params: dict) -> list:
+def cross_problems(params: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """(key, value, why) of values that are fine alone but not together."""
     found = []
     names = list(params["monitor"]) if isinstance(params.get("monitor"), dict) \

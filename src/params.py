@@ -4,8 +4,11 @@ load_params merges a config folder's Base block, the expid's block and its datas
 FuxiCTR does; the run's log and checkpoint live at <model_root>/<dataset_id>/<expid>.*.
 Every key's default, type and check is declared in src/options.py. Nothing here imports torch.
 """
+from __future__ import annotations
+
 import socket
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,7 +19,7 @@ from .options import bookkeeping_keys, with_option_defaults
 BOOKKEEPING_KEYS = bookkeeping_keys()
 
 
-def read_yaml(path):
+def read_yaml(path: Path | str) -> Any:
     """A YAML file's content; a syntax error becomes a ConfigError naming file and line."""
     try:
         with open(path) as f:
@@ -30,7 +33,7 @@ def read_yaml(path):
         raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
 
 
-def require_config_dir(config_dir):
+def require_config_dir(config_dir: Path | str) -> None:
     if not (Path(config_dir) / "model_config.yaml").is_file():
         hint = (f" (run_param_tuner.py writes {str(config_dir)[:-5]}/ from {config_dir})"
                 if str(config_dir).endswith(".yaml") else "")
@@ -38,14 +41,14 @@ def require_config_dir(config_dir):
                           f"dataset_config.yaml{hint}")
 
 
-def config_expids(config_dir):
+def config_expids(config_dir: Path | str) -> list[str]:
     """The experiment ids of a config folder, in file order."""
     require_config_dir(config_dir)
     blocks = read_yaml(Path(config_dir) / "model_config.yaml") or {}
     return [k for k in blocks if k != "Base"]
 
 
-def load_params(config_dir, expid, gpu=-1):
+def load_params(config_dir: Path | str, expid: str, gpu: int = -1) -> dict[str, Any]:
     """Base + expid block of model_config.yaml, merged with its dataset block; gpu set."""
     require_config_dir(config_dir)
     blocks = read_yaml(Path(config_dir) / "model_config.yaml") or {}
@@ -83,7 +86,7 @@ class RunPaths:
     files only when the new run finishes (src/experiment.py). Log, lock and owner record
     (`.owner.json`, src/tuning/owner.py) are the experiment's, whatever the run."""
 
-    def __init__(self, params, partial=False):
+    def __init__(self, params: dict[str, Any], partial: bool = False) -> None:
         self.expid = params["model_id"]
         self.name = self.expid + (f".max_steps_{params['max_steps']}"
                                   if params.get("capped") else "")
@@ -107,10 +110,10 @@ class RunPaths:
         self.name + (".partial" if self.partial else "")))
 
 
-def log_file(params):
+def log_file(params: dict[str, Any]) -> Path:
     """Where a run's log goes: next to its checkpoint, as in FuxiCTR."""
     return RunPaths(params).log
 
 
-def host():
+def host() -> str:
     return socket.gethostname()

@@ -5,8 +5,12 @@ manifest, and the validation AUC of an ensemble reported beside its members'.
 
 prediction.py and demo.py are thin wrappers around `predict_test`.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +31,10 @@ from .training.checkpoints import load_weights
 from .training.evaluation import predict, score_loader
 from .tuning.keys import check_config_dir
 
+if TYPE_CHECKING:
+    from fuxictr.features import FeatureMap
+    from .models.base import MMCTRModel
+
 logger = logging.getLogger(__name__)
 
 TASK_COLUMNS = {1: "Task1", 2: "Task2"}
@@ -35,14 +43,16 @@ TASK_COLUMNS = {1: "Task1", 2: "Task2"}
 AVERAGES = ("mean", "rank")
 
 
-def current_fingerprints(config_dir, expids=None):
+def current_fingerprints(config_dir: Path | str,
+                         expids: Iterable[str] | None = None) -> dict[str, str]:
     """{expid: fingerprint of its config and data now} for a config folder's experiments."""
     signatures = {}
     return {e: fingerprint_record(load_params(config_dir, e), signatures)["fingerprint"]
             for e in (expids or config_expids(config_dir))}
 
 
-def resolve_expids(config_dir, expid_args):
+def resolve_expids(config_dir: Path | str,
+                   expid_args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Expids to predict with and the result lines they were picked by. `best` is the best
     validation AUC among the grid's experiments with their current settings and data,
     `best:K` the K best (an ensemble); any other value names an expid."""
@@ -74,7 +84,8 @@ def _positive(text, arg):
     return int(text)
 
 
-def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
+def load_checked_model(config_dir: Path | str, expid: str, line: dict[str, Any], gpu: int,
+                       allow_unfinished: bool = False) -> tuple[dict[str, Any], MMCTRModel]:
     """The trained model of expid, after checking that its run finished (unless
     allow_unfinished), that its checkpoint was made by the config and data as they are now and
     by the run whose result line picked it, and that its weights are those the run saved
@@ -113,7 +124,7 @@ def load_checked_model(config_dir, expid, line, gpu, allow_unfinished=False):
     return params, model
 
 
-def combine_scores(scores, average="mean"):
+def combine_scores(scores: Sequence[np.ndarray], average: str = "mean") -> np.ndarray:
     """One score per row from the members' scores (a list of equal-length arrays): their
     mean, or for "rank" the mean of each member's ranks divided by the row count (ties get
     their average rank), which lies in (0, 1] like a probability. One member's scores are
@@ -128,8 +139,10 @@ def combine_scores(scores, average="mean"):
     return np.mean(scores, axis=0)
 
 
-def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="submission",
-                 threads=None, average="mean", allow_unfinished=False):
+def predict_test(config_dir: Path | str, expids: Sequence[str] = ("best",), gpu: int = -1,
+                 tasks: Sequence[int] = (2,), out_dir: Path | str = "submission",
+                 threads: int | None = None, average: str = "mean",
+                 allow_unfinished: bool = False) -> dict[str, Any]:
     """Score the test split in file order with one experiment or the average of several
     (average: "mean" of probabilities or "rank", see combine_scores), write
     out_dir/<name>/prediction.csv and out_dir/<name>.zip and check the zip. The test file is
@@ -188,7 +201,8 @@ def predict_test(config_dir, expids=("best",), gpu=-1, tasks=(2,), out_dir="subm
             "manifest": manifest, "manifest_path": write_manifest(zip_path, manifest)}
 
 
-def validation_scores(model, params, feature_map=None):
+def validation_scores(model: MMCTRModel, params: dict[str, Any],
+                      feature_map: FeatureMap | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scores, labels) of a trained model on the validation split, in file order."""
     feature_map = feature_map or build_feature_map(params)
     loader = MMCTRDataLoader(feature_map, params["valid_data"], split="valid",

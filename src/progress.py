@@ -5,9 +5,12 @@ every 10% of the loop and at least every `every_seconds`, so an hour-long epoch 
 silent and its log still stays short. Both show rows/s, the ETA and what the caller adds
 (running loss, last validation AUC).
 """
+from __future__ import annotations
+
 import logging
 import sys
 import time
+from typing import Any
 
 from tqdm import tqdm
 
@@ -26,8 +29,8 @@ def _duration(seconds):
 class Progress:
     """p = Progress(total_steps, "epoch 1"); p.update(rows=8192, loss=0.41); p.close()."""
 
-    def __init__(self, total, desc, unit="batches", every_seconds=60.0, interactive=None,
-                 enabled=True):
+    def __init__(self, total: int, desc: str, unit: str = "batches", every_seconds: float = 60.0,
+                 interactive: bool | None = None, enabled: bool = True) -> None:
         self.total, self.desc, self.unit = int(total), desc, unit
         self.every_seconds = every_seconds
         self.enabled = enabled
@@ -44,7 +47,7 @@ class Progress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         return self.rows / elapsed, elapsed
 
-    def summary(self):
+    def summary(self) -> str:
         rate, elapsed = self._rate()
         left = (self.total - self.done) * elapsed / max(self.done, 1)
         extra = "".join(f", {k} {v:.4f}" if isinstance(v, float) else f", {k} {v}"
@@ -53,7 +56,7 @@ class Progress:
                 f"{self.total:,} {self.unit}), {rate:,.0f} rows/s, elapsed {_duration(elapsed)}, "
                 f"ETA {_duration(left)}{extra}")
 
-    def update(self, steps=1, rows=0, **info):
+    def update(self, steps: int = 1, rows: int = 0, **info: Any) -> None:
         self.done += steps
         self.rows += rows
         self.info.update(info)
@@ -73,7 +76,7 @@ class Progress:
             self.last_line = now
             logger.info(self.summary())
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             if self.enabled:

@@ -12,13 +12,17 @@ prints the zip's manifest (src/manifest.py: members, averaging rule, validation 
 when prediction.py wrote one beside it, then the check's verdict.
 """
 
+from __future__ import annotations
+
 import csv
 import hashlib
 import io
 import logging
 import os
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +35,9 @@ from src.atomic import atomic_write
 from src.cli import make_parser, run_main
 from src.errors import SubmissionError
 from src.manifest import audit_lines, read_manifest
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +86,7 @@ def _checked_scores(ids, scores):
     return ids.astype(np.int64), checked
 
 
-def submission_name(expids):
+def submission_name(expids: Iterable[str]) -> str:
     """The file name of a submission: the expid, or for an ensemble
     `ensemble<K>_<md5 of the sorted expids>` (expids are long; the log lists the members)."""
     expids = list(expids)
@@ -89,7 +96,8 @@ def submission_name(expids):
     return f"ensemble{len(expids)}_{digest}"
 
 
-def write_submission(ids, scores, out_dir, name):
+def write_submission(ids: ArrayLike, scores: Mapping[str, ArrayLike], out_dir: Path | str,
+                     name: str) -> Path:
     """Write out_dir/<name>/prediction.csv and out_dir/<name>.zip (prediction.csv at its
     root): each submission keeps its own csv, so two predictions never overwrite each other.
 
@@ -209,7 +217,7 @@ def _describe_score(text):
     return f"score {text} is outside [0, 1]"
 
 
-def check_submission(zip_path, test_path):
+def check_submission(zip_path: Path | str, test_path: Path | str) -> str:
     """Check a submission zip against the test parquet; return a one-line verdict.
 
     Raises SubmissionError naming the zip, the problem, the first bad data row (1-based, the
@@ -284,7 +292,7 @@ def check_submission(zip_path, test_path):
             f"scores in [{lo:.4g}, {hi:.4g}]")
 
 
-def score_submission(zip_path, truth_path):
+def score_submission(zip_path: Path | str, truth_path: Path | str) -> dict[str, float]:
     """{task: test AUC} of a checked submission against a ground-truth parquet with ID and
     label columns (the generator writes one: <data>/ground_truth/test_truth.parquet), plus
     "best" (the AUC of its true click probabilities) when the file has click_prob."""
@@ -307,7 +315,7 @@ def _manifest_test(manifest):
     return path if path and Path(path).is_file() else None
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     """python -m src.submission ZIP [--test T] [--truth P]: one line and exit 2 on a bad zip."""
     run_main(_main, argv)
 

@@ -39,6 +39,8 @@ Row numbers in messages are 0-based positions in the file ("row 0" is the first 
 in item_info the row number is also the item id.
 """
 
+from __future__ import annotations
+
 import logging
 from pathlib import Path
 
@@ -285,7 +287,7 @@ def validate_dataset(params: dict, splits: tuple[str, ...] = ("train", "valid", 
     return summary
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     """python -m src.data.checks --config C --expid ID: one line and exit 2 on bad data."""
     run_main(_main, argv)
 

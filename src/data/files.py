@@ -5,8 +5,12 @@ then copies every row through Python: that is where the baseline loader spent it
 pyarrow hands out a list column as one flat values buffer plus offsets, which becomes a 2-D
 array with a reshape whenever every row has the same length.
 """
+from __future__ import annotations
+
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +18,11 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
-def open_parquet(path, key=None):
+
+def open_parquet(path: Path | str, key: str | None = None) -> pq.ParquetFile:
     """pq.ParquetFile of path; a missing or unreadable file is a DataError naming the config
     key it came from (key may be None for files found by convention)."""
     path = Path(path)
@@ -46,7 +53,7 @@ def _first_null_row_by_polars(path, name):
     return int(rows[0]) if len(rows) else None
 
 
-def undecodable(path, columns, err):
+def undecodable(path: Path | str, columns: Sequence[str], err: Exception) -> DataError:
     """The DataError for columns pyarrow fails to decode, naming the column that fails.
 
     The case met in practice: polars writes a null row of a fixed-size list (its Array type)
@@ -70,7 +77,8 @@ def undecodable(path, columns, err):
                      fix="rewrite the file with pyarrow or pandas")
 
 
-def iter_batches(pfile, path, columns, batch_size):
+def iter_batches(pfile: pq.ParquetFile, path: Path | str, columns: Sequence[str],
+                 batch_size: int) -> Iterator[pa.RecordBatch]:
     """pfile.iter_batches, with decoding failures turned into one DataError (undecodable)."""
     try:
         yield from pfile.iter_batches(batch_size=batch_size, columns=columns)
@@ -78,7 +86,7 @@ def iter_batches(pfile, path, columns, batch_size):
         raise undecodable(path, columns, err) from None
 
 
-def read_table(pfile, path, columns):
+def read_table(pfile: pq.ParquetFile, path: Path | str, columns: Sequence[str]) -> pa.Table:
     """pfile.read(columns), with decoding failures turned into one DataError (undecodable)."""
     try:
         return pfile.read(columns=columns)
@@ -86,12 +94,13 @@ def read_table(pfile, path, columns):
         raise undecodable(path, columns, err) from None
 
 
-def is_list_type(typ):
+def is_list_type(typ: pa.DataType) -> bool:
     """list, large_list or fixed_size_list (what polars' Array type writes): one list per row."""
     return pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
 
 
-def as_list_array(column, path, name):
+def as_list_array(column: pa.Array | pa.ChunkedArray, path: Path | str,
+                  name: str) -> pa.ListArray | pa.LargeListArray:
     """A list column as one ListArray or LargeListArray, whichever of the three list layouts
     it was stored in.
 
@@ -109,12 +118,14 @@ def as_list_array(column, path, name):
     return column
 
 
-def first_null_row(column):
+def first_null_row(column: pa.Array) -> int:
     """Row of the first null entry of an arrow array (call only when null_count > 0)."""
     return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
 
 
-def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0, null_fix=None):
+def list_column_to_2d(column: pa.Array | pa.ChunkedArray, path: Path | str, name: str,
+                      dtype: npt.DTypeLike, keep_last: int | None = None, row_offset: int = 0,
+                      null_fix: str | None = None) -> np.ndarray:
     """A list column (list, large_list or fixed_size_list) of equal-length rows as a
     (rows, length) array of dtype.
 
@@ -149,8 +160,9 @@ def list_column_to_2d(column, path, name, dtype, keep_last=None, row_offset=0, n
     return np.array(matrix, dtype=dtype, order="C")  # a writable copy, owned by numpy
 
 
-def scalar_column(column, path, name, dtype, row_offset=0,
-                  null_fix="fill the value or drop the row"):
+def scalar_column(column: pa.Array | pa.ChunkedArray, path: Path | str, name: str,
+                  dtype: npt.DTypeLike, row_offset: int = 0,
+                  null_fix: str = "fill the value or drop the row") -> np.ndarray:
     """A scalar number column as a 1-D array of dtype; nulls are an error naming the first row."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -172,8 +184,10 @@ def scalar_column(column, path, name, dtype, row_offset=0,
     return np.array(values, dtype=dtype)  # a writable copy, owned by numpy
 
 
-def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=None,
-                 batch_rows=65_536, scalar_dtypes=None, null_fixes=None):
+def read_columns(path: Path | str, columns: Sequence[str], list_dtypes: Mapping[str, npt.DTypeLike],
+                 scalar_dtype: npt.DTypeLike = np.int64, keep_last: Mapping[str, int] | None = None,
+                 batch_rows: int = 65_536, scalar_dtypes: Mapping[str, npt.DTypeLike] | None = None,
+                 null_fixes: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Read columns of a parquet file into numpy, a row group batch at a time.
 
     Reading in batches and converting each batch at once keeps the peak memory near the size of
@@ -220,7 +234,7 @@ def read_columns(path, columns, list_dtypes, scalar_dtype=np.int64, keep_last=No
     return arrays
 
 
-def check_ids_are_row_numbers(ids, path):
+def check_ids_are_row_numbers(ids: np.ndarray, path: Path | str) -> None:
     """item_info lookups are positional: item i must sit in row i (row 0 the padding row)."""
     wrong = ids != np.arange(len(ids))
     if wrong.any():

@@ -1,6 +1,11 @@
 """The generator's items (src/data/generator.py): latent contents in topics, popularity,
 quality and likes/views levels; tags, titles, text and image embeddings, the organisers' PCA
 and the graded item_emb embeddings; and the three item files they go to."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
@@ -18,7 +23,7 @@ def _bucket(x, quantiles):
 
 # ---- items ------------------------------------------------------------------------------
 
-def make_items(cfg, seed):
+def make_items(cfg: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     rng = component_rng(seed, "items")
     n, k = cfg["n_items"], cfg["n_topics"]
     centres = unit_rows(rng.standard_normal((k, LATENT_DIM)))
@@ -51,7 +56,6 @@ def make_items(cfg, seed):
     items["topic_hi"] = ends
     items["topic_share"] = topic_share
     return items
-
 
 
 def _make_tags(cfg, seed, items):
@@ -170,7 +174,8 @@ def _alt_embeddings(seed, items):
     return out
 
 
-def write_items(root, seed, cfg, items, progress):
+def write_items(root: Path, seed: int, cfg: dict[str, Any], items: dict[str, np.ndarray],
+                progress: bool) -> np.ndarray:
     n = cfg["n_items"]
     steps = tqdm(total=3, desc="items", unit="file", disable=not progress)
     txt, img = _modal_views(seed, items)

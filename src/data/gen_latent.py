@@ -1,6 +1,8 @@
 """The latent model's constants and random streams, shared by the parts of the data generator
 (src/data/generator.py: items in gen_items.py, users and timelines in gen_timelines.py, the
 parquet files in gen_files.py)."""
+from __future__ import annotations
+
 import zlib
 
 import numpy as np
@@ -30,16 +32,16 @@ PCA_FIT_MAX = 20_000     # items the organisers' PCA is fitted on
 ROW_CHUNK = 500_000      # rows per parquet write (bounds memory of the 64-wide item_seq)
 
 
-def component_rng(seed, name):
+def component_rng(seed: int, name: str) -> np.random.Generator:
     """An independent, reproducible stream per component, so adding a draw to one part
     does not shift the random numbers of another."""
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def unit_rows(x):
+def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def pad_row0(a):
+def pad_row0(a: np.ndarray) -> np.ndarray:
     """Prepend a zero row: index 0 is the padding item/user, so arrays index by id."""
     return np.concatenate([np.zeros((1,) + a.shape[1:], a.dtype), a])

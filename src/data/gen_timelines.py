@@ -1,7 +1,10 @@
 """The generator's users and their timelines (src/data/generator.py): each user's topics and
 interest, the impressions proposed to them and clicked by the world's law until their history
 is full, the impressions after it (valid/test), and the exact-25% selection of rows."""
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -10,10 +13,14 @@ from .gen_latent import (HIST_LOGN_SIGMA, HIST_MAX, HIST_MIN, LATENT_DIM, P_GLOB
                          STICKY, USER_SPREAD, component_rng, pad_row0, unit_rows)
 from .worlds import world_user_draws
 
+if TYPE_CHECKING:
+    from .worlds import ClickLaw, World
+
 logger = logging.getLogger(__name__)
 
 
-def make_users(cfg, seed, items, world):
+def make_users(cfg: dict[str, Any], seed: int, items: dict[str, np.ndarray],
+               world: World) -> dict[str, np.ndarray]:
     rng = component_rng(seed, "users")
     n, k = cfg["n_users"], cfg["n_topics"]
     n_top = rng.choice([1, 2, 3], size=n, p=[0.4, 0.4, 0.2])
@@ -59,7 +66,8 @@ def _recent_clicks(hist, uid, n_clicks, k):
     return recent
 
 
-def calibrate_bias(seed, items, users, law):
+def calibrate_bias(seed: int, items: dict[str, np.ndarray], users: dict[str, np.ndarray],
+                   law: ClickLaw) -> float:
     """Intercept that makes the mean click probability of proposals POS_RATE, so the
     exact 25% sub-sampling later barely changes the probabilities."""
     rng = component_rng(seed, "calibrate")
@@ -80,7 +88,8 @@ def calibrate_bias(seed, items, users, law):
     return (lo + hi) / 2
 
 
-def simulate(seed, items, users, law, bias, progress):
+def simulate(seed: int, items: dict[str, np.ndarray], users: dict[str, np.ndarray], law: ClickLaw,
+             bias: float, progress: bool) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Run every user's timeline until their history is full. Returns the histories and
     the pool of impressions that have a non-empty history before them (train candidates)."""
     rng = component_rng(seed, "timeline")
@@ -117,7 +126,9 @@ def simulate(seed, items, users, law, bias, progress):
     return hist, last_topic, pool
 
 
-def future_impressions(seed, name, users, items, law, hist, last_topic, bias, chosen):
+def future_impressions(seed: int, name: str, users: dict[str, np.ndarray],
+                       items: dict[str, np.ndarray], law: ClickLaw, hist: np.ndarray,
+                       last_topic: np.ndarray, bias: float, chosen: np.ndarray) -> list[np.ndarray]:
     """Impressions after the history ends, for valid/test users: the prefix is the whole
     history, so none of these labels appear in item_seq.parquet."""
     rng = component_rng(seed, name)
@@ -131,7 +142,7 @@ def future_impressions(seed, name, users, items, law, hist, last_topic, bias, ch
             item.astype(np.int32), prob.astype(np.float32), click]
 
 
-def select_rows(seed, name, pool, n_rows):
+def select_rows(seed: int, name: str, pool: list[np.ndarray], n_rows: int) -> dict[str, np.ndarray]:
     """Exactly POS_RATE positives, in random order. Keeping positives at rate a and
     negatives at rate b turns P(click)=p into a p / (a p + b (1 - p)): still the true
     probability of the kept row."""

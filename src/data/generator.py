@@ -35,10 +35,13 @@ Run: python -m src.datagen --scale {tiny,small,medium,full} [--world NAME] --out
 It ends by printing the vocabulary sizes to put in a dataset config (the numbers
 `vocab_size: auto` computes from the written files, src/data/vocab.py).
 """
+from __future__ import annotations
+
 import json
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -82,7 +85,8 @@ def _history_oracle_auc(rows, hist, law):
 
 # ---- entry points -----------------------------------------------------------------------
 
-def generate(out_dir, scale="tiny", seed=0, progress=True, world=DEFAULT_WORLD):
+def generate(out_dir: Path | str, scale: str = "tiny", seed: int = 0, progress: bool = True,
+             world: str = DEFAULT_WORLD) -> dict[str, Any]:
     """Generate one data set of the given scale and click law (src/data/worlds.py) into
     out_dir; returns the summary dict."""
     world = get_world(world)
@@ -174,12 +178,12 @@ def generate(out_dir, scale="tiny", seed=0, progress=True, world=DEFAULT_WORLD):
     return summary
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     """python -m src.data.generator (or src.datagen): one line and exit 2 on a user error."""
     run_main(_main, argv)
 
 
-def _main(argv):
+def _main(argv: list[str] | None) -> None:
     parser = make_parser(__doc__, ["python -m src.data.generator --out data/demo",
                                    "python -m src.data.generator --out data/full --scale full "
                                    "--world recency --seed 1"],

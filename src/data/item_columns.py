@@ -18,7 +18,12 @@ item_info is positional (row i holds item i). The task-2 features add two other 
 
 Everything is vectorised: one read per file, then numpy indexing, np.unique and lexsort.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +37,7 @@ logger = logging.getLogger(__name__)
 ITEM_ID = "item_id"
 
 
-def item_rows(path, ids, n_items):
+def item_rows(path: Path | str, ids: np.ndarray, n_items: int) -> np.ndarray:
     """Check the item_id column of a keyed file against item_info's n_items rows; ids must be
     in [0, n_items - 1] and appear once."""
     bad = (ids < 0) | (ids >= n_items)
@@ -88,7 +93,8 @@ def _read_values(path, column, spec, table):
     return values
 
 
-def read_item_file(path, features, n_items):
+def read_item_file(path: Path | str, features: dict[str, dict[str, Any]],
+                   n_items: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({feature name: array with n_items rows}, covered) for features = {name: spec} that all
     read the same item_file; spec["column"] names the column of each; covered (n_items,
     bool) marks the items that have a row in the file."""
@@ -125,7 +131,8 @@ def read_item_file(path, features, n_items):
     return arrays, covered
 
 
-def fill_from_splits(name, path, from_file, covered, spec):
+def fill_from_splits(name: str, path: Path | str, from_file: np.ndarray, covered: np.ndarray,
+                     spec: dict[str, Any]) -> np.ndarray:
     """The item_file's values where the file has the item's row, the splits' mode elsewhere
     (the splits are read only when some item needs them); logs how many came from each."""
     missing = ~covered
@@ -141,7 +148,8 @@ def fill_from_splits(name, path, from_file, covered, spec):
     return from_file
 
 
-def mode_per_item(split_files, column, n_items, vocab_size):
+def mode_per_item(split_files: Iterable[Path | str], column: str, n_items: int,
+                  vocab_size: int) -> np.ndarray:
     """(n_items,) int64: per item, the most frequent value of column over the split rows
     whose target is that item (ties: the larger value); 0 for items never a target."""
     items, values = [], []

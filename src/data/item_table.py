@@ -9,7 +9,11 @@ parquet keyed by item_id (`item_file`) or from the split files (`from_splits`); 
 map's specs carry the paths (src/data/features.py), src/data/item_columns.py reads them into
 the same one-row-per-item layout, so a model sees no difference.
 """
+from __future__ import annotations
+
 from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +25,9 @@ from .files import check_ids_are_row_numbers, read_columns
 from .item_columns import fill_from_splits, mode_per_item, read_item_file
 from .vocab import vocab_fix
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from fuxictr.features import FeatureMap
 
 
 def _check_vocab(name, spec, array, item_info_path):
@@ -40,7 +47,7 @@ def _check_vocab(name, spec, array, item_info_path):
                     fix=vocab_fix(high) if low >= 0 else "ids must be >= 0 (0 is padding)")
 
 
-def load_item_arrays(item_info_path, feature_map):
+def load_item_arrays(item_info_path: Path | str, feature_map: FeatureMap) -> dict[str, np.ndarray]:
     """{feature: numpy array with one row per item} for the item-side features of the map."""
     names = item_features(feature_map)
     specs = feature_map.features
@@ -82,7 +89,7 @@ class ItemTable(nn.Module):
     (task 1 swaps item embeddings) without retraining anything else.
     """
 
-    def __init__(self, arrays):
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         super().__init__()
         self.names = list(arrays)
         self.num_items = len(next(iter(arrays.values()))) if arrays else 0
@@ -91,10 +98,10 @@ class ItemTable(nn.Module):
                                  persistent=False)
 
     @classmethod
-    def from_parquet(cls, item_info_path, feature_map):
+    def from_parquet(cls, item_info_path: Path | str, feature_map: FeatureMap) -> ItemTable:
         return cls(load_item_arrays(item_info_path, feature_map))
 
-    def lookup(self, item_ids):
+    def lookup(self, item_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """{feature: rows of the table for item_ids}; item_ids is a LongTensor of any shape."""
         flat = item_ids.reshape(-1)
         # index_select: 3x faster than tensor[ids] for row gathers on the CPU

@@ -12,13 +12,20 @@ oov_idx, so they share one embedding row instead of raising an index error. The 
 is what the batch carries under the feature's name, also when it is the group_id (user_id):
 group metrics then put all OOV users in one group, as FuxiCTR's own encoders do.
 """
+from __future__ import annotations
+
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .files import read_columns
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    from fuxictr.features import FeatureMap
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +34,7 @@ TARGET = "item_id"
 TEST_ID = "ID"
 
 
-def split_columns(feature_map, split):
+def split_columns(feature_map: FeatureMap, split: str) -> list[str]:
     """The columns of a split file the model needs: non-item features, history, target, ids."""
     columns = [name for name, spec in feature_map.features.items()
                if spec["type"] != "meta" and spec.get("source") != "item"]
@@ -51,8 +58,9 @@ class MMCTRDataLoader:
     epoch from numpy's global generator, which run_expid seeds.
     """
 
-    def __init__(self, feature_map, data_path, split="train", batch_size=32, shuffle=False,
-                 max_len=64, device="cpu", **kwargs):
+    def __init__(self, feature_map: FeatureMap, data_path: Path | str, split: str = "train",
+                 batch_size: int = 32, shuffle: bool = False, max_len: int = 64,
+                 device: str | torch.device = "cpu", **kwargs: Any) -> None:
         if not str(data_path).endswith(".parquet"):
             data_path = f"{data_path}.parquet"
         self.data_path = str(data_path)
@@ -102,7 +110,7 @@ class MMCTRDataLoader:
                        for name, tensor in self.tensors.items()}
 
 
-def map_oov(values, oov_idx, path, name):
+def map_oov(values: np.ndarray, oov_idx: int, path: Path | str, name: str) -> np.ndarray:
     """values with everything outside [0, oov_idx - 1] replaced by oov_idx, as int32."""
     outside = (values < 0) | (values >= oov_idx)
     count = int(np.count_nonzero(outside))

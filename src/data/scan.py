@@ -33,7 +33,12 @@ Values:
 Files are read in batches of rows through pyarrow, so the 3.6M-row train file with its 64-long
 item_seq is checked in seconds with bounded memory; no Python loop runs per row.
 """
+from __future__ import annotations
+
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +47,9 @@ import pyarrow.compute as pc
 from ..errors import DataError
 from .files import as_list_array, first_null_row, is_list_type, iter_batches
 from .vocab import column_range, vocab_fix
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 # Rows per read batch. 131,072 rows of a 64-long int64 item_seq are ~70 MB: large enough that
 # per-batch overhead vanishes, small enough that memory stays flat on the 3.6M-row train file.
@@ -102,7 +110,8 @@ _EXPECTED_TYPE = {
 }
 
 
-def check_schema(path, schema, columns, required, allowed):
+def check_schema(path: Path | str, schema: pa.Schema, columns: Mapping[str, Column],
+                 required: Mapping[str, str], allowed: Container[str]) -> None:
     """Missing, unexpected and mistyped columns, from the schema alone."""
     present = schema.names
     for name, why in required.items():
@@ -295,7 +304,7 @@ def _finish(path, spec):
     spec.collected.clear()
 
 
-def scan_file(path, pfile, columns):
+def scan_file(path: Path | str, pfile: pq.ParquetFile, columns: Mapping[str, Column]) -> int:
     """Stream the listed columns batch by batch and check their values; returns the row count."""
     names = list(columns)
     keyed = any(spec.zero_at_item0 for spec in columns.values())

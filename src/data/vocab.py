@@ -54,7 +54,8 @@ def _first_negative_row(array):
     return int(np.flatnonzero(values < 0)[0])
 
 
-def column_range(path, column, key=None, negatives_ok=False):
+def column_range(path: Path | str, column: str, key: str | None = None,
+                 negatives_ok: bool = False) -> tuple[int | None, int | None]:
     """(smallest, largest) value of an integer column or list column of a parquet file, nulls
     ignored; (None, None) when it holds no values. A negative value is a DataError naming its
     row unless negatives_ok. key is the config key of path, for messages."""
@@ -159,7 +160,7 @@ def has_auto(params: dict) -> bool:
         for c in cols)
 
 
-def vocab_fix(largest, row_feature=False):
+def vocab_fix(largest: int, row_feature: bool = False) -> str:
     """The fix of an id beyond vocab_size: the size that holds the largest value."""
     fix = f"set vocab_size: {largest + 1} (or vocab_size: auto)"
     if row_feature:

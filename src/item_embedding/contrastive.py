@@ -5,9 +5,13 @@ Why this helps the DIN: its attention compares the target with each history item
 item embedding in which "watched together" means "nearby" hands it the content directions
 that drive clicks and drops the modality-specific nuisance that PCA keeps for its variance.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,12 +49,12 @@ class ContrastiveOptions:
     # thread also makes the result independent of the machine's core count.
     threads: int = 1
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class Encoder(nn.Module):
-    def __init__(self, in_dim, opts):
+    def __init__(self, in_dim: int, opts: ContrastiveOptions) -> None:
         super().__init__()
         if opts.encoder == "linear":
             self.net = nn.Linear(in_dim, opts.dims)
@@ -60,11 +64,12 @@ class Encoder(nn.Module):
         else:
             raise UserError(f"--encoder {opts.encoder!r}: expected linear or mlp")
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.net(x), dim=-1)
 
 
-def info_nce(anchor_vec, positive_vec, positive_ids, temperature):
+def info_nce(anchor_vec: torch.Tensor, positive_vec: torch.Tensor, positive_ids: torch.Tensor,
+             temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE over a batch: each anchor must pick its positive among the batch's
     positives, and each positive its anchor among the anchors.
 
@@ -82,7 +87,7 @@ def info_nce(anchor_vec, positive_vec, positive_ids, temperature):
 
 
 @contextmanager
-def torch_threads(threads):
+def torch_threads(threads: int) -> Iterator[None]:
     """torch's CPU threads set to `threads` inside the block (0: leave torch's default),
     restored after."""
     previous = torch.get_num_threads()
@@ -94,13 +99,15 @@ def torch_threads(threads):
         torch.set_num_threads(previous)
 
 
-def resolve_device(name):
+def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
     return torch.device(name)
 
 
-def train_contrastive(blocks, anchors, positives, seed, opts, progress=True):
+def train_contrastive(blocks: list[np.ndarray], anchors: np.ndarray, positives: np.ndarray,
+                      seed: int, opts: ContrastiveOptions,
+                      progress: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit the encoder on (anchor, positive) item pairs; return ((N + 1, dims) float64
     unit-norm item vectors with row 0 zero, training facts for the metadata)."""
     with torch_threads(opts.threads):

@@ -6,6 +6,11 @@ The tuner runs in the current folder, as run_param_tuner.py does: result lines g
 `python prediction.py --config <work_dir>/<stem>_tuner_config --expid best --task 1`
 from the same folder submits the best run.
 """
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import csv
 import logging
 import math
@@ -41,13 +46,14 @@ def _check_files(files):
         stems[key] = path
 
 
-def method_label(meta):
+def method_label(meta: dict[str, Any]) -> str:
     """The build method, with "+titles" when titles were a third modality."""
     label = meta.get("method", "-")
     return label + "+titles" if "titles" in meta.get("modalities", ()) else label
 
 
-def proxy_rows(files, data_dir, query="mean", device="cpu", max_queries=MAX_QUERIES):
+def proxy_rows(files: Iterable[Path | str], data_dir: Path | str, query: str = "mean",
+               device: str = "cpu", max_queries: int | None = MAX_QUERIES) -> list[dict[str, Any]]:
     """One row per file: method (from the file's metadata) and recall@10/@50."""
     n_items = inputs.num_items(data_dir)
     histories = inputs.load_histories(data_dir, n_items)
@@ -85,7 +91,7 @@ def _retire_stale_results(config_dir, fingerprint_file, current):
     return True
 
 
-def din_results(config_dir):
+def din_results(config_dir: Path | str) -> dict[str, tuple[dict[str, Any], float | None]]:
     """{expid: (params, val AUC or None)} for every expid of the grid the tuner expanded into
     config_dir (its model_config.yaml), latest result line each."""
     with open(Path(config_dir) / "model_config.yaml") as f:
@@ -94,7 +100,7 @@ def din_results(config_dir):
     return {e: (p, latest.get(e)) for e, p in params.items()}
 
 
-def summarise_din(results):
+def summarise_din(results: dict[str, tuple[dict[str, Any], float | None]]) -> dict[str, Any]:
     """Best validation AUC over the knob grid for each training seed, then mean and
     sample std over seeds (the run-to-run noise)."""
     best = {}
@@ -119,7 +125,9 @@ def summarise_din(results):
     }
 
 
-def run_din(files, data_dir, work_dir, gpus=(-1,), force=False, train_rows=None, **proto):
+def run_din(files: Iterable[Path | str], data_dir: Path | str, work_dir: Path | str,
+            gpus: Sequence[int] = (-1,), force: bool = False, train_rows: int | None = None,
+            **proto: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Write each file's tuner config into work_dir, tune it; {file: DIN summary}."""
     work_dir = Path(work_dir)
     train_data = (protocol.train_subset(data_dir, train_rows, work_dir)
@@ -158,7 +166,7 @@ COLUMNS = [("file", "file"), ("method", "method"), ("build_seed", "build seed"),
            ("din_per_seed", "AUC per seed"), ("best_knobs", "best knobs")]
 
 
-def sort_rows(rows):
+def sort_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Best first: by DIN AUC when there is one, else by recall@50."""
     def key(row):
         auc = row.get("din_auc")
@@ -166,21 +174,22 @@ def sort_rows(rows):
     return sorted(rows, key=key)
 
 
-def format_table(rows):
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
     cols = [(k, h) for k, h in COLUMNS if any(k in r for r in rows)]
     cells = [[h for _, h in cols]] + [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells)
 
 
-def markdown_table(rows):
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     cols = [(k, h) for k, h in COLUMNS if any(k in r for r in rows)]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(k)) for k, _ in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def write_tables(rows, work_dir, protocol_line):
+def write_tables(rows: Sequence[dict[str, Any]], work_dir: Path | str,
+                 protocol_line: str) -> tuple[Path, Path]:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     cols = [k for k, _ in COLUMNS if any(k in r for r in rows)]
@@ -193,8 +202,11 @@ def write_tables(rows, work_dir, protocol_line):
     return csv_path, md_path
 
 
-def evaluate(files, data_dir, work_dir, proxy_only=False, query="mean", device="cpu",
-             max_queries=MAX_QUERIES, gpus=(-1,), force=False, train_rows=None, **proto):
+def evaluate(files: Sequence[Path | str], data_dir: Path | str, work_dir: Path | str,
+             proxy_only: bool = False, query: str = "mean", device: str = "cpu",
+             max_queries: int | None = MAX_QUERIES, gpus: Sequence[int] = (-1,),
+             force: bool = False, train_rows: int | None = None,
+             **proto: Any) -> tuple[list[dict[str, Any]], Path, Path]:
     """Proxy (and DIN) table for files; writes CSV and markdown to work_dir; returns
     (rows best first, csv path, markdown path)."""
     if not files:

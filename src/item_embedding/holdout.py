@@ -8,7 +8,14 @@ A fixed share of users is therefore held out by a hash of their user_id (indepen
 file order, of the method and of its seed): their histories never enter training, and the
 last transition of each of them is a proxy query.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 # Share of users held out, and the salt of the hash that picks them. Changing either
 # changes which users the proxy measures; both are recorded in the output file's metadata.
@@ -16,7 +23,8 @@ HOLDOUT_FRACTION = 0.1
 HOLDOUT_SALT = 20250101
 
 
-def heldout_mask(user_ids, fraction=HOLDOUT_FRACTION, salt=HOLDOUT_SALT):
+def heldout_mask(user_ids: npt.ArrayLike, fraction: float = HOLDOUT_FRACTION,
+                 salt: int = HOLDOUT_SALT) -> np.ndarray:
     """Boolean mask of held-out users: a 64-bit mix of (user_id, salt) below fraction."""
     x = (np.asarray(user_ids, np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
     x ^= x >> np.uint64(31)
@@ -25,7 +33,8 @@ def heldout_mask(user_ids, fraction=HOLDOUT_FRACTION, salt=HOLDOUT_SALT):
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
 
 
-def training_pairs(users, offsets, items, window=1, fraction=HOLDOUT_FRACTION):
+def training_pairs(users: np.ndarray, offsets: np.ndarray, items: np.ndarray, window: int = 1,
+                   fraction: float = HOLDOUT_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """(anchor, positive) item pairs from the histories of users not held out: every pair of
     items at most `window` positions apart, in history order."""
     keep = ~heldout_mask(users, fraction)
@@ -41,7 +50,8 @@ def training_pairs(users, offsets, items, window=1, fraction=HOLDOUT_FRACTION):
     return np.concatenate(anchors), np.concatenate(positives)
 
 
-def proxy_queries(users, offsets, items, fraction=HOLDOUT_FRACTION):
+def proxy_queries(users: np.ndarray, offsets: np.ndarray, items: np.ndarray,
+                  fraction: float = HOLDOUT_FRACTION) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The last transition of every held-out user with at least two items:
     (history offsets of the prefix as (start, stop) arrays, target item)."""
     lengths = np.diff(offsets)

@@ -4,8 +4,12 @@ Every array returned here has one row per item id, row 0 being the padding item,
 order the rows had in the file: item_feature and item_emb are joined on item_id, never by
 position. Problems raise src.errors.DataError naming file, column and row.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +18,9 @@ import pyarrow.parquet as pq
 from ..data.files import (as_list_array, check_ids_are_row_numbers, first_null_row,
                           list_column_to_2d, read_table, scalar_column)
 from ..errors import DataError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +33,7 @@ ITEM_EMB_COLUMNS = {"item_emb_v1": "item_emb_d128_v1", "item_emb_v2": "item_emb_
                     "item_emb_v3": "item_emb_d128_v3", "item_emb_e4": "item_emb_d128_e4"}
 
 
-def data_path(data_dir, name):
+def data_path(data_dir: Path | str, name: Path | str) -> Path:
     path = Path(data_dir) / name
     if not path.is_file():
         raise DataError(path, "file not found",
@@ -36,7 +43,7 @@ def data_path(data_dir, name):
     return path
 
 
-def read_parquet(path, columns):
+def read_parquet(path: Path | str, columns: Sequence[str]) -> pa.Table:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
@@ -48,13 +55,13 @@ def read_parquet(path, columns):
     return read_table(parquet, path, columns)
 
 
-def num_items(data_dir):
+def num_items(data_dir: Path | str) -> int:
     """N, the largest item id: item_info holds N + 1 rows (row 0 is padding)."""
     path = data_path(data_dir, ITEM_INFO)
     return pq.ParquetFile(path).metadata.num_rows - 1
 
 
-def item_order(path, ids, n_items):
+def item_order(path: Path | str, ids: np.ndarray, n_items: int) -> np.ndarray:
     """Row of each item id 1..n_items in a file whose item_id column is ids, any order."""
     if ids.size and (ids.min() < 1 or ids.max() > n_items):
         row = int(np.flatnonzero((ids < 1) | (ids > n_items))[0])
@@ -78,7 +85,8 @@ def item_order(path, ids, n_items):
     return row_of[1:]
 
 
-def aligned_matrix(path, table, column, order, dtype):
+def aligned_matrix(path: Path | str, table: pa.Table, column: str, order: np.ndarray,
+                   dtype: npt.DTypeLike) -> np.ndarray:
     """(N + 1, dim) array of a list column, rows aligned by item id, row 0 zeros; NaN/inf
     is an error naming the file row it sits on."""
     values = list_column_to_2d(table.column(column), path, column, dtype,
@@ -94,7 +102,7 @@ def aligned_matrix(path, table, column, order, dtype):
     return out
 
 
-def load_modalities(data_dir, n_items):
+def load_modalities(data_dir: Path | str, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """(text, image): float32 (N + 1, 768) and (N + 1, 1024) arrays, aligned by item id."""
     path = data_path(data_dir, ITEM_FEATURE)
     table = read_parquet(path, ["item_id", TEXT, IMAGE])
@@ -104,7 +112,7 @@ def load_modalities(data_dir, n_items):
             aligned_matrix(path, table, IMAGE, order, np.float32))
 
 
-def load_item_emb(data_dir, column, n_items):
+def load_item_emb(data_dir: Path | str, column: str, n_items: int) -> np.ndarray:
     """One column of item_emb.parquet as float64 (N + 1, dim), aligned by item id."""
     path = data_path(data_dir, ITEM_EMB)
     table = read_parquet(path, ["item_id", column])
@@ -112,7 +120,7 @@ def load_item_emb(data_dir, column, n_items):
     return aligned_matrix(path, table, column, item_order(path, ids, n_items), np.float64)
 
 
-def load_item_tags(data_dir):
+def load_item_tags(data_dir: Path | str) -> pa.Array:
     """The item_tags column of the existing item_info, as stored (an arrow array), after
     checking that its item_id is the row number."""
     path = data_path(data_dir, ITEM_INFO)
@@ -122,7 +130,7 @@ def load_item_tags(data_dir):
     return table.column("item_tags").combine_chunks()
 
 
-def load_histories(data_dir, n_items):
+def load_histories(data_dir: Path | str, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user_ids, offsets, items): the full histories of item_seq.parquet as one flat int64
     array; user u's history is items[offsets[u]:offsets[u + 1]], oldest first."""
     path = data_path(data_dir, ITEM_SEQ)

@@ -4,6 +4,10 @@ All functions take a list of modality blocks, (N + 1, dim) arrays (text, image a
 `--title-emb`, titles) with the padding item in row 0, and ignore that row when fitting;
 they return (N + 1, out_dim) float64 arrays whose row 0 is zero.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 CHUNK_ROWS = 16_384  # rows per float64 block when accumulating covariances (bounded memory)
@@ -20,7 +24,7 @@ def _mean_cov(x):
     return mean, cov / max(rows.shape[0] - 1, 1)
 
 
-def pca(x, dims, whiten=False):
+def pca(x: np.ndarray, dims: int, whiten: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Project rows on the top `dims` principal axes (fitted on all real items).
 
     Each axis is signed so that its largest-magnitude loading is positive: eigen solvers
@@ -43,7 +47,7 @@ def pca(x, dims, whiten=False):
     return out, evals
 
 
-def pca_concat(blocks, dims=128):
+def pca_concat(blocks: Sequence[np.ndarray], dims: int = 128) -> np.ndarray:
     """The organisers' recipe: concatenate the modalities as they are, PCA to dims.
 
     The larger-scale modality (the image vectors) dominates the leading axes; that is the
@@ -52,7 +56,8 @@ def pca_concat(blocks, dims=128):
     return pca(np.hstack(blocks), dims)[0]
 
 
-def pca_per_modality(blocks, dims=(64, 64), weights=(1.0, 1.0)):
+def pca_per_modality(blocks: Sequence[np.ndarray], dims: Sequence[int] = (64, 64),
+                     weights: Sequence[float] = (1.0, 1.0)) -> np.ndarray:
     """PCA each modality on its own, whiten, then concatenate with the given weights.
 
     Whitening gives every kept axis unit variance, so neither modality wins by scale;
@@ -62,7 +67,7 @@ def pca_per_modality(blocks, dims=(64, 64), weights=(1.0, 1.0)):
     return np.hstack(parts)
 
 
-def standardise_modalities(*blocks):
+def standardise_modalities(*blocks: np.ndarray) -> np.ndarray:
     """Concatenate modalities after z-scoring each dimension and dividing each block by the
     square root of its width, so every modality has the same total variance (1) whatever
     its width or raw scale. float32, row 0 zeros. The input of `random` and `contrastive`."""
@@ -77,7 +82,7 @@ def standardise_modalities(*blocks):
     return np.hstack(parts)
 
 
-def random_projection(blocks, dims=128, seed=0):
+def random_projection(blocks: Sequence[np.ndarray], dims: int = 128, seed: int = 0) -> np.ndarray:
     """A Gaussian random projection of the standardised modalities: the same input as
     `contrastive` and no learning, hence its baseline."""
     x = standardise_modalities(*blocks)

@@ -6,8 +6,11 @@ row), row 0 the all-zero padding item. How it was made (method, seed, options, s
 held-out users) is stored as JSON in the parquet schema metadata under `item_embedding`,
 so an evaluation table can name the method of any file without a side file.
 """
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +25,8 @@ EMB_DIM = 128
 META_KEY = b"item_embedding"
 
 
-def write_item_info(path, tags, embedding, metadata):
+def write_item_info(path: Path | str, tags: pa.Array, embedding: np.ndarray,
+                    metadata: dict[str, Any]) -> Path:
     """Write atomically (temporary file, then rename): a crash never leaves half a file
     where a config expects a complete one."""
     n_rows, dim = embedding.shape
@@ -40,7 +44,8 @@ def write_item_info(path, tags, embedding, metadata):
     return write_parquet_atomically(table, META_KEY, metadata, path)
 
 
-def write_parquet_atomically(table, meta_key, metadata, path):
+def write_parquet_atomically(table: pa.Table, meta_key: bytes, metadata: dict[str, Any],
+                             path: Path | str) -> Path:
     """Write table with metadata (JSON under meta_key in the schema metadata) to a
     temporary file, then rename it to path."""
     table = table.replace_schema_metadata({meta_key: json.dumps(metadata).encode()})
@@ -69,7 +74,7 @@ def open_item_file(path: str | Path, columns: list[str], not_found_fix: str, col
     return pfile
 
 
-def read_metadata(path):
+def read_metadata(path: Path | str) -> dict[str, Any]:
     """The build metadata of an item_info file, or {} for a file we did not build."""
     meta = pq.read_schema(path).metadata or {}
     try:
@@ -78,7 +83,7 @@ def read_metadata(path):
         return {}
 
 
-def read_embedding(path):
+def read_embedding(path: Path | str) -> np.ndarray:
     """(N + 1, dim) float32 embedding of any item_info file, checked: item_id == row,
     no NaN/inf."""
     path = Path(path)

@@ -14,11 +14,15 @@ Protocol choices and why:
 - train_rows, when set, trains on a fixed random subset of train.parquet (same rows for
   every file); valid and test stay complete.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -53,7 +57,7 @@ def _load_yaml(path):
         return yaml.safe_load(f)
 
 
-def parse_grid(items):
+def parse_grid(items: Iterable[str] | None) -> dict[str, list[Any]]:
     """["net_dropout=0.1,0.3", ...] -> {"net_dropout": [0.1, 0.3]}; only task-1 knobs."""
     grid = {}
     for item in items or []:
@@ -74,19 +78,19 @@ def parse_grid(items):
     return grid
 
 
-def dataset_id_for(path):
+def dataset_id_for(path: Path | str) -> str:
     stem = re.sub(r"[^0-9A-Za-z_]+", "_", Path(path).stem).strip("_") or "item_info"
     return f"{BASELINE_DATASET_ID}_{stem}"
 
 
-def tags_vocab(item_info):
+def tags_vocab(item_info: Path | str) -> int:
     """max tag id + 1, or the baseline's vocab (11,740) when that is larger."""
     tags = pq.read_table(item_info, columns=["item_tags"]).column("item_tags")
     top = pc.max(pc.list_flatten(tags)).as_py() if len(tags) else 0
     return max(BASELINE_TAGS_VOCAB, int(top or 0) + 1)
 
 
-def train_subset(data_dir, rows, work_dir):
+def train_subset(data_dir: Path | str, rows: int, work_dir: Path | str) -> Path:
     """A fixed random subset of train.parquet (rows kept in file order), written once and
     reused; its name carries a digest of the source so another data folder never reuses it."""
     source = (Path(data_dir) / SPLIT_DIR / "train.parquet").resolve()
@@ -110,8 +114,11 @@ def train_subset(data_dir, rows, work_dir):
     return out
 
 
-def tuner_config(item_info, data_dir, model="baseline", grid=None, knobs=None, epochs=None,
-                 patience=None, seeds=None, train_data=None):
+def tuner_config(item_info: Path | str, data_dir: Path | str, model: str = "baseline",
+                 grid: dict[str, list[Any]] | None = None, knobs: dict[str, Any] | None = None,
+                 epochs: int | None = None, patience: int | None = None,
+                 seeds: Iterable[int] | None = None,
+                 train_data: Path | str | None = None) -> dict[str, Any]:
     """The tuner config dict for one item_info file (paths absolute, so it runs from any
     folder)."""
     if model not in MODELS:
@@ -150,7 +157,7 @@ def tuner_config(item_info, data_dir, model="baseline", grid=None, knobs=None, e
     }
 
 
-def dataset_fingerprint(config, item_info):
+def dataset_fingerprint(config: dict[str, Any], item_info: Path | str) -> str:
     """What, besides the model params hashed into expids, decides a run's result: the
     dataset block and the bytes of item_info. FuxiCTR's expids hash only model params, so a
     rebuilt file under the same name would otherwise be skipped as "done before"."""
@@ -162,7 +169,7 @@ def dataset_fingerprint(config, item_info):
     return digest.hexdigest()[:12]
 
 
-def write_tuner_config(config, path, header=""):
+def write_tuner_config(config: dict[str, Any], path: Path | str, header: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp, open(tmp, "w") as f:

@@ -6,6 +6,10 @@ before the target (or only the last of them), candidates are all items, similari
 cosine. recall@K is the share of queries whose target ranks among the K best; the rank is
 the number of items scoring strictly higher than the target, so ties count in its favour.
 """
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -25,7 +29,8 @@ def _unit_rows(emb):
     return np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
 
 
-def query_vectors(unit, items, start, stop, mode):
+def query_vectors(unit: np.ndarray, items: np.ndarray, start: np.ndarray, stop: np.ndarray,
+                  mode: str) -> np.ndarray:
     if mode == "last":
         return unit[items[stop - 1]]
     lengths = stop - start  # >= 1: queries come from histories of at least two items
@@ -36,7 +41,8 @@ def query_vectors(unit, items, start, stop, mode):
     return (sums / lengths[:, None]).astype(np.float32)
 
 
-def select_queries(start, stop, target, max_queries):
+def select_queries(start: np.ndarray, stop: np.ndarray, target: np.ndarray,
+                   max_queries: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same subset of queries for every file (fixed seed), in their original order."""
     if not max_queries or len(target) <= max_queries:
         return start, stop, target
@@ -44,7 +50,9 @@ def select_queries(start, stop, target, max_queries):
     return start[keep], stop[keep], target[keep]
 
 
-def target_ranks(embedding, histories, mode="mean", device="cpu", max_queries=MAX_QUERIES):
+def target_ranks(embedding: np.ndarray, histories: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 mode: str = "mean", device: str = "cpu",
+                 max_queries: int | None = MAX_QUERIES) -> np.ndarray:
     """Rank (0 = best) of each held-out user's next item among all items."""
     if mode not in QUERY_MODES:
         raise ValueError(f"query mode {mode!r}: expected one of {', '.join(QUERY_MODES)}")
@@ -63,12 +71,13 @@ def target_ranks(embedding, histories, mode="mean", device="cpu", max_queries=MA
     return ranks.numpy()
 
 
-def recall_at(ranks, ks=KS):
+def recall_at(ranks: np.ndarray, ks: Iterable[int] = KS) -> dict[str, float]:
     return {f"recall@{k}": float(np.mean(ranks < k)) if ranks.size else float("nan") for k in ks}
 
 
-def proxy_metrics(embedding, histories, mode="mean", ks=KS, device="cpu",
-                  max_queries=MAX_QUERIES):
+def proxy_metrics(embedding: np.ndarray, histories: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  mode: str = "mean", ks: Iterable[int] = KS, device: str = "cpu",
+                  max_queries: int | None = MAX_QUERIES) -> dict[str, float]:
     """{"recall@10": ..., "recall@50": ..., "queries": n} for one embedding."""
     ranks = target_ranks(embedding, histories, mode, device, max_queries)
     return {**recall_at(ranks, ks), "queries": int(ranks.size)}

@@ -18,10 +18,13 @@ column, levels, codes, seed, residual per level) as JSON in the schema metadata.
 Deterministic for a seed: scikit-learn's KMeans (Lloyd, one k-means++ start) on one thread,
 whatever the machine's core count.
 """
+from __future__ import annotations
+
 import logging
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +40,7 @@ MAX_ITER = 50  # Lloyd iterations per level: 3 levels of 64 codes on 91,717 x 12
 ITEM_ID = "item_id"
 
 
-def read_vectors(path, column):
+def read_vectors(path: Path | str, column: str) -> tuple[np.ndarray, np.ndarray]:
     """(item ids (n,) int64 ascending, vectors (n, dim) float32) of every item but the padding
     item 0; each problem is one DataError naming file, column and (where it has one) row."""
     path = Path(path)
@@ -84,7 +87,8 @@ def read_vectors(path, column):
     return ids[keep], vectors[keep]
 
 
-def residual_kmeans(vectors, levels, codes, seed=0):
+def residual_kmeans(vectors: np.ndarray, levels: int, codes: int,
+                    seed: int = 0) -> tuple[np.ndarray, list[np.ndarray], list[float]]:
     """(codes (n, levels) int64 in 1..codes, centroids: one (codes, dim) array per level,
     relative residual after each level: sum of squared residuals / sum of squared vectors)."""
     from sklearn.cluster import KMeans
@@ -115,19 +119,20 @@ def residual_kmeans(vectors, levels, codes, seed=0):
     return out, centroids, errors
 
 
-def reconstruct(codes, centroids):
+def reconstruct(codes: np.ndarray, centroids: list[np.ndarray]) -> np.ndarray:
     """The sum of each item's centroids over the levels: what its codes say of its vector."""
     return sum(centers[codes[:, level] - 1] for level, centers in enumerate(centroids))
 
 
-def check_options(levels, codes):
+def check_options(levels: int, codes: int) -> None:
     if levels < 1:
         raise ConfigError(f"--levels {levels}: must be >= 1")
     if codes < 2:
         raise ConfigError(f"--codes {codes}: must be >= 2")
 
 
-def semantic_ids(item_file, column, out, levels=3, codes=64, seed=0):
+def semantic_ids(item_file: Path | str, column: str, out: Path | str, levels: int = 3,
+                 codes: int = 64, seed: int = 0) -> tuple[Path, dict[str, Any]]:
     """Read, quantise, write OUT atomically; returns (path, metadata). Everything is checked
     before anything is written: a bad input leaves no output."""
     check_options(levels, codes)

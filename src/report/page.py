@@ -1,7 +1,14 @@
 """The report's index.html: plain HTML with inline CSS and relative image paths, so the folder
 opens from the file system in any browser, offline, and can be zipped and shared."""
+from __future__ import annotations
+
 import html
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .collect import GridReport
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto;
@@ -82,7 +89,7 @@ def _counts(runs):
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def grid_section(report, images):
+def grid_section(report: GridReport, images: dict[str, str]) -> str:
     best = report.best
     parts = [f"<h2>Grid {_e(report.config_dir)}</h2>",
              f'<p class="meta">{len(report.runs)} experiment(s): {_e(_counts(report.runs))}. '
@@ -115,7 +122,7 @@ def grid_section(report, images):
     return "\n".join(parts)
 
 
-def results_table(report):
+def results_table(report: GridReport) -> str:
     best = report.best
     ordered = sorted(report.runs, key=lambda r: (r.auc is None, -(r.auc or 0.0),
                                                  -(r.best_so_far or 0.0)))
@@ -138,7 +145,7 @@ def results_table(report):
     return "\n".join(rows)
 
 
-def item_embedding_section(rows, source, image):
+def item_embedding_section(rows: list[dict[str, Any]], source: Path | str, image: str) -> str:
     parts = ["<h2>Task 1: item embeddings</h2>",
              f'<p class="meta">From <code>{_e(source)}</code> (python -m src.item_embedding '
              f"evaluate), {len(rows)} file(s), best first.</p>"]
@@ -154,7 +161,7 @@ def item_embedding_section(rows, source, image):
     return "\n".join(parts)
 
 
-def render(title, sections, command):
+def render(title: str, sections: list[str], command: str) -> str:
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>\n"
             f"<h1>{_e(title)}</h1>\n<p class=\"meta\">Written {time.strftime('%Y-%m-%d %H:%M')}"

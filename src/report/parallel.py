@@ -8,7 +8,10 @@ Each vertical axis is a secondary y axis of one host Axes (gid: its key, or "val
 that maps the host's 0..1 height to the key's values; each run's line carries its expid as
 gid, so tests read back what is drawn.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
@@ -16,6 +19,10 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .figures import BEST, axis_values
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from .collect import GridReport
 
 AUC_AXIS = "validation AUC"
 MIN_KEYS = 3  # with one or two keys the knob panels show it all
@@ -25,20 +32,20 @@ CMAP = colormaps["viridis"]
 class _Scale:
     """A key's values <-> height 0..1 on the host (log10 for wide positive ranges)."""
 
-    def __init__(self, positions, log):
+    def __init__(self, positions: npt.ArrayLike, log: bool) -> None:
         self.log = log
         values = np.log10(positions) if log else np.asarray(positions, dtype=float)
         self.low, self.high = float(values.min()), float(values.max())
         if self.high == self.low:  # one value: the middle of its axis
             self.low, self.high = self.low - 0.5, self.high + 0.5
 
-    def to_height(self, values):
+    def to_height(self, values: npt.ArrayLike) -> np.ndarray:
         values = np.asarray(values, dtype=float)
         if self.log:
             values = np.log10(np.clip(values, 1e-300, None))
         return (values - self.low) / (self.high - self.low)
 
-    def to_value(self, heights):
+    def to_value(self, heights: npt.ArrayLike) -> np.ndarray:
         values = self.low + np.asarray(heights, dtype=float) * (self.high - self.low)
         return 10 ** values if self.log else values
 
@@ -61,7 +68,7 @@ def _ticks(scale, positions, labels, exact):
     return values, [f"{v:.3g}" for v in values]
 
 
-def parallel_coordinates(report):
+def parallel_coordinates(report: GridReport) -> Figure | None:
     """The figure, or None for a grid of fewer than three tuned keys or fewer than two runs
     with a validation AUC (a finished run's result, else its best evaluation so far)."""
     keys = report.tuned_keys

@@ -4,12 +4,15 @@ tell which run wrote a checkpoint, and the experiment to resume a training state
 torch is imported when a file is read, not with this module: the tuner imports it at its top
 and stays torch-free until it looks at a checkpoint.
 """
+from __future__ import annotations
+
 import os
+from pathlib import Path
 
 from ..errors import UserError
 
 
-def read_checkpoint(path, what: str = "checkpoint") -> dict:
+def read_checkpoint(path: Path | str, what: str = "checkpoint") -> dict:
     """The content of a file written by atomic_save; one clear error if it is missing or
     unreadable (truncated, corrupt, not a checkpoint)."""
     import torch

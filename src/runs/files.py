@@ -17,11 +17,14 @@ training state and history) and `promote` renames its files over the finished on
 it has finished; a run killed, stopped or crashed before that leaves the finished files as they
 were, and a rerun continues from its own training state. The log is only ever appended to.
 """
+from __future__ import annotations
+
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from ..atomic import atomic_write
 from ..errors import UserError
@@ -30,12 +33,12 @@ from .checkpoint import read_checkpoint
 from .results import latest_results, results_path
 
 
-def config_identity(config_dir) -> str:
+def config_identity(config_dir: Path | str) -> str:
     """A config folder as messages name it: its absolute, resolved path."""
     return str(Path(config_dir).resolve())
 
 
-def config_from_runs(paths, config_dir) -> str:
+def config_from_runs(paths: RunPaths, config_dir: Path | str) -> str:
     """A config folder as the owner record compares it: its path relative to the run files'
     folder, unchanged when both move together, different for another config folder."""
     return os.path.relpath(Path(config_dir).resolve(), Path(paths.folder).resolve())
@@ -47,7 +50,7 @@ def _same_owner(owner: dict, paths, config_dir) -> bool:
     return owner.get("config_dir") in (None, config_identity(config_dir))  # an older record
 
 
-def read_owner(path) -> dict:
+def read_owner(path: Path | str) -> dict:
     """The owner record at path ({} when there is none or it cannot be read)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -55,7 +58,7 @@ def read_owner(path) -> dict:
         return {}
 
 
-def check_owner(paths, config_dir) -> dict:
+def check_owner(paths: RunPaths, config_dir: Path | str) -> dict:
     """The owner record of the run files at paths ({} if none); UserError, naming the owner,
     when another config folder owns them."""
     owner = read_owner(paths.owner)
@@ -70,7 +73,7 @@ def check_owner(paths, config_dir) -> dict:
     return owner
 
 
-def claim(paths, config_dir, fingerprint: str) -> None:
+def claim(paths: RunPaths, config_dir: Path | str, fingerprint: str) -> None:
     """Make config_dir the owner of the run files at paths, or refuse (check_owner). Call
     under the experiment's lock, before anything is written."""
     if check_owner(paths, config_dir):
@@ -83,7 +86,7 @@ def claim(paths, config_dir, fingerprint: str) -> None:
         tmp.write_text(json.dumps(record), encoding="utf-8")
 
 
-def run_paths(params) -> RunPaths:
+def run_paths(params: dict[str, Any]) -> RunPaths:
     """Where a new run of params writes: beside the experiment's files (partial) when it has a
     finished checkpoint (one without a training state: a killed first run leaves one) or when
     a run beside it was cut short, else the experiment's own files."""
@@ -95,7 +98,8 @@ def run_paths(params) -> RunPaths:
     return final
 
 
-def finished_run(paths, config_dir, fingerprint: str):
+def finished_run(paths: RunPaths, config_dir: Path | str,
+                 fingerprint: str) -> dict[str, Any] | None:
     """The result line of the experiment's finished run when its checkpoint was made with
     fingerprint (the same settings and data) by the run that line names, else None."""
     if not paths.checkpoint.exists():
@@ -110,7 +114,7 @@ def finished_run(paths, config_dir, fingerprint: str):
     return line if line is not None and line.get("run") == saved.get("run_id") else None
 
 
-def keep_finished(final, config_dir, fingerprint: str) -> None:
+def keep_finished(final: RunPaths, config_dir: Path | str | None, fingerprint: str) -> None:
     """Refuse (UserError) a run by hand of an experiment whose finished run was made with the
     same settings and data: nothing new was asked for, and --fresh retrains it."""
     line = finished_run(final, config_dir, fingerprint) if config_dir is not None else None

@@ -21,6 +21,8 @@ the checkpoint does not fit (refused then, naming the checkpoint). Result lines 
 with `from_splits` written before this rule carry a fingerprint that covered the test file:
 the tuner retrains those runs once.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -28,13 +30,14 @@ import struct
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from ..params import BOOKKEEPING_KEYS
 
 FOOTER_MAGIC = b"PAR1"
 
 
-def data_files(params):
+def data_files(params: dict[str, Any]) -> dict[str, str]:
     """{config key: path} of the parquet files a run reads: train, valid, item_info and item
     files named in feature_cols; the test file too when a feature takes values from the split
     rows (`from_splits`, item-side levels). The fingerprint leaves the test file out."""
@@ -51,7 +54,7 @@ def data_files(params):
     return files
 
 
-def file_signature(path):
+def file_signature(path: Path | str) -> str:
     """'size:footer-hash' of a parquet file, 'missing' when it does not exist."""
     path = Path(path)
     try:
@@ -70,13 +73,14 @@ def file_signature(path):
         return "missing"
 
 
-def fingerprinted_params(params):
+def fingerprinted_params(params: dict[str, Any]) -> dict[str, Any]:
     """The params that decide what a run trains (bookkeeping left out), as plain values."""
     return {k: v for k, v in sorted(params.items()) if k not in BOOKKEEPING_KEYS
             and k not in ("capped", "fingerprint", "run_id")}
 
 
-def fingerprint_record(params, signatures=None):
+def fingerprint_record(params: dict[str, Any],
+                       signatures: dict[str, str] | None = None) -> dict[str, Any]:
     """{"fingerprint": hex digest, "params": ..., "files": {key: signature}} of an experiment.
     signatures: a cache {path: signature} shared across the experiments of a grid."""
     signatures = {} if signatures is None else signatures
@@ -93,16 +97,16 @@ def fingerprint_record(params, signatures=None):
     return {"fingerprint": hashlib.sha256(text.encode("utf-8")).hexdigest()[:16], **content}
 
 
-def fingerprint(params, signatures=None):
+def fingerprint(params: dict[str, Any], signatures: dict[str, str] | None = None) -> str:
     return fingerprint_record(params, signatures)["fingerprint"]
 
 
-def new_run_id():
+def new_run_id() -> str:
     """An id for one run (time, host process, random): which run wrote a checkpoint."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def describe_difference(saved, current):
+def describe_difference(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """What differs between two fingerprint records (settings, then data files)."""
     diffs = []
     for part in ("params", "files"):

@@ -6,6 +6,10 @@ over by the next one. The file holds the holder's pid, host and start time, for 
 that refuses a second writer. (flock is local to a machine: on a shared file system used
 from several hosts, run one tuner per config.)
 """
+from __future__ import annotations
+
+from typing import Any
+
 import errno
 import fcntl
 import json
@@ -43,11 +47,11 @@ def _read(fd):
 class FileLock:
     """with FileLock(path, "the grid of X"): ... ; raises Locked naming the holder."""
 
-    def __init__(self, path, what, fix=""):
+    def __init__(self, path: Path | str, what: str, fix: str = "") -> None:
         self.path, self.what, self.fix = Path(path), what, fix
         self.fd = None
 
-    def acquire(self):
+    def acquire(self) -> FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -72,7 +76,7 @@ class FileLock:
         self.fd = fd
         return self
 
-    def release(self):
+    def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing drops the flock; the file stays for the next holder
             self.fd = None
@@ -84,7 +88,7 @@ class FileLock:
         return False
 
 
-def holder(path):
+def holder(path: Path | str) -> dict[str, Any] | None:
     """The holder's info if a live process holds the lock at path, else None."""
     path = Path(path)
     if not path.exists():
@@ -99,5 +103,5 @@ def holder(path):
     return None
 
 
-def describe(info):
+def describe(info: dict[str, Any] | None) -> str:
     return _describe(info)

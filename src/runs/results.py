@@ -6,24 +6,29 @@ the weights it was evaluated with (src/training/state_hash.py; lines written bef
 hashed have none, and their checkpoint cannot be verified against them):
  20261128-124356,[command] python run_expid.py ...,[exp_id] X,[dataset_id] D,[fingerprint] F,[run] R,[weights] W,[train] N.A.,[val] AUC: 0.97 - logloss: 0.12
 """
+from __future__ import annotations
+
 import logging
 import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
-def results_path(config_dir):
+def results_path(config_dir: Path | str) -> Path:
     """Where run_expid appends results for a tuner config dir: `<dir name>.csv` in the cwd."""
     return Path(Path(config_dir).name.replace(".yaml", "") + ".csv")
 
 
-def append_result(config_dir, expid, dataset_id, valid_result, argv=None, fingerprint=None,
-                  run_id=None, weights=None):
+def append_result(config_dir: Path | str, expid: str, dataset_id: str,
+                  valid_result: dict[str, float], argv: list[str] | None = None,
+                  fingerprint: str | None = None, run_id: str | None = None,
+                  weights: str | None = None) -> Path:
     argv = sys.argv if argv is None else argv
     metrics = " - ".join(f"{k}: {v:.6f}" for k, v in valid_result.items())
     extra = "".join(f",[{key}] {value}" for key, value in (("fingerprint", fingerprint),
@@ -40,7 +45,7 @@ def append_result(config_dir, expid, dataset_id, valid_result, argv=None, finger
     return path
 
 
-def parse_result_line(line):
+def parse_result_line(line: str) -> dict[str, Any] | None:
     """{"time", "command", "exp_id", "dataset_id", "fingerprint", "run", "weights",
     "val": {metric: float}}
     or None for a line that is not a result line."""
@@ -64,7 +69,7 @@ def parse_result_line(line):
     return record
 
 
-def read_results(path):
+def read_results(path: Path | str) -> list[dict[str, Any]]:
     """All parsed result lines of a result file, in file order ([] if it does not exist)."""
     path = Path(path)
     if not path.exists():
@@ -86,7 +91,7 @@ def read_results(path):
     return records
 
 
-def latest_results(path, fingerprints):
+def latest_results(path: Path | str, fingerprints: dict[str, str]) -> dict[str, dict[str, Any]]:
     """{expid: its latest result line} among the expids of fingerprints ({expid: the
     fingerprint its config and data have now}) whose line carries that same fingerprint.
     Lines of other expids, or of the same expid made with other settings or data, are left out
@@ -110,7 +115,8 @@ def latest_results(path, fingerprints):
     return latest
 
 
-def best_result(config_dir, fingerprints, metric="AUC"):
+def best_result(config_dir: Path | str, fingerprints: dict[str, str],
+                metric: str = "AUC") -> dict[str, Any]:
     """The result line with the highest validation metric among the current grid's expids
     (the keys of fingerprints), each taken at its latest line with its current fingerprint:
     the same choice as the tuner's summary."""
@@ -124,7 +130,8 @@ def best_result(config_dir, fingerprints, metric="AUC"):
     return max(records, key=lambda r: r["val"][metric])
 
 
-def ranked_results(config_dir, fingerprints, metric="AUC"):
+def ranked_results(config_dir: Path | str, fingerprints: dict[str, str],
+                   metric: str = "AUC") -> list[dict[str, Any]]:
     """The current grid's latest matching result lines, best metric first."""
     records = [r for r in latest_results(results_path(config_dir), fingerprints).values()
                if metric in r["val"]]

@@ -3,8 +3,11 @@
 Used by the Trainer at every evaluation, and without one for prediction (src/experiment.py):
 a trained model needs no trainer to score.
 """
+from __future__ import annotations
+
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,12 +16,16 @@ from torch import nn
 
 from ..progress import Progress
 
+if TYPE_CHECKING:
+    from ..data.loader import MMCTRDataLoader
+
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def score_loader(model: nn.Module, loader, with_labels: bool, progress_desc: str | None = None,
-                 verbose: int = 1):
+def score_loader(model: nn.Module, loader: MMCTRDataLoader, with_labels: bool,
+                 progress_desc: str | None = None,
+                 verbose: int = 1) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Click probabilities (float64, in the loader's order) of every batch of loader; with
     labels: (probabilities, labels, group ids or None). The model is put in eval mode.
     verbose=0 writes progress as log lines even on a terminal."""
@@ -42,7 +49,7 @@ def score_loader(model: nn.Module, loader, with_labels: bool, progress_desc: str
     return y_pred, y_true, (torch.cat(groups).numpy() if groups else None)
 
 
-def evaluate(model: nn.Module, loader, metrics: list, verbose: int = 1) -> dict:
+def evaluate(model: nn.Module, loader: MMCTRDataLoader, metrics: list, verbose: int = 1) -> dict:
     """{metric: value} of the model's scores on a labelled loader (FuxiCTR's metrics)."""
     y_pred, y_true, group_id = score_loader(model, loader, with_labels=True, verbose=verbose)
     with warnings.catch_warnings():
@@ -54,7 +61,7 @@ def evaluate(model: nn.Module, loader, metrics: list, verbose: int = 1) -> dict:
     return val_logs
 
 
-def predict(model: nn.Module, loader, progress_desc: str | None = "scoring",
+def predict(model: nn.Module, loader: MMCTRDataLoader, progress_desc: str | None = "scoring",
             verbose: int = 1) -> np.ndarray:
     """Click probabilities as float64, in the loader's order (file order for test)."""
     return score_loader(model, loader, with_labels=False, progress_desc=progress_desc,

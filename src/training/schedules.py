@@ -4,11 +4,17 @@ Defaults keep FuxiCTR's behaviour: every evaluation without improvement counts t
 early_stop_patience and divides the learning rate by 10. The options add a plateau with
 any factor and patience, a linear warm-up, a cosine decay to min_lr, and a floor.
 """
+from __future__ import annotations
+
 import logging
 import math
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..options import LR_SCHEDULES
+
+if TYPE_CHECKING:
+    from fuxictr.utils import Monitor
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +25,7 @@ class LearningRateSchedule:
     min_lr over total_steps) or none; all after a linear warm-up of warmup_steps."""
 
     def __init__(self, base_lr: float, lr_scheduler: str = "plateau", decay_factor: float = 0.1,
-                 patience: int = 1, warmup_steps: int = 0, min_lr: float = 1.e-6):
+                 patience: int = 1, warmup_steps: int = 0, min_lr: float = 1.e-6) -> None:
         self.kind = str(lr_scheduler or "none").lower()
         if self.kind not in LR_SCHEDULES:
             raise ConfigError(f"lr_scheduler={lr_scheduler!r}: use plateau, cosine or none")
@@ -58,7 +64,8 @@ class EarlyStopping:
     """The best monitored value so far and the evaluations since it improved; stop once they
     reach patience. monitor is FuxiCTR's Monitor (one metric or a weighted sum of several)."""
 
-    def __init__(self, monitor, mode: str = "max", patience: int = 2, min_delta: float = 1e-6):
+    def __init__(self, monitor: Monitor, mode: str = "max", patience: int = 2,
+                 min_delta: float = 1e-6) -> None:
         self.monitor, self.mode = monitor, mode
         self.patience, self.min_delta = patience, min_delta
         self.best = -math.inf if mode == "max" else math.inf

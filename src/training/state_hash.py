@@ -13,7 +13,12 @@ protocol) or on the device they were saved from.
 torch is imported when a hash is computed, not with this module: the tuner imports it at its
 top and stays torch-free until it checks a checkpoint.
 """
+from __future__ import annotations
+
 import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 
@@ -25,7 +30,7 @@ class DamagedCheckpoint(UserError):
     """A checkpoint's weights do not match the hash recorded when it was written."""
 
 
-def state_hash(state_dict) -> str:
+def state_hash(state_dict: Mapping[str, Any]) -> str:
     """sha256 (hex) over the names, dtypes, shapes and bytes of a state_dict, in its order."""
     import torch
     digest = hashlib.sha256()
@@ -41,7 +46,8 @@ def state_hash(state_dict) -> str:
     return digest.hexdigest()
 
 
-def verify_weights(state_dict, recorded, path, what="checkpoint") -> str:
+def verify_weights(state_dict: Mapping[str, Any], recorded: str | None, path: Path | str,
+                   what: str = "checkpoint") -> str:
     """The hash of state_dict; DamagedCheckpoint (one line naming path) when it differs from
     recorded, the hash written with the file. recorded None (a file written before weights
     were hashed) is not checked: the caller decides what an unverifiable file is worth."""

@@ -14,8 +14,12 @@ rate by 10; best weights saved and reloaded at the end) and adds what FuxiCTR's 
 - progress lines with rows/s and ETA also where stderr is not a terminal.
 The model provides scores(), batch_loss() and get_labels() (src/models/base.py).
 """
+from __future__ import annotations
+
 import logging
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +33,9 @@ from .options import RunContext, TrainingOptions
 from .schedules import EarlyStopping, LearningRateSchedule
 from .state_hash import CHECKPOINT_KEY, STATE_KEY, state_hash
 
+if TYPE_CHECKING:
+    from ..data.loader import MMCTRDataLoader
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,8 +47,8 @@ class RunStopped(UserError):
     """Training was asked to stop (its tuner is gone); the training state is kept."""
 
 
-def make_optimizer(name: str, parameters, lr: float,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(name: str, parameters: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
+                   lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """torch.optim.<name> (FuxiCTR's lower-case "adam" accepted) with a weight decay."""
     name = "Adam" if str(name).lower() == "adam" else str(name)
     optimizer_class = getattr(torch.optim, name, None)
@@ -58,7 +65,7 @@ class Trainer:
     epoch) and total_steps (training steps done)."""
 
     def __init__(self, model: nn.Module, options: TrainingOptions,
-                 run: RunContext | None = None):
+                 run: RunContext | None = None) -> None:
         """run: None for a trainer that only steps (benchmarks); fit needs one."""
         self.model, self.options = model, options
         self.run = run or RunContext(checkpoint=None)
@@ -97,7 +104,8 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     # ---- the loop ----
-    def fit(self, train_loader, valid_loader, resume: dict | None = None) -> None:
+    def fit(self, train_loader: MMCTRDataLoader, valid_loader: MMCTRDataLoader,
+            resume: dict | None = None) -> None:
         """Train; resume is a training state saved by an earlier, interrupted run of the same
         experiment (see save_training_state), or None to start from scratch. The model ends
         with the best checkpoint's weights."""
@@ -125,7 +133,7 @@ class Trainer:
         saved = checkpoints.load_weights(self.model, self.run.checkpoint, self.model.device)
         self.weights_sha256 = saved[CHECKPOINT_KEY]
 
-    def train_epoch(self, train_loader) -> None:
+    def train_epoch(self, train_loader: MMCTRDataLoader) -> None:
         self.model.train()
         # loss, rows and time since the last evaluation count from the epoch's start
         train_loss, train_penalty, loss_steps, loss_rows = 0.0, 0.0, 0, 0
@@ -194,7 +202,7 @@ class Trainer:
         return loss_value
 
     # ---- evaluations ----
-    def evaluate(self, loader, metrics: list | None = None) -> dict:
+    def evaluate(self, loader: MMCTRDataLoader, metrics: list | None = None) -> dict:
         """The metrics (default: the config's `metrics`) of the model on a labelled loader."""
         return evaluation.evaluate(self.model, loader, metrics or self.options.metrics,
                                    self.options.verbose)

@@ -22,9 +22,15 @@ and returns (interrupted: bool, stopped: [Ended of runs cut short by the interru
 not_started: [expids never started]). Ctrl-C (KeyboardInterrupt) stops the running ones and
 returns; it is never raised out of run().
 """
+from __future__ import annotations
+
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .grid import Grid
 
 
 @dataclass
@@ -37,7 +43,7 @@ class RunSpec:
     fresh: bool = False
     tuner_pid: int = None
 
-    def argv(self, expid, gpu):
+    def argv(self, expid: str, gpu: int) -> list[str]:
         return [sys.executable, "-u", str(self.run_expid), "--config", str(self.config_dir),
                 "--expid", expid, "--gpu", str(gpu)] + (
                     ["--tuner-pid", str(self.tuner_pid)] if self.tuner_pid else []) + (
@@ -61,3 +67,26 @@ class Ended:
     result: dict = None
     status: str = None
     where: str = ""
+
+
+class Hooks(Protocol):
+    """What an executor calls on the bookkeeping (tuner.GridRuns; module docstring)."""
+
+    def check(self, expid: str) -> str | None: ...
+
+    def started(self, expid: str) -> None: ...
+
+    def finished(self, ended: Ended) -> None: ...
+
+
+class Executor(Protocol):
+    """What the tuner calls on an executor (module docstring): slots.LocalSlots,
+    ray_runner.RayRunner."""
+    scheduler: str | None
+
+    def check(self, grid: Grid) -> None: ...
+
+    def run(self, spec: RunSpec, queue: list[str],
+            hooks: Hooks) -> tuple[bool, list[Ended], list[str]]: ...
+
+    def close(self) -> None: ...

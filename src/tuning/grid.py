@@ -19,13 +19,17 @@ What differs from FuxiCTR's enumerate_params, and why:
   toolkit's options (src/options.toolkit_defaults) at their defaults do not enter the expid's
   hash, so listing them (or a new option) in a Base block renames no experiment.
 """
+from __future__ import annotations
+
 import hashlib
 import itertools
 import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,23 +55,25 @@ class Grid:
     {dataset_id: dataset block}, in grid order, the folder they are written to, and the
     tuner_space keys the grid varies (those with two or more values)."""
 
-    def __init__(self, tuner_yaml, config_dir, experiments, datasets, varied=()):
+    def __init__(self, tuner_yaml: Path | str, config_dir: Path | str,
+                 experiments: dict[str, dict[str, Any]], datasets: dict[str, dict[str, Any]],
+                 varied: Iterable[str] = ()) -> None:
         self.tuner_yaml, self.config_dir = Path(tuner_yaml), Path(config_dir)
         self.experiments, self.datasets = experiments, datasets
         self.varied = list(varied)
 
     @property
-    def expids(self):
+    def expids(self) -> list[str]:
         return list(self.experiments)
 
-    def params(self, expid):
+    def params(self, expid: str) -> dict[str, Any]:
         """The merged params of expid, as load_params reads them from the written folder."""
         params = dict(self.experiments[expid])
         params.update(self.datasets[params["dataset_id"]])
         params["model_id"] = expid
         return with_option_defaults(params)
 
-    def write(self):
+    def write(self) -> Path:
         """Write model_config.yaml and dataset_config.yaml into config_dir, each through a
         temporary file and a rename, so a reader never sees half a file."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -78,14 +84,14 @@ class Grid:
         return self.config_dir
 
 
-def config_dir_of(tuner_yaml):
+def config_dir_of(tuner_yaml: Path | str) -> Path:
     """Where the grid of X.yaml is written: the folder X beside it (as FuxiCTR does)."""
     tuner_yaml = Path(tuner_yaml)
     return tuner_yaml.with_name(tuner_yaml.name[:-len(".yaml")] if tuner_yaml.name.endswith(
         ".yaml") else tuner_yaml.name + "_grid")
 
 
-def load_tuner_config(tuner_yaml):
+def load_tuner_config(tuner_yaml: Path | str) -> dict[str, Any]:
     tuner_yaml = Path(tuner_yaml)
     if not tuner_yaml.is_file():
         raise ConfigError(f"--config {tuner_yaml}: no such tuner config file")
@@ -103,7 +109,7 @@ def _base_dir(config, tuner_yaml):
     return config.get("base_config", os.path.dirname(str(tuner_yaml)) or ".")
 
 
-def model_block(config, base_expid, tuner_yaml):
+def model_block(config: dict[str, Any], base_expid: str, tuner_yaml: Path | str) -> dict[str, Any]:
     """Base merged with base_expid's block, from the tuner yaml's inline model_config or from
     base_config/model_config.yaml (paths relative to the current folder, as in FuxiCTR)."""
     if "model_config" in config:
@@ -129,7 +135,8 @@ def model_block(config, base_expid, tuner_yaml):
     return block
 
 
-def dataset_block(config, dataset_id, tuner_yaml):
+def dataset_block(config: dict[str, Any], dataset_id: str,
+                  tuner_yaml: Path | str) -> dict[str, Any]:
     if "dataset_config" in config:
         blocks, where = config["dataset_config"] or {}, f"{tuner_yaml} (dataset_config)"
     else:
@@ -182,7 +189,7 @@ def _check_keys(tuner_space, model_blocks, dataset, tuner_yaml):
                           f"(docs/config_reference.md lists every key of every model)")
 
 
-def expand(tuner_yaml, config=None):
+def expand(tuner_yaml: Path | str, config: dict[str, Any] | None = None) -> Grid:
     """The checked Grid of tuner_yaml (nothing written). Raises ConfigError naming every bad
     key or value."""
     config = config or load_tuner_config(tuner_yaml)
@@ -226,7 +233,7 @@ def expand(tuner_yaml, config=None):
     return grid
 
 
-def read_written_expids(config_dir):
+def read_written_expids(config_dir: Path | str) -> list[str]:
     """The expids of a grid folder the tuner wrote ([] when there is none)."""
     path = Path(config_dir) / MODEL_CONFIG
     if not path.is_file():

@@ -7,8 +7,12 @@ with an unknown key is refused before any run, in one line naming file, block an
 "did you mean". Reading the constructors imports torch (about 1 s idle, 5 s on a busy 2-core
 machine); the schema alone does not.
 """
+from __future__ import annotations
+
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..models import available_models, model_arguments
@@ -18,12 +22,12 @@ from ..params import read_yaml
 MODEL_BLOCK_KEYS = ("training", "bookkeeping", "dataset")
 
 
-def did_you_mean(word, choices):
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def model_keys(models):
+def model_keys(models: Iterable[str]) -> set[str]:
     """The keys a block training one of models may hold."""
     known = keys_of(*MODEL_BLOCK_KEYS)
     for model in models:
@@ -41,7 +45,7 @@ def _refuse(where, unknown, known, fix):
                       f"{others}{elsewhere}. Fix: {fix}")
 
 
-def check_model_block(block, where, model=None):
+def check_model_block(block: dict[str, Any], where: str, model: str | None = None) -> None:
     """where: '<file>, block <name>'. model: the model the block trains (Base merged)."""
     model = model or block.get("model")
     if model is not None and model not in available_models():
@@ -55,19 +59,19 @@ def check_model_block(block, where, model=None):
                                        "key of every model)")
 
 
-def check_base_block(block, where):
+def check_base_block(block: dict[str, Any], where: str) -> None:
     """The Base block is merged under every model block: its keys must be known to one."""
     check_model_block(block, where, model=None)
 
 
-def check_dataset_block(block, where):
+def check_dataset_block(block: dict[str, Any], where: str) -> None:
     known = keys_of("dataset")
     unknown = [k for k in block if k not in known]
     if unknown:
         _refuse(where, unknown, known, "a dataset block holds only " + ", ".join(sorted(known)))
 
 
-def check_model_file(blocks, path, expids):
+def check_model_file(blocks: dict[str, Any], path: Path | str, expids: Iterable[str]) -> None:
     """Base and the expids' blocks of a model_config.yaml's content."""
     base = blocks.get("Base") or {}
     if base:
@@ -77,7 +81,7 @@ def check_model_file(blocks, path, expids):
         check_model_block(block, f"{path}, block {expid}", block.get("model", base.get("model")))
 
 
-def check_config_dir(config_dir, expid):
+def check_config_dir(config_dir: Path | str, expid: str) -> None:
     """The keys of expid in a config folder (run_expid.py, prediction.py): Base, its block,
     its dataset block."""
     path = Path(config_dir) / "model_config.yaml"

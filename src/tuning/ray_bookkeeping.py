@@ -2,14 +2,21 @@
 the bookkeeping's hooks (started, finished) and makes each run's Ended from its own end or,
 for a run the scheduler stopped, from its last reports. It subclasses a Ray class, so this
 module imports Ray: the runner imports it only when a grid runs on Ray."""
+from __future__ import annotations
+
 import logging
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
 from .executor import Ended
 from .ray_trial import EVALUATION
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+    from .executor import Hooks
 
 logger = logging.getLogger(__name__)
 
@@ -17,24 +24,26 @@ logger = logging.getLogger(__name__)
 class Bookkeeping(tune.Callback):
     """Runs in the driver's main thread, between Tune's steps."""
 
-    def __init__(self, hooks, argv):
+    def __init__(self, hooks: Hooks, argv: dict[str, list[str]]) -> None:
         self.hooks, self.argv = hooks, argv
         self.started, self.ended = {}, set()
         self.final, self.best, self.last = {}, {}, {}
 
-    def running(self):
+    def running(self) -> list[str]:
         return [e for e in self.started if e not in self.ended]
 
-    def seconds(self, expid):
+    def seconds(self, expid: str) -> float:
         return time.time() - self.started[expid]
 
-    def on_trial_start(self, iteration, trials, trial, **info):
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial,
+                       **info: Any) -> None:
         expid = trial.config["expid"]
         if expid not in self.started:
             self.started[expid] = time.time()
             self.hooks.started(expid)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
+                        result: dict[str, Any], **info: Any) -> None:
         expid = trial.config["expid"]
         if "returncode" in result:  # the run's own end
             self.final[expid] = result
@@ -43,7 +52,8 @@ class Bookkeeping(tune.Callback):
             if result["checkpoint"]:
                 self.best[expid] = result
 
-    def on_trial_recover(self, iteration, trials, trial, **info):
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial,
+                         **info: Any) -> None:
         expid = trial.config["expid"]
         self.final.pop(expid, None)  # a result of the lost attempt is not the run's
         logger.warning("%s: its worker process or node was lost (%s); Ray Tune retries it "
@@ -51,12 +61,14 @@ class Bookkeeping(tune.Callback):
                        _error_line(trial), trial.run_metadata.num_failures,
                        trial.max_failures)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial,
+                          **info: Any) -> None:
         expid = trial.config["expid"]
         self.ended.add(expid)
         self.hooks.finished(self._ended(expid))
 
-    def on_trial_error(self, iteration, trials, trial, **info):
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial,
+                       **info: Any) -> None:
         expid = trial.config["expid"]
         self.ended.add(expid)
         logger.error("%s: %s, %d time(s); no retry left (--retries %d)", expid,

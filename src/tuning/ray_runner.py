@@ -28,13 +28,17 @@ Parts: the node check (ray_nodes.py), the Tune callback that keeps the books
 (ray_bookkeeping.py), what runs in a trial's worker (ray_trial.py). Ray is imported only by
 these modules, and only when a grid runs on Ray.
 """
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..params import RunPaths
@@ -42,6 +46,10 @@ from .executor import Ended
 from .ray_nodes import check_nodes, node_name
 from .ray_trial import EVALUATION, run_trial
 from .slots import StopSignalsAsInterrupt
+
+if TYPE_CHECKING:
+    from .executor import Hooks, RunSpec
+    from .grid import Grid
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +67,10 @@ class RayRunner:
     train: the function each trial calls (src.experiment.train), passed in by the entry script
     because the experiment sits above the tuner (tests/test_layers.py)."""
 
-    def __init__(self, address, train, gpus_per_run=1, cpus_per_run=1, retries=1,
-                 scheduler=None, grace_period=1, reduction_factor=4):
+    def __init__(self, address: str, train: Callable[..., dict[str, Any]],
+                 gpus_per_run: float = 1, cpus_per_run: float = 1, retries: int = 1,
+                 scheduler: str | None = None, grace_period: int = 1,
+                 reduction_factor: float = 4) -> None:
         problems = []
         host, _, port = (address or "").rpartition(":")
         if address and address.startswith("ray://"):
@@ -92,7 +102,7 @@ class RayRunner:
         self.params, self.connected = {}, False
 
     # --- before anything is written ------------------------------------------------------
-    def check(self, grid):
+    def check(self, grid: Grid) -> None:
         """The scheduler's metric, the cluster, its resources and what each node sees."""
         self.params = {e: grid.params(e) for e in grid.expids}
         if self.scheduler:
@@ -140,7 +150,8 @@ class RayRunner:
                             f"node")
         return fit
     # --- the runs ------------------------------------------------------------------------
-    def run(self, spec, queue, hooks):
+    def run(self, spec: RunSpec, queue: list[str],
+            hooks: Hooks) -> tuple[bool, list[Ended], list[str]]:
         from ray import tune
 
         from .ray_bookkeeping import Bookkeeping  # it subclasses a Ray class
@@ -199,7 +210,7 @@ class RayRunner:
                              grace_period=self.grace_period,
                              reduction_factor=self.reduction_factor)
 
-    def close(self):
+    def close(self) -> None:
         self._disconnect()
 
     def _disconnect(self):

@@ -4,6 +4,8 @@ constructor signatures, so the page cannot drift from what the checks accept.
 Usage: python -m src.tuning.reference            # rewrite docs/config_reference.md
        python -m src.tuning.reference --markdown # print the page
 """
+from __future__ import annotations
+
 import argparse
 import sys
 from pathlib import Path
@@ -61,7 +63,7 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print the page, write nothing")
     args = parser.parse_args(argv)

@@ -8,14 +8,22 @@ came of it; this module starts commands, waits for them and stops them cleanly:
 - Ctrl-C (or SIGTERM to the tuner) sends SIGTERM to the running children, SIGKILL after
   STOP_TIMEOUT_SECONDS (at once on a second Ctrl-C), and waits for all of them.
 """
+from __future__ import annotations
+
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .executor import Ended
+
+if TYPE_CHECKING:
+    from .executor import Hooks, RunSpec
+    from .grid import Grid
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +31,8 @@ POLL_SECONDS = 0.5
 STOP_TIMEOUT_SECONDS = 30  # how long a child may take to exit after SIGTERM before SIGKILL
 
 
-def slot_environment(gpus, slot, base_env=None):
+def slot_environment(gpus: Sequence[int], slot: int,
+                     base_env: Mapping[str, str] | None = None) -> tuple[dict[str, str], int]:
     """(environment, --gpu value) of the child run in slot: CPU runs sharing the machine get
     an equal share of its cores each (without a cap every torch process starts one thread per
     core and parallel runs slow each other down); a GPU run sees only its own GPU."""
@@ -66,7 +75,7 @@ class StopSignalsAsInterrupt:
         return False
 
 
-def stop(processes):
+def stop(processes: Iterable[subprocess.Popen]) -> None:
     """SIGTERM every running child, SIGKILL those still alive after STOP_TIMEOUT_SECONDS (or at
     once on a second Ctrl-C); wait for all of them."""
     try:
@@ -95,16 +104,17 @@ class LocalSlots:
     result line."""
     scheduler = None  # no early stopping: every run trains to its own end
 
-    def __init__(self, gpus):
+    def __init__(self, gpus: Iterable[int]) -> None:
         self.gpus = list(gpus)
 
-    def check(self, grid):
+    def check(self, grid: Grid) -> None:
         """Nothing beyond the local checks: the GPU indices are checked before the data."""
 
-    def close(self):
+    def close(self) -> None:
         pass
 
-    def run(self, spec, queue, hooks):
+    def run(self, spec: RunSpec, queue: Iterable[str],
+            hooks: Hooks) -> tuple[bool, list[Ended], list[str]]:
         queue = list(queue)
         free = list(range(len(self.gpus)))
         running = {}  # slot -> (job, process, start time)

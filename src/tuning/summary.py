@@ -3,11 +3,15 @@ the values the grid varies, in full) and the table on the console, which is for 
 100 columns, so long key names are abbreviated, the prefix all expids share is printed once
 above the table, and long values are cut, each with a legend line saying what was shortened.
 """
+from __future__ import annotations
+
 import csv
 import json
 import re
 import textwrap
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..atomic import atomic_write
 from ..runs.results import results_path
@@ -24,7 +28,7 @@ ABBREVIATIONS = {
 MAX_KEY_WIDTH = 10
 
 
-def value_text(value) -> str:
+def value_text(value: Any) -> str:
     """A grid value as text: lists and mappings as compact JSON, None as empty."""
     if value is None:
         return ""
@@ -129,11 +133,11 @@ SUMMARY_FIELDS = ["expid", "status", "AUC", "logloss", "seconds"]
 NOT_STARTED = "not started"  # the status of a run the queue never reached
 
 
-def summary_path(config_dir):
+def summary_path(config_dir: Path | str) -> Path:
     return Path(results_path(config_dir).stem + "_summary.csv")
 
 
-def read_summary(config_dir):
+def read_summary(config_dir: Path | str) -> dict[str, dict[str, str]]:
     """{expid: row} of the summary the last tuner run wrote ({} if none)."""
     path = summary_path(config_dir)
     if not path.exists():
@@ -142,7 +146,8 @@ def read_summary(config_dir):
         return {row["expid"]: row for row in csv.DictReader(f) if row.get("expid")}
 
 
-def summary_rows(expids, records, values=None):
+def summary_rows(expids: Iterable[str], records: Mapping[str, dict[str, Any]],
+                 values: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per expid: status, validation AUC and logloss (of the line this run wrote, or
     the latest line for `done before`; none for a failed run), time, and under "values" the
     run's {key: value} of values (the keys the grid varies); best AUC first."""
@@ -162,7 +167,10 @@ def _value_column(key):
     return f"param_{key}" if key in SUMMARY_FIELDS else key
 
 
-def write_summary(config_dir, expids, records, values=None, keys=()):
+def write_summary(config_dir: Path | str, expids: Iterable[str],
+                  records: Mapping[str, dict[str, Any]],
+                  values: Mapping[str, dict[str, Any]] | None = None,
+                  keys: Iterable[str] = ()) -> tuple[list[dict[str, Any]], Path]:
     """Write the summary csv: expid, one column per varied key (keys; values: {expid: {key:
     value}}), then status, AUC, logloss, seconds. Returns (rows, path)."""
     rows = summary_rows(expids, records, values)

@@ -26,8 +26,11 @@ eval_steps and seed decide how long training runs, when the learning rate is div
 which checkpoint is kept; max_steps cuts training short; amp_bf16 changes the arithmetic
 (bfloat16 forward passes). They stay at the fixed DIN's values (max_steps, amp_bf16: unset).
 """
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from fuxictr.utils import load_dataset_config, load_model_config
@@ -58,7 +61,7 @@ RULE = ("task 1 trains the fixed DIN of config/din_config/model_config.yaml (DIN
 OFF_SWITCH = "or remove `task1: true` to run it as a task-2 config"
 
 
-def is_task1(tuner_config, path):
+def is_task1(tuner_config: dict[str, Any], path: Path | str) -> bool:
     """True when the tuner config is marked `task1: true`."""
     flag = tuner_config.get("task1", False)
     if not isinstance(flag, bool):
@@ -67,13 +70,13 @@ def is_task1(tuner_config, path):
     return flag
 
 
-def fixed_model_params():
+def fixed_model_params() -> dict[str, Any]:
     """The organisers' DIN: Base merged with DIN_default of config/din_config, with our
     option keys at their defaults (a copy of the baseline's file without them is the same DIN)."""
     return with_option_defaults(load_model_config(str(FIXED_MODEL_DIR), FIXED_EXPID))
 
 
-def baseline_dataset_params():
+def baseline_dataset_params() -> dict[str, Any]:
     with open(BASELINE_TUNER) as f:
         return yaml.safe_load(f)["dataset_config"][BASELINE_DATASET_ID]
 
@@ -96,7 +99,7 @@ def _base_dir(tuner_config, path):
     return tuner_config.get("base_config", os.path.dirname(str(path)))
 
 
-def base_model_params(tuner_config, path):
+def base_model_params(tuner_config: dict[str, Any], path: Path | str) -> dict[str, Any]:
     """The base_expid's settings as FuxiCTR's enumerate_params loads them: an inline
     model_config block, or Base + expid from base_config."""
     block = _inline_block(tuner_config, "model_config", "base_expid", path)
@@ -208,7 +211,8 @@ def _check_dataset(dataset, baseline, fixed):
     return problems
 
 
-def check_task1(tuner_config, base_model_params, path):
+def check_task1(tuner_config: dict[str, Any], base_model_params: dict[str, Any],
+                path: Path | str) -> None:
     """Raise ConfigError listing every break of the task-1 rules (see the module docstring).
 
     tuner_config: the tuner yaml as a dict; base_model_params: its base_expid's settings
@@ -226,7 +230,7 @@ def check_task1(tuner_config, base_model_params, path):
                           f"{'; '.join(problems)}. Fix: undo these changes, {OFF_SWITCH}")
 
 
-def check_tuner_config(tuner_config, path):
+def check_tuner_config(tuner_config: dict[str, Any], path: Path | str) -> None:
     """Apply the task-1 rules when the config is marked `task1: true`; else do nothing."""
     if is_task1(tuner_config, path):
         check_task1(tuner_config, base_model_params(tuner_config, path), path)

@@ -25,12 +25,16 @@ checkpoint, which it keeps with its training state) and the status `stopped earl
 with the same scheduler keeps it (`stopped before`); a rerun without one trains it on to its
 end, from its training state.
 """
+from __future__ import annotations
+
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import leftovers
 from ..data.checks import validate_dataset
@@ -50,6 +54,10 @@ from .grid import expand
 from .slots import LocalSlots
 from .summary import NOT_STARTED, format_table, read_summary, write_summary
 
+if TYPE_CHECKING:
+    from .executor import Ended, Executor
+    from .grid import Grid
+
 logger = logging.getLogger(__name__)
 
 RUN_EXPID = Path(__file__).resolve().parents[2] / "run_expid.py"
@@ -64,14 +72,14 @@ class GridFailed(UserError):
 
 
 # --- checks before anything is written -------------------------------------------------------
-def check_gpus(gpus):
+def check_gpus(gpus: Iterable[int]) -> None:
     """Every slot's GPU must exist (a CPU build of torch has none): refused up front."""
     wanted = sorted({g for g in gpus if g >= 0})
     for gpu in wanted:
         require_gpu(gpu)
 
 
-def validate_grid_data(grid):
+def validate_grid_data(grid: Grid) -> None:
     """Check each dataset of the grid once, that each model_root can be written, and that
     the TensorBoard package is there where a grid point asks for it."""
     longest, roots = {}, set()  # per dataset: the expid with the largest max_len
@@ -102,7 +110,7 @@ def _max_len(params):
 
 
 # --- what is done, what runs -----------------------------------------------------------------
-def previous_statuses(config_dir):
+def previous_statuses(config_dir: Path | str) -> dict[str, str]:
     """{expid: status} from the summary the last tuner run wrote ({} if none)."""
     return {expid: row["status"] for expid, row in read_summary(config_dir).items()}
 
@@ -115,7 +123,7 @@ def _was_stopped(status):
     return status in (STOPPED, STOPPED_BEFORE)
 
 
-def checkpoint_problem(paths, line):
+def checkpoint_problem(paths: RunPaths, line: dict[str, Any]) -> str | None:
     """Why the checkpoint of a finished run cannot be trusted, or None: unreadable, of another
     run, or weights that differ from its own recorded hash or its result line's. A checkpoint
     or line written before weights were hashed is accepted, unverified (said in the log)."""
@@ -137,7 +145,8 @@ def checkpoint_problem(paths, line):
     return None
 
 
-def plan(grid, fingerprints, force=False, keep_stopped=False):
+def plan(grid: Grid, fingerprints: dict[str, str], force: bool = False,
+         keep_stopped: bool = False) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(records of experiments done before, queue of experiments to run). keep_stopped: runs
     a scheduler stopped early count as done (the same scheduler runs the grid again)."""
     if force:
@@ -183,7 +192,8 @@ def _line_counts(config_dir):
     return counts
 
 
-def finish_record(config_dir, expid, returncode, lines_before, seconds):
+def finish_record(config_dir: Path | str, expid: str, returncode: int | None,
+                  lines_before: Mapping[str, int], seconds: float | None) -> dict[str, Any]:
     """The record of a run that ended: ok only with exit 0 and a new result line."""
     record = {"expid": expid, "seconds": seconds, "val": {}}
     results = [r for r in read_results(results_path(config_dir)) if r["exp_id"] == expid]
@@ -213,14 +223,16 @@ class GridRuns:
     records how each run ended (writing the result line when the executor hands the result
     back) and logs the grid's progress as runs end."""
 
-    def __init__(self, config_dir, queue, log_paths=None, lock_paths=None):
+    def __init__(self, config_dir: Path | str, queue: list[str],
+                 log_paths: dict[str, Path] | None = None,
+                 lock_paths: dict[str, Path] | None = None) -> None:
         self.config_dir, self.total = config_dir, len(queue)
         self.log_paths, self.lock_paths = log_paths or {}, lock_paths or {}
         self.lines_before = _line_counts(config_dir)
         self.records, self.running = {}, set()
         self.start = time.monotonic()
 
-    def check(self, expid):
+    def check(self, expid: str) -> str | None:
         lock = self.lock_paths.get(expid)
         busy = holder(lock) if lock else None
         deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
@@ -240,17 +252,17 @@ class GridRuns:
                 tmp.unlink(missing_ok=True)
         return None
 
-    def started(self, expid):
+    def started(self, expid: str) -> None:
         self.running.add(expid)
 
-    def finished(self, ended):
+    def finished(self, ended: Ended) -> None:
         self.running.discard(ended.expid)
         record = self.records[ended.expid] = self.record(ended)
         logger.info("%s %s%s", ended.expid, record["status"],
                     f", on {ended.where}" if ended.where else "")
         logger.info("%s", self.progress())
 
-    def record(self, ended):
+    def record(self, ended: Ended) -> dict[str, Any]:
         """The record of a run that ended (see Ended): the executor's verdict, or the result it
         handed back (its line appended here), or what the run wrote itself."""
         expid = ended.expid
@@ -274,7 +286,7 @@ class GridRuns:
             _note_in_log(self.log_paths[expid], f"the run was {record['status'][8:-1]}")
         return record
 
-    def interrupted(self, ended):
+    def interrupted(self, ended: Ended) -> None:
         """The record of a run cut short by Ctrl-C: interrupted, unless it finished as the
         interrupt came."""
         record = None
@@ -291,7 +303,7 @@ class GridRuns:
                              "was interrupted")
         self.records[ended.expid] = record
 
-    def progress(self):
+    def progress(self) -> str:
         """One line: how far the grid is, and when it should be done at the pace so far."""
         ended = list(self.records.values())
         stopped = sum(r["status"] == STOPPED for r in ended)
@@ -306,8 +318,10 @@ class GridRuns:
                 f"{_duration(elapsed)} elapsed{eta}")
 
 
-def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor=None,
-              fresh=False):
+def run_queue(config_dir: Path | str, queue: list[str], gpus: Iterable[int],
+              log_paths: dict[str, Path] | None = None, lock_paths: dict[str, Path] | None = None,
+              executor: Executor | None = None,
+              fresh: bool = False) -> tuple[dict[str, dict[str, Any]], bool]:
     """Run each expid of queue on the executor (default: the slots of gpus). Returns
     ({expid: record}, interrupted); a record has expid, status, seconds and val (the metrics
     of the run's result line)."""
@@ -323,7 +337,7 @@ def run_queue(config_dir, queue, gpus, log_paths=None, lock_paths=None, executor
 
 
 # --- the whole run -------------------------------------------------------------------------------
-def expand_grid(tuner_yaml):
+def expand_grid(tuner_yaml: Path | str) -> tuple[str, list[str]]:
     """Check the tuner config and write its grid folder; (config_dir, expids). For callers
     that only need the folder (tests, the item-embedding protocol)."""
     grid = expand(tuner_yaml)
@@ -331,7 +345,9 @@ def expand_grid(tuner_yaml):
     return str(grid.config_dir), grid.expids
 
 
-def tune(tuner_yaml, gpus=(-1,), force=False, executor=None, check_only=False):
+def tune(tuner_yaml: Path | str, gpus: Iterable[int] = (-1,), force: bool = False,
+         executor: Executor | None = None,
+         check_only: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """Check, lock, write, plan, run, summarise, on the executor (default: the slots of gpus
     on this machine). Raises GridFailed naming failed expids, KeyboardInterrupt (after
     writing the summary) when interrupted. check_only: stop after the checks (config keys,

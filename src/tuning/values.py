@@ -6,6 +6,11 @@ not supported"; `monitor: auc` crashed after a full epoch). Each key's check is 
 schema declares (src/options.py); here it is applied, with what the schema cannot know alone:
 the model names and each feature entry's own embedding_regularizer.
 """
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
 from ..data.feature_cols import FEATURE_REGULARIZER, regularizer_problem
 from ..errors import ConfigError
 from ..models import available_models, fixed_arguments
@@ -30,7 +35,7 @@ def _feature_regularizers(value):
 _MORE_CHECKS = {"model": _known_model, "feature_cols": _feature_regularizers}
 
 
-def problem(key, value):
+def problem(key: str, value: Any) -> str | None:
     """Why value is not usable for key, or None."""
     why = declared_problem(key, value)
     if not why and key in _MORE_CHECKS:
@@ -47,7 +52,7 @@ def _fixed_problems(params):
             if key in params and params[key] != value]
 
 
-def check_grid_values(experiments, where):
+def check_grid_values(experiments: Mapping[str, dict[str, Any]], where: str) -> None:
     """Raise one ConfigError naming each bad key=value and the expids that have it.
 
     experiments: {expid: merged params}."""
