@@ -42,7 +42,7 @@ class WriteError(UserError, OSError):
     """A file could not be written (a full disk, a file size limit, a missing folder). Also an
     OSError, so code that catches those still does; strerror is the system's reason."""
 
-    def __init__(self, path, err: OSError):
+    def __init__(self, path: str | os.PathLike, err: OSError) -> None:
         reason = err.strerror or str(err).splitlines()[0]
         folder = os.path.dirname(os.path.abspath(path))
         super().__init__(f"cannot write {path}: {reason}. Fix: check that {folder} exists, is "
