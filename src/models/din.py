@@ -20,36 +20,47 @@ baseline's design, tests/test_models.py the split against the concatenation):
 Only with din_use_softmax (weights normalised over all max_len positions, padding included)
 do we use FuxiCTR's dense layer.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from .items import ItemSequenceModel
 from .layers import logit_mlp
 from .pooling import DINPooling
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fuxictr.features import FeatureMap
+
+    from ..data.item_table import ItemTable
+
 
 class DIN(DINPooling, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="DIN",
-                 gpu=-1,
-                 dnn_hidden_units=(512, 128, 64),
-                 dnn_activations="ReLU",
-                 attention_hidden_units=(64,),
-                 attention_hidden_activations="Dice",
-                 attention_output_activation=None,
-                 attention_dropout=0,
-                 learning_rate=1e-3,
-                 embedding_dim=10,
-                 net_dropout=0,
-                 batch_norm=False,
-                 din_use_softmax=False,
-                 embedding_regularizer=None,
-                 net_regularizer=None,
-                 item_info=None,
-                 item_table=None,
-                 max_len=64,
-                 split_attention=True,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "DIN",
+                 gpu: int = -1,
+                 dnn_hidden_units: Sequence[int] = (512, 128, 64),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 attention_hidden_units: Sequence[int] = (64,),
+                 attention_hidden_activations: str | Sequence[str] = "Dice",
+                 attention_output_activation: str | None = None,
+                 attention_dropout: float = 0,
+                 learning_rate: float = 1e-3,
+                 embedding_dim: int = 10,
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 din_use_softmax: bool = False,
+                 embedding_regularizer: float | str | None = None,
+                 net_regularizer: float | str | None = None,
+                 item_info: str | None = None,
+                 item_table: ItemTable | None = None,
+                 max_len: int = 64,
+                 split_attention: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          item_info=item_info, item_table=item_table, max_len=max_len,
                          learning_rate=learning_rate,
@@ -63,7 +74,8 @@ class DIN(DINPooling, ItemSequenceModel):
                              dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, self.dnn)
 
-    def pooled_and_target(self, inputs):
+    def pooled_and_target(self,
+                          inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.attention_layers.use_softmax:  # weights normalised over all max_len positions
             history, target = self.history_and_target(inputs)
             history = history.long()
@@ -76,6 +88,6 @@ class DIN(DINPooling, ItemSequenceModel):
         item_emb, target_emb = self.embed_item_batch(batch)
         return self.din_pooled(batch, item_emb, target_emb), target_emb
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pooled_emb, target_emb = self.pooled_and_target(inputs)
         return {"logit": self.dnn(self.dnn_input(inputs, target_emb, pooled_emb))}

@@ -16,6 +16,10 @@ The variant's other parts are data: a user_id embedding and the items' likes/vie
 item-side features come from the dataset config (user_id as a categorical row feature,
 levels as `source: item` columns of item_info); this model just uses the feature map.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from fuxictr.pytorch.layers import MLP_Block
 from torch import nn
 
@@ -24,11 +28,18 @@ from .items import ItemSequenceModel, check_divisible
 from .layers import logit_mlp
 from .pooling import DINPooling
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+    from fuxictr.features import FeatureMap
+
 
 class CrossAttentionBlock(nn.Module):
     """One pre-norm residual block of target cross-attention plus feed-forward."""
 
-    def __init__(self, dim, attention_dim, num_heads, ffn_dim, dropout=0.):
+    def __init__(self, dim: int, attention_dim: int | None, num_heads: int, ffn_dim: int,
+                 dropout: float = 0.) -> None:
         super().__init__()
         self.query_norm = nn.RMSNorm(dim)
         self.item_norm = nn.RMSNorm(dim)
@@ -38,7 +49,8 @@ class CrossAttentionBlock(nn.Module):
                              output_dim=dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, query, item_emb, history_slot, history_row):
+    def forward(self, query: torch.Tensor, item_emb: torch.Tensor, history_slot: torch.Tensor,
+                history_row: torch.Tensor) -> torch.Tensor:
         keys_values = self.attention.keys_values(self.item_norm(item_emb))
         query = query + self.dropout(self.attention.attend(
             self.query_norm(query), None, history_slot, history_row, keys_values))
@@ -47,24 +59,24 @@ class CrossAttentionBlock(nn.Module):
 
 class DINCrossAttention(DINPooling, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="DINCrossAttention",
-                 gpu=-1,
-                 embedding_dim=64,
-                 dnn_hidden_units=(1024, 512, 256),
-                 dnn_activations="ReLU",
-                 attention_hidden_units=(512, 256),
-                 attention_hidden_activations="ReLU",
-                 attention_output_activation=None,
-                 attention_dropout=0,
-                 cross_attention_layers=2,
-                 cross_attention_heads=4,
-                 cross_attention_dim=None,
-                 cross_attention_ffn_dim=512,
-                 cross_attention_dropout=0,
-                 net_dropout=0,
-                 batch_norm=False,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "DINCrossAttention",
+                 gpu: int = -1,
+                 embedding_dim: int = 64,
+                 dnn_hidden_units: Sequence[int] = (1024, 512, 256),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 attention_hidden_units: Sequence[int] = (512, 256),
+                 attention_hidden_activations: str | Sequence[str] = "ReLU",
+                 attention_output_activation: str | None = None,
+                 attention_dropout: float = 0,
+                 cross_attention_layers: int = 2,
+                 cross_attention_heads: int = 4,
+                 cross_attention_dim: int | None = None,
+                 cross_attention_ffn_dim: int = 512,
+                 cross_attention_dropout: float = 0,
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         self.build_din_attention(attention_hidden_units, attention_hidden_activations,
@@ -80,7 +92,7 @@ class DINCrossAttention(DINPooling, ItemSequenceModel):
                              dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, *self.cross_blocks, self.dnn)
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
         pooled = self.din_pooled(batch, item_emb, target_emb)

@@ -6,12 +6,21 @@ which must learn a product of two vectors from their concatenation. Here the tow
 vector joins the DNN's input, [row features, target, DIN pooled, match], and the tower's
 score (the scaled cosine plus a content bias) is added to the DNN's logit.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .interest import InterestRegularized
 from .items import ItemSequenceModel
 from .layers import logit_mlp
 from .pooling import DINPooling
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+    from fuxictr.features import FeatureMap
 
 
 class DINInterest(InterestRegularized, DINPooling, ItemSequenceModel):
@@ -20,23 +29,23 @@ class DINInterest(InterestRegularized, DINPooling, ItemSequenceModel):
     FIXED_ARGUMENTS = {"din_use_softmax": False}
 
     def __init__(self,
-                 feature_map,
-                 model_id="DINInterest",
-                 gpu=-1,
-                 embedding_dim=64,
-                 dnn_hidden_units=(1024, 512, 256),
-                 dnn_activations="ReLU",
-                 attention_hidden_units=(512, 256),
-                 attention_hidden_activations="ReLU",
-                 attention_output_activation=None,
-                 attention_dropout=0,
-                 interest_dim=64,
-                 interest_features=None,
-                 interest_regularizer=0,
-                 din_use_softmax=False,
-                 net_dropout=0,
-                 batch_norm=False,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "DINInterest",
+                 gpu: int = -1,
+                 embedding_dim: int = 64,
+                 dnn_hidden_units: Sequence[int] = (1024, 512, 256),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 attention_hidden_units: Sequence[int] = (512, 256),
+                 attention_hidden_activations: str | Sequence[str] = "ReLU",
+                 attention_output_activation: str | None = None,
+                 attention_dropout: float = 0,
+                 interest_dim: int = 64,
+                 interest_features: Sequence[str] | None = None,
+                 interest_regularizer: float | str = 0,
+                 din_use_softmax: bool = False,
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         self.build_din_attention(attention_hidden_units, attention_hidden_activations,
@@ -49,7 +58,7 @@ class DINInterest(InterestRegularized, DINPooling, ItemSequenceModel):
                              dnn_hidden_units, dnn_activations, net_dropout, batch_norm)
         self.finish_building(self.attention_layers, self.dnn)
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
         pooled = self.din_pooled(batch, item_emb, target_emb)

@@ -21,17 +21,25 @@ and nothing bounds x before a product (QIN normalises each layer's input): only 
 after it. So the model relies on batch norm's statistics: untrained, in eval mode (initial
 statistics), its logits on generated data reach 1e31; training mode uses the batch's.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from torch import nn
 
 from .items import ItemSequenceModel, check_at_least
 from .layers import Float32Linear
 from .pooling import TargetInterest
 
+if TYPE_CHECKING:
+    import torch
+    from fuxictr.features import FeatureMap
+
 
 class FlatQuadraticLayer(nn.Module):
     """x + Dropout(PReLU(BN(x * sum_r Dropout(W_r x + b_r)))) (module docstring, step 3)."""
 
-    def __init__(self, dim, rank, dropout=0., batch_norm=True):
+    def __init__(self, dim: int, rank: int, dropout: float = 0., batch_norm: bool = True) -> None:
         super().__init__()
         self.rank = rank
         self.maps = nn.Linear(dim, rank * dim)  # the rank maps W_r, b_r stacked
@@ -40,23 +48,23 @@ class FlatQuadraticLayer(nn.Module):
         self.activation = nn.PReLU()
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x):  # (batch, D)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, D)
         h = self.map_dropout(self.maps(x)).view(x.shape[0], self.rank, -1).sum(1)
         return x + self.dropout(self.activation(self.norm(x * h)))
 
 
 class FlatQIN(TargetInterest, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="FlatQIN",
-                 gpu=-1,
-                 embedding_dim=128,
-                 attention_dropout=0,
-                 qin_layers=4,
-                 qin_rank=3,
-                 net_dropout=0.1,
-                 batch_norm=True,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "FlatQIN",
+                 gpu: int = -1,
+                 embedding_dim: int = 128,
+                 attention_dropout: float = 0,
+                 qin_layers: int = 4,
+                 qin_rank: int = 3,
+                 net_dropout: float = 0.1,
+                 batch_norm: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         check_at_least("qin_rank", qin_rank, 1)
@@ -70,7 +78,7 @@ class FlatQIN(TargetInterest, ItemSequenceModel):
         self.output = Float32Linear(width, 1)
         self.finish_building(self.interaction_layers)
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
         interest = self.target_interest(batch, item_emb, target_emb)

@@ -16,6 +16,10 @@ row without history has taste 0 and match 0. The tower reads content, not ids, s
 memorise single items or users and needs little regularisation: models using it penalise its
 weights with interest_regularizer instead of net_regularizer (InterestRegularized).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 from fuxictr.pytorch.torch_utils import get_regularizer
 from torch import nn
@@ -24,10 +28,15 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .attention import sum_by_row
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .items import ItemSequenceModel
+
 INITIAL_SCALE = 5.0  # about the strength of a strong taste effect, in logit units
 
 
-def content_columns(model, names):
+def content_columns(model: ItemSequenceModel, names: Sequence[str] | None) -> torch.Tensor:
     """Indexes of the item vector's columns that hold the item-side features `names` (None:
     those of type embedding), for a model built on items.ItemSequenceModel."""
     specs = model.feature_map.features
@@ -51,14 +60,15 @@ def content_columns(model, names):
 
 
 class InterestTower(nn.Module):
-    def __init__(self, columns, interest_dim):
+    def __init__(self, columns: torch.Tensor, interest_dim: int) -> None:
         super().__init__()
         self.register_buffer("columns", columns, persistent=False)
         self.projection = nn.Linear(len(columns), int(interest_dim), bias=False)
         self.content_score = nn.Linear(len(columns), 1)
         self.scale = nn.Parameter(torch.tensor(INITIAL_SCALE))
 
-    def forward(self, item_emb, batch):
+    def forward(self, item_emb: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(match (batch, interest_dim), score (batch, 1)) for the distinct item vectors
         item_emb of a batch prepared by items.ItemSequenceModel.prepare_items (targets among
         them). Computed in float32 also under bfloat16 autocast: the score is part of the
@@ -86,12 +96,14 @@ class InterestRegularized:
     model (src/models/regularizer.py: FuxiCTR's embedding_regularizer and net_regularizer, and
     any feature's own embedding_regularizer), summed in that one loop."""
 
-    def build_interest(self, interest_dim, interest_features, interest_regularizer) -> None:
+    def build_interest(self, interest_dim: int, interest_features: Sequence[str] | None,
+                       interest_regularizer: float | str) -> None:
         """The tower `interest` over the content columns of interest_features."""
         self.interest_regularizer = interest_regularizer
         self.interest = InterestTower(content_columns(self, interest_features), interest_dim)
 
-    def penalty_of(self, name, feature, is_embedding):
+    def penalty_of(self, name: str, feature: str | None,
+                   is_embedding: bool) -> list[tuple[int, float]]:
         if name.startswith("interest."):
             return get_regularizer(self.interest_regularizer)
         return super().penalty_of(name, feature, is_embedding)

@@ -22,6 +22,10 @@ After the 2nd-place team's QIN; our own design, layer by layer:
    the products' scale in check.
 4. The flattened X_L (F * e) goes through the MLP to the Float32Linear logit.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
@@ -29,11 +33,16 @@ from .items import ItemSequenceModel, check_at_least, check_divisible
 from .layers import logit_mlp
 from .pooling import TargetInterest
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fuxictr.features import FeatureMap
+
 
 class QuadraticInteractionLayer(nn.Module):
     """One residual layer of the quadratic interaction network (module docstring, step 3)."""
 
-    def __init__(self, num_fields, dim, num_products, dropout=0.):
+    def __init__(self, num_fields: int, dim: int, num_products: int, dropout: float = 0.) -> None:
         super().__init__()
         self.norm = nn.RMSNorm(dim)
         self.left_fields = nn.Linear(num_fields, num_products, bias=False)   # U
@@ -42,7 +51,7 @@ class QuadraticInteractionLayer(nn.Module):
         self.back_to_fields = nn.Linear(num_products, num_fields, bias=False)  # M
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, fields):  # (batch, F, e)
+    def forward(self, fields: torch.Tensor) -> torch.Tensor:  # (batch, F, e)
         z = self.norm(fields).transpose(1, 2)  # (batch, e, F): mix along the field axis
         left = self.left_dims(self.left_fields(z).transpose(1, 2))  # (batch, K, e)
         right = self.right_fields(z).transpose(1, 2)
@@ -52,21 +61,21 @@ class QuadraticInteractionLayer(nn.Module):
 
 class QIN(TargetInterest, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="QIN",
-                 gpu=-1,
-                 embedding_dim=64,
-                 attention_dim=None,
-                 attention_heads=4,
-                 attention_dropout=0,
-                 qin_layers=3,
-                 qin_heads=16,
-                 qin_dropout=0,
-                 dnn_hidden_units=(1024, 512, 256),
-                 dnn_activations="ReLU",
-                 net_dropout=0,
-                 batch_norm=False,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "QIN",
+                 gpu: int = -1,
+                 embedding_dim: int = 64,
+                 attention_dim: int | None = None,
+                 attention_heads: int = 4,
+                 attention_dropout: float = 0,
+                 qin_layers: int = 3,
+                 qin_heads: int = 16,
+                 qin_dropout: float = 0,
+                 dnn_hidden_units: Sequence[int] = (1024, 512, 256),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         check_at_least("qin_heads", qin_heads, 1)
@@ -90,12 +99,13 @@ class QIN(TargetInterest, ItemSequenceModel):
                              net_dropout, batch_norm)
         self.finish_building(self.interaction_layers, self.dnn)
 
-    def fields(self, vector, names, dims):
+    def fields(self, vector: torch.Tensor, names: Sequence[str],
+               dims: Sequence[int]) -> list[torch.Tensor]:
         """[(batch, field_dim)] one per feature of a concatenated embedding vector."""
         return [self.field_projections[name](part) if name in self.field_projections else part
                 for name, part in zip(names, vector.split(dims, dim=-1))]
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         batch = self.prepare_items(inputs)
         item_emb, target_emb = self.embed_item_batch(batch)
         interest = self.target_interest(batch, item_emb, target_emb)

@@ -7,24 +7,34 @@ read, so nothing of it is embedded either: scores are bit-identical under any ch
 history. Beside the history models its scores measure what the history adds; the anchors
 suggest much of the real data's signal sits in the target's item-side features.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ..data.loader import TARGET
 from .dcn import ParallelDCN
 from .items import ItemSequenceModel
 from .layers import Float32Linear
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+    from fuxictr.features import FeatureMap
+
 
 class TargetDCN(ParallelDCN, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="TargetDCN",
-                 gpu=-1,
-                 embedding_dim=64,
-                 dcn_cross_layers=3,
-                 dnn_hidden_units=(1024, 512, 256),
-                 dnn_activations="ReLU",
-                 net_dropout=0,
-                 batch_norm=False,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "TargetDCN",
+                 gpu: int = -1,
+                 embedding_dim: int = 64,
+                 dcn_cross_layers: int = 3,
+                 dnn_hidden_units: Sequence[int] = (1024, 512, 256),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          **kwargs)
         input_dim = self.row_dim + self.item_dim
@@ -33,7 +43,7 @@ class TargetDCN(ParallelDCN, ItemSequenceModel):
         self.output = Float32Linear(dcn_dim, 1)
         self.finish_building(self.cross_net, self.parallel_dnn)
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         target = inputs[TARGET].to(self.device).long()
         x = self.dnn_input(inputs, self.embed_items(target))
         return {"logit": self.output(self.dcn(x))}

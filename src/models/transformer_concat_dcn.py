@@ -26,6 +26,10 @@ Left out of the published layout: the last 16 encoder outputs, which the 1st pla
 to the cross network (16 x 2 x item_dim more inputs: a cross network of about 250M weights
 at their sizes). TransformerDCN (transformer_dcn.py) keeps them, on a projected width.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
@@ -34,27 +38,32 @@ from .encoder import HistoryEncoder, max_over_real
 from .items import ItemSequenceModel, check_at_least, check_divisible
 from .layers import logit_mlp
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fuxictr.features import FeatureMap
+
 
 class TransformerConcatDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="TransformerConcatDCN",
-                 gpu=-1,
-                 embedding_dim=64,
-                 item_projection_dim=None,
-                 transformer_heads=1,
-                 transformer_layers=2,
-                 transformer_ffn_dim=256,
-                 transformer_dropout=0.1,
-                 length_buckets=1,
-                 dcn_cross_layers=3,
-                 dnn_hidden_units=(1024, 512, 256),
-                 dnn_activations="ReLU",
-                 head_hidden_units=(64, 32),
-                 net_dropout=0,
-                 batch_norm=False,
-                 max_len=64,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "TransformerConcatDCN",
+                 gpu: int = -1,
+                 embedding_dim: int = 64,
+                 item_projection_dim: int | None = None,
+                 transformer_heads: int = 1,
+                 transformer_layers: int = 2,
+                 transformer_ffn_dim: int = 256,
+                 transformer_dropout: float = 0.1,
+                 length_buckets: int = 1,
+                 dcn_cross_layers: int = 3,
+                 dnn_hidden_units: Sequence[int] = (1024, 512, 256),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 head_hidden_units: Sequence[int] = (64, 32),
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 max_len: int = 64,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          max_len=max_len, **kwargs)
         # once per distinct item; None: the item vectors themselves, as published
@@ -77,7 +86,8 @@ class TransformerConcatDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
         self.head = logit_mlp(dcn_dim, head_hidden_units, dnn_activations, 0, False)
         self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
 
-    def encoder_outputs(self, cells, real, target):
+    def encoder_outputs(self, cells: torch.Tensor, real: torch.Tensor,
+                        target: torch.Tensor) -> torch.Tensor:
         """(rows, width, 2 d) encoder outputs for packed history vectors cells (rows, width, d),
         real (rows, width) and target vectors (rows, d); d: the (projected) item width."""
         x = torch.cat([cells, target.unsqueeze(1).expand_as(cells)], dim=-1)
@@ -86,7 +96,7 @@ class TransformerConcatDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
         last = torch.arange(padding.shape[1], device=padding.device) == padding.shape[1] - 1
         return self.run_encoder(x, padding & ~(no_key & last))
 
-    def pooled(self, outputs, real):
+    def pooled(self, outputs: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """(rows, 2 d): Linear(max over the real positions), 0 for rows without any."""
         has_history = real.any(dim=1, keepdim=True)
         pooled = max_over_real(outputs, real)
@@ -94,13 +104,14 @@ class TransformerConcatDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
         pooled = torch.where(has_history, pooled, 0)
         return self.pool_projection(pooled) * has_history.to(pooled.dtype)
 
-    def sequence_features(self, cells, real, target):
+    def sequence_features(self, cells: torch.Tensor, real: torch.Tensor,
+                          target: torch.Tensor) -> torch.Tensor:
         """(rows, 2 d) pooled vectors of every row, encoded in length_buckets groups of rows
         of similar history length."""
         return self.encode_in_buckets(
             lambda c, r, t: self.pooled(self.encoder_outputs(c, r, t), r), cells, real, target)
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         batch = self.prepare_items(inputs, dense=True)
         item_emb, target_emb = self.embed_item_batch(batch)
         real = batch["dense_real"]

@@ -15,6 +15,10 @@ length_buckets groups). The target is never padding, so every query has at least
 rows with no history give no NaN; tests/test_models.py shows that the 1st place's inverted
 mask breaks padding invariance.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
@@ -23,28 +27,33 @@ from .encoder import HistoryEncoder, max_over_real
 from .items import ItemSequenceModel, check_at_least, check_divisible
 from .layers import logit_mlp
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fuxictr.features import FeatureMap
+
 
 class TransformerDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
     def __init__(self,
-                 feature_map,
-                 model_id="TransformerDCN",
-                 gpu=-1,
-                 embedding_dim=64,
-                 transformer_dim=128,
-                 transformer_heads=1,
-                 transformer_layers=2,
-                 transformer_ffn_dim=256,
-                 transformer_dropout=0.1,
-                 last_k_outputs=16,
-                 length_buckets=1,
-                 dcn_cross_layers=3,
-                 dnn_hidden_units=(1024, 512, 256),
-                 dnn_activations="ReLU",
-                 head_hidden_units=(64, 32),
-                 net_dropout=0,
-                 batch_norm=False,
-                 max_len=64,
-                 **kwargs):
+                 feature_map: FeatureMap,
+                 model_id: str = "TransformerDCN",
+                 gpu: int = -1,
+                 embedding_dim: int = 64,
+                 transformer_dim: int = 128,
+                 transformer_heads: int = 1,
+                 transformer_layers: int = 2,
+                 transformer_ffn_dim: int = 256,
+                 transformer_dropout: float = 0.1,
+                 last_k_outputs: int = 16,
+                 length_buckets: int = 1,
+                 dcn_cross_layers: int = 3,
+                 dnn_hidden_units: Sequence[int] = (1024, 512, 256),
+                 dnn_activations: str | Sequence[str] = "ReLU",
+                 head_hidden_units: Sequence[int] = (64, 32),
+                 net_dropout: float = 0,
+                 batch_norm: bool = False,
+                 max_len: int = 64,
+                 **kwargs: Any) -> None:
         super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_dim=embedding_dim,
                          max_len=max_len, **kwargs)
         check_divisible("transformer_heads", transformer_heads, int(transformer_dim),
@@ -65,12 +74,12 @@ class TransformerDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
                               batch_norm)
         self.finish_building(*self.encoder_layers, self.cross_net, self.parallel_dnn, self.head)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         super().reset_parameters()
         # nn.Embedding's default N(0, 1) would drown the projected item vectors
         nn.init.normal_(self.position_emb.weight, std=0.02)
 
-    def encode(self, cells, real, target):
+    def encode(self, cells: torch.Tensor, real: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(last-k outputs flattened, max-pool) for rows whose packed history vectors are
         cells (rows, width, d) with real (rows, width), and target vectors (rows, d)."""
         rows, width, _ = cells.shape
@@ -86,7 +95,8 @@ class TransformerDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
                               last], dim=1)
         return torch.cat([last.reshape(rows, -1), pooled], dim=-1)
 
-    def sequence_features(self, item_emb, target_emb, batch):
+    def sequence_features(self, item_emb: torch.Tensor, target_emb: torch.Tensor,
+                          batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(batch, (last_k + 1) * transformer_dim) encoder features of every row, encoded in
         length_buckets groups of rows of similar history length."""
         projected = self.input_projection(item_emb)  # once per distinct item
@@ -95,7 +105,7 @@ class TransformerDCN(HistoryEncoder, ParallelDCN, ItemSequenceModel):
         cells = self.dense_history(projected, batch)
         return self.encode_in_buckets(self.encode, cells, real, target)
 
-    def forward(self, inputs):
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         batch = self.prepare_items(inputs, dense=True)
         item_emb, target_emb = self.embed_item_batch(batch)
         x = self.dnn_input(inputs, target_emb, self.sequence_features(item_emb, target_emb, batch))
