@@ -13,6 +13,8 @@ command (src/cli.py run_main), still an OSError to code that catches those.
 A process killed inside the block leaves its temporary file: temp_path names it and
 leftovers(path) finds it again, so the naming is defined here only.
 """
+from __future__ import annotations
+
 import glob
 import itertools
 import os
@@ -27,13 +29,13 @@ _serial = itertools.count()  # two writes of one process to one path get two tem
 _TEMP_TAIL = re.compile(r"\.\d+-\d+\.tmp")  # what temp_path appends to path's name
 
 
-def temp_path(path) -> Path:
+def temp_path(path: Path | str) -> Path:
     """A new temporary name for path, in its folder: `<name>.<pid>-<serial>.tmp`."""
     path = Path(path)
     return path.with_name(f"{path.name}.{os.getpid()}-{next(_serial)}.tmp")
 
 
-def leftovers(path) -> list[Path]:
+def leftovers(path: Path | str) -> list[Path]:
     """The temporary files (or folders) of path that exist: left by a process killed while
     writing path, or made by one writing it now, so remove them only where no other process
     can be writing path (under its writer's lock)."""
@@ -43,7 +45,7 @@ def leftovers(path) -> list[Path]:
 
 
 @contextmanager
-def atomic_write(path) -> Iterator[Path]:
+def atomic_write(path: Path | str) -> Iterator[Path]:
     """Yields the temporary path to write (temp_path); path gets its content when the block
     ends without an error."""
     path = Path(path)

@@ -4,10 +4,14 @@ The console gets one line per event; the run's log file (add_log_file) also gets
 later reader needs (the full params block: records logged with extra={"file_only": True}) and
 the traceback of a crash, so the log the tuner points at explains every failure.
 """
+from __future__ import annotations
+
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -16,18 +20,18 @@ logger = logging.getLogger(__name__)
 
 
 class _NotFileOnly(logging.Filter):
-    def filter(self, record):
+    def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "file_only", False)
 
 
-def setup_logging():
+def setup_logging() -> None:
     """INFO to stderr, without the records meant for the log file only."""
     console = logging.StreamHandler()
     console.addFilter(_NotFileOnly())
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=[console], force=True)
 
 
-def add_log_file(log_file, append=False):
+def add_log_file(log_file: Path | str, append: bool = False) -> logging.FileHandler:
     """Also log to log_file: appended to when a run resumes, else started afresh."""
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file, mode="a" if append else "w")
@@ -36,11 +40,11 @@ def add_log_file(log_file, append=False):
     return handler
 
 
-def console_summary(text):
+def console_summary(text: str) -> None:
     logger.info(text)
 
 
-def _file_handlers():
+def _file_handlers() -> list[logging.FileHandler]:
     return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
 
 
@@ -55,7 +59,7 @@ def exit_status(err: BaseException) -> int:
     return 1
 
 
-def run_main(main, *args):
+def run_main(main: Callable[..., Any], *args: Any) -> Any:
     """Run main(*args); a UserError prints `error: ...` and exits 2, Ctrl-C exits 130 (see
     exit_status); any other exception is a bug: its traceback goes to the log file too, and it
     exits 1."""
@@ -100,7 +104,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def make_parser(doc: str, examples: list[str], prog: str | None = None,
-                **kwargs) -> argparse.ArgumentParser:
+                **kwargs: Any) -> argparse.ArgumentParser:
     """The argument parser of an entry script: doc (its module docstring) as the description,
     each option's default, and an "Examples:" epilog of the given commands."""
     return argparse.ArgumentParser(prog=prog, description=doc.strip(),
@@ -108,7 +112,7 @@ def make_parser(doc: str, examples: list[str], prog: str | None = None,
                                    formatter_class=HelpFormatter, **kwargs)
 
 
-def add_subcommand(subparsers, name: str, help: str,
+def add_subcommand(subparsers: argparse._SubParsersAction, name: str, help: str,
                    examples: list[str]) -> argparse.ArgumentParser:
     """A subcommand's parser (subparsers of make_parser's parser), with the same help layout."""
     return subparsers.add_parser(name, help=help, description=help, formatter_class=HelpFormatter,

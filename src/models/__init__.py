@@ -5,11 +5,17 @@ its class name is the name a model config's `model:` key gives. Adding a model i
 here plus one block in a model config: nothing to register by hand. Models score; the
 Trainer of src/training trains them.
 """
+from __future__ import annotations
+
 import importlib
 import inspect
 import pkgutil
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .base import MMCTRModel
 
 # Modules here that hold shared parts, not models of their own.
 _NOT_MODELS = {"attention", "base", "baseline_design", "dcn", "encoder", "interest", "items",
@@ -18,7 +24,7 @@ _NOT_MODELS = {"attention", "base", "baseline_design", "dcn", "encoder", "intere
 _NOT_CONFIG_KEYS = {"self", "feature_map", "item_table"}
 
 
-def available_models():
+def available_models() -> dict[str, type[MMCTRModel]]:
     """{class name: class} of every model in this package."""
     from .base import MMCTRModel
     found = {}
@@ -32,7 +38,7 @@ def available_models():
     return found
 
 
-def model_arguments(name):
+def model_arguments(name: str) -> dict[str, Any]:
     """{argument: default} of a model's constructor, read along its class MRO (our classes
     only: FuxiCTR's BaseModel keys are declared in src/options.py). feature_map and
     item_table are passed by the code that builds the model, never by a config."""
@@ -48,13 +54,13 @@ def model_arguments(name):
     return arguments
 
 
-def fixed_arguments(name):
+def fixed_arguments(name: str) -> dict[str, Any]:
     """{argument: the one value the model takes}: keys a model accepts only to run blocks
     copied from another model's (a class's FIXED_ARGUMENTS)."""
     return dict(getattr(model_class(name), "FIXED_ARGUMENTS", {}))
 
 
-def model_class(name):
+def model_class(name: str) -> type[MMCTRModel]:
     """The class named by a model config's `model:` key; ConfigError listing the known ones."""
     models = available_models()
     if name not in models:

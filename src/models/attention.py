@@ -19,12 +19,17 @@ per real position and head, then either a softmax over each row's positions ("so
 ReLU scores used as weights without normalisation ("relu", the QIN design). Its dense
 forward, FuxiCTR's, stays available and is what the tests compare against.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 from fuxictr.pytorch.layers import DIN_Attention, MultiHeadTargetAttention
 from torch.nn import functional as F
 
 
-def sum_by_row(values, history_row, num_rows):
+def sum_by_row(values: torch.Tensor, history_row: torch.Tensor,
+               num_rows: int) -> torch.Tensor:
     """(num_rows, ...) sums of values (N, ...) grouped by history_row."""
     return values.new_zeros(num_rows, *values.shape[1:]).index_add(0, history_row, values)
 
@@ -32,17 +37,19 @@ def sum_by_row(values, history_row, num_rows):
 class SplitDINAttention(DIN_Attention):
     """DIN attention with a per-row / per-item / per-position split of its first layer."""
 
-    def compile(self, *args, **kwargs):
+    def compile(self, *args: Any, **kwargs: Any) -> None:
         """torch_compile: the dense forward and the sparse path's MLP after its first layer."""
         super().compile(*args, **kwargs)
         self._tail = torch.compile(self._tail, *args, **kwargs)
 
-    def _tail(self, hidden):
+    def _tail(self, hidden: torch.Tensor) -> torch.Tensor:
         for layer in self.attention_layer.mlp[1:]:
             hidden = layer(hidden)
         return hidden
 
-    def weights(self, target_emb, item_emb, history_slot, history_row, split=True):
+    def weights(self, target_emb: torch.Tensor, item_emb: torch.Tensor,
+                history_slot: torch.Tensor, history_row: torch.Tensor,
+                split: bool = True) -> torch.Tensor:
         """(N, 1) attention weights of the real positions; split=False runs the attention MLP
         on the concatenation [t, h, t - h, t * h], as FuxiCTR does."""
         target_rows = target_emb.index_select(0, history_row)
@@ -58,7 +65,8 @@ class SplitDINAttention(DIN_Attention):
                   + F.linear(target_rows * history_emb, w_product))
         return self._tail(hidden)
 
-    def pool(self, target_emb, item_emb, history_slot, history_row, split=True):
+    def pool(self, target_emb: torch.Tensor, item_emb: torch.Tensor, history_slot: torch.Tensor,
+             history_row: torch.Tensor, split: bool = True) -> torch.Tensor:
         """(B, d) sums of the real history vectors weighted by their attention weights."""
         weights = self.weights(target_emb, item_emb, history_slot, history_row, split)
         history_emb = item_emb.index_select(0, history_slot)
@@ -70,7 +78,8 @@ class SparseTargetAttention(MultiHeadTargetAttention):
 
     SCORES = ("softmax", "relu")
 
-    def __init__(self, input_dim, attention_dim, num_heads, scores="softmax", dropout_rate=0.):
+    def __init__(self, input_dim: int, attention_dim: int, num_heads: int,
+                 scores: str = "softmax", dropout_rate: float = 0.) -> None:
         if scores not in self.SCORES:
             raise ValueError(f"scores={scores!r}: expected one of {self.SCORES}")
         if int(num_heads) < 1 or attention_dim % int(num_heads):  # models check their keys first
@@ -79,12 +88,14 @@ class SparseTargetAttention(MultiHeadTargetAttention):
                          use_qkvo=True)
         self.scores = scores
 
-    def keys_values(self, item_emb):
+    def keys_values(self, item_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the distinct items, (n_distinct, heads, head_dim) each."""
         shape = (item_emb.shape[0], self.num_heads, self.head_dim)
         return self.W_k(item_emb).view(shape), self.W_v(item_emb).view(shape)
 
-    def attend(self, query, item_emb, history_slot, history_row, keys_values=None):
+    def attend(self, query: torch.Tensor, item_emb: torch.Tensor, history_slot: torch.Tensor,
+               history_row: torch.Tensor,
+               keys_values: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(B, input_dim) attention output for query (B, input_dim) over the real history
         positions; keys_values may pass precomputed keys_values(item_emb)."""
         keys, values = keys_values if keys_values is not None else self.keys_values(item_emb)

@@ -11,7 +11,10 @@ src/models/items.py, does the rest: loss, initialisation, device, compile_blocks
 Its regularisation penalty is FuxiCTR's, computed by src/models/regularizer.py, which adds a
 feature's own `embedding_regularizer` (a key of its feature_cols entry).
 """
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 import torch
 from fuxictr.pytorch.models import BaseModel
@@ -21,6 +24,9 @@ from torch.nn import functional as F
 
 from .layers import Float32Linear
 from .regularizer import PenaltyLoop
+
+if TYPE_CHECKING:
+    from fuxictr.features import FeatureMap
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +43,8 @@ class MMCTRModel(PenaltyLoop, BaseModel):
     # torch's nn.Module.compile, not BaseModel.compile(optimizer, loss, lr): see configure
     compile = nn.Module.compile
 
-    def __init__(self, feature_map, amp_bf16=False, torch_compile=False, **kwargs):
+    def __init__(self, feature_map: FeatureMap, amp_bf16: bool = False,
+                 torch_compile: bool = False, **kwargs: Any) -> None:
         super().__init__(feature_map, **kwargs)
         self.amp_bf16 = bool(amp_bf16)
         self.torch_compile = bool(torch_compile)
@@ -46,16 +53,16 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         self.config = dict(kwargs)
         self.last_penalty = 0.0  # the regularisation penalty of the latest batch_loss
 
-    def configure(self, loss):
+    def configure(self, loss: str) -> None:
         """The loss the model computes in batch_loss (a FuxiCTR loss name). The optimizer and
         learning rate are the Trainer's."""
         self.loss_fn = get_loss(loss)
         self._bce_from_logits = self.loss_fn is F.binary_cross_entropy
 
-    def autocast(self):
+    def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp_bf16)
 
-    def compile_blocks(self, *modules):
+    def compile_blocks(self, *modules: nn.Module) -> None:
         """Compile dense sub-blocks in place when torch_compile is on. In place (not
         torch.compile(module)) keeps parameter names, so checkpoints stay interchangeable;
         dynamic shapes, because batch and history sizes vary from batch to batch."""
@@ -63,7 +70,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
             for module in modules:
                 module.compile(dynamic=True)
 
-    def output_layer(self):
+    def output_layer(self) -> Float32Linear:
         """The model's last Linear layer (one Float32Linear by convention, see layers.py)."""
         heads = [m for m in self.modules() if isinstance(m, Float32Linear)]
         if len(heads) != 1:
@@ -71,7 +78,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
                             f"output layer, found {len(heads)}")
         return heads[0]
 
-    def scores(self, batch_data):
+    def scores(self, batch_data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(logit, probability) of a batch, both float32. The model's forward runs under
         autocast when amp_bf16 is on; its output layer (Float32Linear) and the sigmoid never
         do, so scores keep float32 resolution and confident mistakes keep their gradient."""
@@ -80,7 +87,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         logit = logit.float()
         return logit, torch.sigmoid(logit)
 
-    def batch_loss(self, batch_data):
+    def batch_loss(self, batch_data: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of a batch: binary cross-entropy from the logit (exact where
         log(sigmoid) of a probability rounded to 1.0 would clamp), plus regularisation (its value
         kept in last_penalty, so the trainer's history can show the two apart)."""
@@ -94,7 +101,7 @@ class MMCTRModel(PenaltyLoop, BaseModel):
         self.last_penalty = penalty.detach() if torch.is_tensor(penalty) else penalty
         return loss + penalty
 
-    def _trainer_job(self, *args, **kwargs):
+    def _trainer_job(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError(f"{type(self).__name__}: FuxiCTR's training, evaluation and checkpoint "
                         f"methods are not used by this toolkit. Fix: use src.training (Trainer, "
                         f"evaluation.predict/evaluate, checkpoints.load_weights/save_weights)")

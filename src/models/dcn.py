@@ -1,5 +1,7 @@
 """DCNv2 in its parallel form, as TargetDCN, TransformerDCN and TransformerConcatDCN use it:
 FuxiCTR's CrossNetV2 beside an MLP over the same input, their outputs concatenated."""
+from __future__ import annotations
+
 import torch
 from fuxictr.pytorch.layers import CrossNetV2, MLP_Block
 
@@ -8,8 +10,9 @@ class ParallelDCN:
     """For a model with a parallel DCNv2. Its two parts are the model's own attributes
     (cross_net, parallel_dnn), so checkpoint keys name them directly."""
 
-    def build_dcn(self, input_dim: int, cross_layers, hidden_units, activations, dropout,
-                  batch_norm) -> int:
+    def build_dcn(self, input_dim: int, cross_layers: int, hidden_units: list[int],
+                  activations: str | list, dropout: float | list[float],
+                  batch_norm: bool) -> int:
         """Build cross_net and parallel_dnn over inputs input_dim wide (in that order: the
         order their weights are drawn in); return the width of dcn()'s output."""
         self.cross_net = CrossNetV2(input_dim, int(cross_layers))

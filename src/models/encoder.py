@@ -10,11 +10,19 @@ Speed: with length_buckets > 1, rows are sorted by history length and encoded in
 groups of equal size, each only as wide as its longest history; rows never interact in the
 encoder, so results do not depend on it.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
+# encode(cells, real, target): what in_length_buckets runs on each group of rows
+Encode = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-def in_length_buckets(encode, cells, real, target, buckets: int) -> torch.Tensor:
+
+def in_length_buckets(encode: Encode, cells: torch.Tensor, real: torch.Tensor,
+                      target: torch.Tensor, buckets: int) -> torch.Tensor:
     """encode(cells, real, target) of packed histories (rows, width, d), their real cells and
     target vectors, with the rows sorted by history length and encoded in `buckets` groups,
     each only as wide as its longest history; results back in row order. Rows never interact
@@ -42,8 +50,8 @@ class HistoryEncoder:
     """For a model with the encoder. Its layers are the model's attribute encoder_layers, so
     checkpoint keys name them directly (encoder_layers.0. ...)."""
 
-    def build_encoder(self, width: int, heads, layers, ffn_dim, dropout,
-                      length_buckets) -> None:
+    def build_encoder(self, width: int, heads: int, layers: int, ffn_dim: int, dropout: float,
+                      length_buckets: int) -> None:
         """encoder_layers: `layers` encoder layers over positions `width` wide."""
         self.length_buckets = int(length_buckets)
         self.encoder_layers = nn.ModuleList(
@@ -62,6 +70,7 @@ class HistoryEncoder:
             x = layer(x, src_key_padding_mask=padding)
         return x
 
-    def encode_in_buckets(self, encode, cells, real, target) -> torch.Tensor:
+    def encode_in_buckets(self, encode: Encode, cells: torch.Tensor, real: torch.Tensor,
+                          target: torch.Tensor) -> torch.Tensor:
         """encode(cells, real, target) run in length_buckets groups (in_length_buckets)."""
         return in_length_buckets(encode, cells, real, target, self.length_buckets)

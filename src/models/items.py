@@ -26,7 +26,11 @@ refer to it by its slot among the distinct items. Two layouts of the history:
   row, wherever the padding was; dropping the columns that are padding in every row changes
   nothing once padding is masked.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from fuxictr.pytorch.layers import FeatureEmbedding
@@ -37,21 +41,27 @@ from ..data.loader import HISTORY, TARGET
 from ..errors import ConfigError
 from .base import MMCTRModel
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fuxictr.features import FeatureMap
+    from torch import nn
+
 logger = logging.getLogger(__name__)
 
 
-def field_dim(spec, default_dim):
+def field_dim(spec: dict[str, Any], default_dim: int) -> int:
     """Output width of one feature's embedding, as FuxiCTR's FeatureEmbedding makes it."""
     return int(spec.get("emb_output_dim", spec.get("embedding_dim", default_dim)))
 
 
-def row_features(feature_map):
+def row_features(feature_map: FeatureMap) -> list[str]:
     """Names of the non-item, non-meta features (one value per batch row), in map order."""
     return [name for name, spec in feature_map.features.items()
             if spec["type"] != "meta" and spec.get("source") != "item"]
 
 
-def check_divisible(key, value, dim, what):
+def check_divisible(key: str, value: int | str, dim: int, what: str) -> None:
     """ConfigError unless the head count `key=value` divides `dim`, the width of `what`."""
     if int(value) < 1 or dim % int(value):
         divisors = ", ".join(str(d) for d in (1, 2, 4, 8, 16) if dim % d == 0)
@@ -60,7 +70,7 @@ def check_divisible(key, value, dim, what):
                           f"width a multiple of {value}")
 
 
-def check_at_least(key: str, value, minimum: int) -> None:
+def check_at_least(key: str, value: int | str, minimum: int) -> None:
     """ConfigError unless the count `key=value` is at least `minimum`."""
     if int(value) < minimum:
         raise ConfigError(f"{key}={value}: must be at least {minimum}. Fix: set {key} >= "
@@ -72,8 +82,9 @@ class ItemSequenceModel(MMCTRModel):
 
     Subclasses build their layers after calling this __init__, then call finish_building."""
 
-    def __init__(self, feature_map, embedding_dim=10, item_info=None, item_table=None,
-                 max_len=64, loss="binary_crossentropy", **kwargs):
+    def __init__(self, feature_map: FeatureMap, embedding_dim: int = 10,
+                 item_info: Path | str | None = None, item_table: ItemTable | None = None,
+                 max_len: int = 64, loss: str = "binary_crossentropy", **kwargs: Any) -> None:
         super().__init__(feature_map, **kwargs)
         self.max_len = int(max_len)
         self._loss = loss
@@ -94,7 +105,7 @@ class ItemSequenceModel(MMCTRModel):
                     type(self).__name__, self.item_dim, ", ".join(self.item_feature_names),
                     self.row_dim, ", ".join(self.row_feature_names) or "none")
 
-    def finish_building(self, *compiled_blocks):
+    def finish_building(self, *compiled_blocks: nn.Module) -> None:
         """Loss, FuxiCTR's initialisation, device; then torch_compile's blocks."""
         self.configure(self._loss)
         self.reset_parameters()
@@ -102,17 +113,18 @@ class ItemSequenceModel(MMCTRModel):
         self.compile_blocks(*compiled_blocks)
 
     # ---- row features ----
-    def get_inputs(self, inputs, feature_source=None):
+    def get_inputs(self, inputs: dict[str, torch.Tensor],
+                   feature_source: str | list[str] | None = None) -> dict[str, torch.Tensor]:
         """Row features of the batch on the model's device."""
         return {name: inputs[name].to(self.device) for name in self.row_feature_names
                 if name in inputs}
 
-    def embed_rows(self, inputs):
+    def embed_rows(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """(batch, row_dim) embeddings of the row features, or None when there are none."""
         features = self.get_inputs(inputs)
         return self.embedding_layer(features, flatten_emb=True) if features else None
 
-    def dnn_input(self, inputs, *parts):
+    def dnn_input(self, inputs: dict[str, torch.Tensor], *parts: torch.Tensor) -> torch.Tensor:
         """The row features' embeddings (when the dataset declares any) followed by parts,
         concatenated along the last dimension: the input of a model's DNN or linear part."""
         row_emb = self.embed_rows(inputs)
@@ -120,11 +132,11 @@ class ItemSequenceModel(MMCTRModel):
 
     # ---- items ----
     @staticmethod
-    def is_real(history):
+    def is_real(history: torch.Tensor) -> torch.Tensor:
         """True where a history position holds an item, False where it is padding (id 0)."""
         return history > 0
 
-    def distinct_items(self, item_ids):
+    def distinct_items(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(distinct ids among item_ids, slot_of: a table-sized map from id to its row among
         them). A scatter into a marker the size of the item table instead of torch.unique's
         sort: linear time, on any device."""
@@ -136,23 +148,23 @@ class ItemSequenceModel(MMCTRModel):
         slot_of[distinct] = torch.arange(len(distinct), device=device)
         return distinct, slot_of
 
-    def item_embedder(self, item_ids):
+    def item_embedder(self, item_ids: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function giving the item vectors of ids drawn from item_ids (any shape); each
         distinct item is embedded once."""
         distinct, slot_of = self.distinct_items(item_ids.reshape(-1))
         distinct_emb = self.embedding_layer(self.item_table.lookup(distinct), flatten_emb=True)
         return lambda ids: distinct_emb[slot_of[ids]]
 
-    def embed_items(self, item_ids):
+    def embed_items(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Item vectors (..., item_dim) for a LongTensor of item ids of any shape."""
         return self.item_embedder(item_ids)(item_ids)
 
-    def history_and_target(self, inputs):
+    def history_and_target(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The last max_len history ids (batch, width) and the target ids, on the device."""
         history = inputs[HISTORY][:, -self.max_len:].to(self.device)
         return history, inputs[TARGET].to(self.device).long()
 
-    def prepare_items(self, inputs, dense=False):
+    def prepare_items(self, inputs: dict[str, torch.Tensor], dense: bool = False) -> dict[str, torch.Tensor]:
         """The item-side inputs of a batch (see the module docstring for the layouts): the
         features of its distinct items ("items"), "target_slot", the sparse "history_slot"
         and "history_row", and with dense=True "dense_slot" and "dense_real"."""
@@ -172,7 +184,8 @@ class ItemSequenceModel(MMCTRModel):
         return batch
 
     @staticmethod
-    def _pack_right(real, positions, rows, history_slot):
+    def _pack_right(real: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor,
+                    history_slot: torch.Tensor) -> dict[str, torch.Tensor]:
         """The dense layout: each row's real items in its last cells, in their order."""
         # recency of a real position: 1 for the most recent real item of its row, 2 for the
         # one before, ... (padding anywhere in the row does not count)
@@ -185,13 +198,13 @@ class ItemSequenceModel(MMCTRModel):
         dense_real[cells] = True
         return {"dense_slot": dense_slot.view(-1, width), "dense_real": dense_real.view(-1, width)}
 
-    def embed_item_batch(self, batch):
+    def embed_item_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(distinct item vectors (n_distinct, item_dim), target vectors (batch, item_dim))."""
         item_emb = self.embedding_layer(batch["items"], flatten_emb=True)
         return item_emb, item_emb.index_select(0, batch["target_slot"])
 
     @staticmethod
-    def dense_history(item_emb, batch):
+    def dense_history(item_emb: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(batch, width, item_dim) history vectors in the dense layout, padded cells zero."""
         cells = item_emb.index_select(0, batch["dense_slot"].reshape(-1))
         cells = cells.view(*batch["dense_slot"].shape, -1)

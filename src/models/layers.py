@@ -1,4 +1,6 @@
 """Layers shared by the models of this package (FuxiCTR's and torch's cover the rest)."""
+from __future__ import annotations
+
 import torch
 from fuxictr.pytorch.layers import Dice, MLP_Block
 from torch import nn
@@ -11,11 +13,11 @@ class Float32Linear(nn.Linear):
     turns many distinct scores into ties and, through the sigmoid, confident mistakes into
     p = 1.0 with a zero gradient. The layer is cheap, so it costs nothing to keep exact."""
 
-    def forward(self, inputs):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         with torch.autocast(inputs.device.type, enabled=False):
             return super().forward(inputs.float())
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         # FuxiCTR's reset_parameters initialises only exact nn.Linear types; do the same here
         nn.init.xavier_normal_(self.weight)
         if self.bias is not None:
@@ -33,7 +35,8 @@ def with_float32_output(mlp_block: MLP_Block) -> MLP_Block:
     return mlp_block
 
 
-def logit_mlp(input_dim: int, hidden_units, activations, dropout, batch_norm) -> MLP_Block:
+def logit_mlp(input_dim: int, hidden_units: list[int], activations: str | list,
+              dropout: float | list[float], batch_norm: bool) -> MLP_Block:
     """FuxiCTR's MLP_Block ending in one logit through a Float32Linear (the models' DNN).
     activations "Dice" gives each hidden layer its own Dice (which needs the layer's width)."""
     if isinstance(activations, str) and activations.lower() == "dice":

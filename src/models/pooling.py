@@ -5,6 +5,8 @@ sequence models share it:
 - TargetInterest: ReLU multi-head target attention with the target as a residual
   (attention.SparseTargetAttention, scores "relu"), in QIN and FlatQIN.
 Each layer is the model's own attribute, so checkpoint keys name it directly."""
+from __future__ import annotations
+
 import torch
 
 from .attention import SparseTargetAttention, SplitDINAttention
@@ -16,8 +18,9 @@ class DINPooling:
 
     split_attention = True  # DIN's config key; False runs the attention MLP unsplit
 
-    def build_din_attention(self, hidden_units, activations, output_activation, dropout,
-                            use_softmax=False) -> None:
+    def build_din_attention(self, hidden_units: list[int], activations: str | list,
+                            output_activation: str | None, dropout: float,
+                            use_softmax: bool = False) -> None:
         self.attention_layers = SplitDINAttention(self.item_dim,
                                                   attention_units=list(hidden_units),
                                                   hidden_activations=activations,
@@ -25,7 +28,7 @@ class DINPooling:
                                                   dropout_rate=dropout,
                                                   use_softmax=use_softmax)
 
-    def din_pooled(self, batch: dict, item_emb: torch.Tensor,
+    def din_pooled(self, batch: dict[str, torch.Tensor], item_emb: torch.Tensor,
                    target_emb: torch.Tensor) -> torch.Tensor:
         """(batch, item_dim) attention-weighted sums of each row's real history items, for a
         batch prepared by prepare_items and its embed_item_batch vectors."""
@@ -38,11 +41,11 @@ class TargetInterest:
     over the history, kept as target_attention: a row with no history has interest = target,
     and the unnormalised weights let how much of the history matches reach the model."""
 
-    def build_target_attention(self, attention_dim: int, heads, dropout) -> None:
+    def build_target_attention(self, attention_dim: int, heads: int, dropout: float) -> None:
         self.target_attention = SparseTargetAttention(self.item_dim, attention_dim, heads,
                                                       scores="relu", dropout_rate=dropout)
 
-    def target_interest(self, batch: dict, item_emb: torch.Tensor,
+    def target_interest(self, batch: dict[str, torch.Tensor], item_emb: torch.Tensor,
                         target_emb: torch.Tensor) -> torch.Tensor:
         """(batch, item_dim) interest vectors, for a batch prepared by prepare_items and its
         embed_item_batch vectors."""

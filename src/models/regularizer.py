@@ -12,16 +12,23 @@ with (2, W) instead of the model's embedding_regularizer, e.g. a large user_id t
 rows see only a few training rows each. A model may route other parameters elsewhere by
 overriding penalty_of (InterestRegularized, src/models/interest.py): one loop sums them all.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 from fuxictr.pytorch.layers import FeatureEmbeddingDict
 from fuxictr.pytorch.torch_utils import get_regularizer
 
 from ..data.feature_cols import FEATURE_REGULARIZER
 
+if TYPE_CHECKING:
+    from torch import nn
+
 _TABLES = "embedding_layers."  # FeatureEmbeddingDict's ModuleDict: one entry per feature
 
 
-def embedding_parameters(model):
+def embedding_parameters(model: nn.Module) -> dict[str, str | None]:
     """{parameter name: feature name or None} of the parameters inside FeatureEmbeddingDict
     modules, named as model.named_parameters() names them; the feature is the one whose
     embedding module holds the parameter (None for the dict's feature encoders)."""
@@ -41,7 +48,8 @@ class PenaltyLoop:
     of the model's two keys come from FuxiCTR's own get_regularizer, so their meaning
     ('l2(1.e-5)', a float, None) is FuxiCTR's."""
 
-    def penalty_of(self, name, feature, is_embedding):
+    def penalty_of(self, name: str, feature: str | None,
+                   is_embedding: bool) -> list[tuple[int, float]]:
         """(power, weight) pairs for parameter `name`; feature is its embedding's feature
         (None outside an embedding table), is_embedding whether FuxiCTR counts it as one."""
         if feature is not None:
@@ -51,7 +59,7 @@ class PenaltyLoop:
         return get_regularizer(self._embedding_regularizer if is_embedding
                                else self._net_regularizer)
 
-    def regularization_loss(self):
+    def regularization_loss(self) -> torch.Tensor | float:
         owners = embedding_parameters(self)
         total = 0
         for name, param in self.named_parameters():

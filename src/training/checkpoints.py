@@ -10,6 +10,8 @@ plain values only (see plain()).
 This module imports torch and numpy only: the tuner reads checkpoints with it without
 importing the models (and FuxiCTR).
 """
+from __future__ import annotations
+
 import os
 import random
 from typing import Any
@@ -24,7 +26,7 @@ from ..runs.checkpoint import read_checkpoint
 from .state_hash import CHECKPOINT_KEY, state_hash, verify_weights
 
 
-def atomic_save(content: Any, path, what: str = "checkpoint") -> None:
+def atomic_save(content: Any, path: str | os.PathLike, what: str = "checkpoint") -> None:
     """torch.save through atomic_write: a reader (or a run killed mid-save) never sees half a
     file. A failed save leaves no temporary file and says which path could not be written."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -49,7 +51,7 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def save_weights(model: nn.Module, path, run_info: dict | None = None) -> str:
+def save_weights(model: nn.Module, path: str | os.PathLike, run_info: dict | None = None) -> str:
     """The weights with the config (model.config: the params that built the model), the
     run_info (fingerprint, run_id) of the run that made them and their hash, written
     atomically: a run killed mid-save keeps its previous best checkpoint intact. Returns the
@@ -61,7 +63,7 @@ def save_weights(model: nn.Module, path, run_info: dict | None = None) -> str:
     return digest
 
 
-def load_weights(model: nn.Module, path, device: torch.device | None = None) -> dict:
+def load_weights(model: nn.Module, path: str | os.PathLike, device: torch.device | None = None) -> dict:
     """Load the weights of checkpoint path into model (moved to device, when given) after
     checking them against the hash the checkpoint recorded (a damaged file is a
     DamagedCheckpoint naming it); returns what the checkpoint records of its run (fingerprint,
