@@ -81,20 +81,6 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.02)
 
 
-def processes_mentioning(text):
-    """Pids of live processes (this one excluded) whose command line contains text."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 def write_tuner_config(folder, data_dir, tuner_space=None, name="tiny_tuner_config.yaml",
                        dataset_id="MicroLens_tiny_x1"):
     """A copy of the demo tuner config with absolute paths to data_dir, written into folder.

@@ -16,9 +16,10 @@ from src.training.checkpoints import atomic_save
 from src.errors import ConfigError
 from src.predict import combine_scores
 
-from .conftest import REPO, processes_mentioning, run_cli, tune_cli, wait_for
+from .conftest import REPO, run_cli, tune_cli, wait_for
 from .helpers import (DATASET, FAST, SLOW, checkpoints, expanded_expids, expids_of, kill_mid_epoch,
                       last_error, make_tuner, predict, start_run)
+from .processes import alive, processes_mentioning
 
 
 def zip_bytes(path):
@@ -237,21 +238,13 @@ def test_one_tuner_per_grid_and_orphans_stop_themselves(small_data, tmp_path):
         first.kill()  # kill -9 the tuner: its run is now an orphan
         first.wait()
         child = [p for p in processes_mentioning(str(tuner_yaml.with_suffix(""))) if p != first.pid]
-        wait_for(lambda: not any(_alive(p) for p in child), 60, "the orphan to stop")
+        wait_for(lambda: not any(alive(p) for p in child), 60, "the orphan to stop")
     finally:
         first.kill()
     assert "the tuner (pid" in log.read_text() and "is gone" in log.read_text()
     rerun = tune_cli(tmp_path, tuner_yaml, slots=1)  # the dead tuner's lock is taken over
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Resumed from the training state" in log.read_text()
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 # --- 3. logs ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from .conftest import REPO, run_cli, tune_cli, wait_for
 from .helpers import (checkpoints, expanded_expids, last_error, make_tuner, read_summary,
                       statuses)
+from .processes import alive, descendants, parent
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="Ray is not installed (pip install -r requirements-ray.txt)")
@@ -76,39 +77,6 @@ def finish(proc, folder, timeout):
 def lines(folder, tuner_yaml):
     from src.runs.results import read_results
     return read_results(Path(folder) / f"{Path(tuner_yaml).stem}.csv")
-
-
-def descendants(pid):
-    """Pids of the live descendants of pid."""
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid):
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def parent(pid):
-    try:
-        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def lock_holder(folder, expid):

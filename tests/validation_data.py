@@ -6,6 +6,7 @@ conftest.py.
 import re
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -142,3 +143,22 @@ def config_problem(params):
     with pytest.raises(ConfigError) as err:
         validate_dataset(params)
     return str(err.value)
+
+
+# --- readers of the dataset (the task-2 feature tests) ---
+def feature(params, name):
+    return next(c for c in params["feature_cols"] if c["name"] == name)
+
+
+def splits(params):
+    return pd.concat([pd.read_parquet(params[f"{s}_data"]) for s in ("train", "valid", "test")])
+
+
+def expected_modes(params, column):
+    """Per target item: the most frequent value of column over the three splits, the larger
+    value on a tie; computed with pandas, independently of the implementation."""
+    counts = splits(params).groupby(["item_id", column]).size().rename("n").reset_index()
+    best = counts.sort_values(["item_id", "n", column]).groupby("item_id").tail(1)
+    out = np.zeros(N_ITEMS, np.int64)
+    out[best.item_id.to_numpy()] = best[column].to_numpy()
+    return out, counts
