@@ -137,7 +137,7 @@ def measure_baseline(args):
     feature_map = build_feature_map(params)
     start = time.perf_counter()
     train = baseline_loader(feature_map, params["train_data"], params["item_info"],
-                        batch_size=args.batch_size, shuffle=True)
+                            batch_size=args.batch_size, shuffle=True)
     result = {"load_seconds": time.perf_counter() - start, "load_peak_rss_gb": peak_rss_gb()}
     device = torch.device(args.device)
     result["path_samples_per_s"] = timed_batches(train, args.baseline_batches,

@@ -7,7 +7,8 @@ under --work, so the repository stays clean):
   python bench/task2_suite.py --work runs/task2_suite                 # small data, all of it
   python bench/task2_suite.py --work runs/task2_suite --table-only    # no training: the doc
   python bench/task2_suite.py --work /tmp/suite --scale tiny --worlds cosine \\
-      --blocks baseline_DIN CosineInterest --seeds 1 --epochs 1 --max-steps 5 --doc /tmp/suite/doc.md
+      --blocks baseline_DIN CosineInterest --seeds 1 --epochs 1 --max-steps 5 \\
+      --doc /tmp/suite/doc.md
 
 Per world: the data is generated once into WORK/data/<world> (python -m src.datagen; kept
 when its summary.json has the same scale, seed and world), semantic ids once when a block uses
@@ -37,11 +38,12 @@ sys.path.insert(0, str(REPO / "bench"))  # the suite's parts and task2_table liv
 
 from task2_suite_blocks import (BASELINE, BLOCKS, ENSEMBLE, RULE,  # noqa: E402
                                 feature_set_problems, known_models, model_blocks, unavailable)
-from task2_suite_doc import MEMBERS, command_lines, document, explain, pct  # noqa: E402
+from task2_suite_doc import command_lines, document, explain, pct  # noqa: E402
 from task2_suite_score import (ensemble_members, ensemble_rows, recommend,  # noqa: E402
                                summarise_worlds, world_runs, world_table)
 from task2_suite_train import Eta, Log, train_world, written_spaces  # noqa: E402
 
+from src.atomic import atomic_write  # noqa: E402
 from src.cli import run_main  # noqa: E402
 from src.data.worlds import WORLDS  # noqa: E402
 from src.errors import UserError  # noqa: E402
@@ -106,7 +108,7 @@ def main(argv=None):
         truth = args.work / "data" / world / "ground_truth" / "test_truth.parquet"
         runs[world], scores[world] = world_runs(world, labels, args.work, truth, log)
     families = {label: blocks[BLOCKS[label][0]]["model"] for label in labels}
-    MEMBERS[:] = ensemble_members({w: r for w, r in runs.items()}, families)
+    members = ensemble_members(runs, families)
     tables, notes = {}, [f"{label}: {why}" for label, why in skipped.items()]
     notes += [f"{failed}: failed (its log in WORK/suite.log)" for failed in failures]
     for world, summary in summaries.items():
@@ -115,7 +117,7 @@ def main(argv=None):
             continue
         truth = args.work / "data" / world / "ground_truth" / "test_truth.parquet"
         rows = dict(runs[world])
-        ensemble = ensemble_rows(world, MEMBERS, scores[world], truth, args.work)
+        ensemble = ensemble_rows(world, members, scores[world], truth, args.work)
         if ensemble:
             rows[ENSEMBLE] = ensemble
         tables[world] = world_table(world, rows, summary["best_auc"])
@@ -128,15 +130,16 @@ def main(argv=None):
     spaces = written_spaces(args.work, list(tables), [e["block"] for e in summary
                                                       if e["block"] != ENSEMBLE])
     text = document(args, {w: summaries[w] for w in tables}, tables, summary, choice, spaces,
-                    command_lines(args, list(tables), labels, uses_sid), runs, notes)
+                    command_lines(args, list(tables), labels, uses_sid), runs, notes, members)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(text)
+    with atomic_write(args.doc) as tmp:  # a rerun's doc replaces the last one whole
+        tmp.write_text(text)
     log.say("summary over the worlds (mean rank, mean gap closed, loses in):")
     for e in summary:
         log.say(f"  {e['block']}: {e['mean_rank']:.1f}, {pct(e['mean_gap'])}, "
                 f"{', '.join(e['lost']) or '-'}")
     log.say(f"rule: {RULE}")
-    log.say(explain(choice, summary, list(tables)).replace("**", ""))
+    log.say(explain(choice, summary, list(tables), members).replace("**", ""))
     log.say(f"doc: {args.doc}")
     if failures:
         log.say(f"{len(failures)} failed: {', '.join(failures)}")

@@ -128,4 +128,3 @@ def known_models():
         print(f"warning: src.models does not import ({err}); every block is skipped",
               file=sys.stderr)
         return set()
-

@@ -10,8 +10,8 @@ from task2_suite_blocks import (APPENDIX, APPENDIX_HEADING, BASELINE, BLOCKS, EN
                                 FEATURE_SETS, RULE, SID_CODES, SID_LEVELS)
 
 
-def explain(choice, summary, worlds):
-    """One paragraph: what the rule picked and why."""
+def explain(choice, summary, worlds, members):
+    """One paragraph: what the rule picked and why (members: the ensemble's blocks)."""
     if choice is None:
         out = [e for e in summary if e["block"] != BASELINE]
         why = "; ".join(f"{e['block']} loses in {', '.join(e['lost'])}" if e["lost"] else
@@ -22,8 +22,8 @@ def explain(choice, summary, worlds):
     also = [f"{e['block']} ({pct(e['mean_gap'])}, mean rank {e['mean_rank']:.1f})"
             for e in others if not e["lost"] and set(worlds) <= set(e["worlds"])]
     losing = [f"{e['block']} ({', '.join(e['lost'])})" for e in others if e["lost"]]
-    return (f"**Recommended: {choice['block']}** ({describe(choice['block'])}): it loses to "
-            f"the baseline DIN in none of the {len(worlds)} worlds and closes "
+    return (f"**Recommended: {choice['block']}** ({describe(choice['block'], members)}): it "
+            f"loses to the baseline DIN in none of the {len(worlds)} worlds and closes "
             f"{pct(choice['mean_gap'])} of the gap on average (mean rank {choice['mean_rank']:.1f})"
             + (f"; the other qualifying candidates: {', '.join(also)}" if also
                else "; no other candidate qualifies")
@@ -35,17 +35,15 @@ def pct(value):
     return f"{100 * value:.0f}%"
 
 
-MEMBERS = []  # the ensemble's blocks, for describe()
-
-
-def describe(label):
+def describe(label, members):
+    """What a candidate is: its model block and feature set, or the ensemble's members."""
     if label == ENSEMBLE:
-        return "rank average of " + " + ".join(MEMBERS)
+        return "rank average of " + " + ".join(members)
     block, feature_set = BLOCKS[label]
     return f"`{block}`, {FEATURE_SETS[feature_set]}"
 
 
-def world_section(world, summary, table):
+def world_section(world, summary, table, members):
     lines = [f"### World `{world}`", "",
              f"{summary.get('world_description', '').capitalize()}. " + "; ".join(
                  f"{name}: valid {summary[key]['valid']:.4f}, test {summary[key]['test']:.4f}"
@@ -57,23 +55,24 @@ def world_section(world, summary, table):
              "(test) | loses to baseline DIN |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
-        lines.append(f"| {r['rank']} | {r['block']} | {describe(r['block'])} | {r['seeds']} | "
-                     f"{r['valid_mean']:.4f} | {r['test_mean']:.4f} | {r['test_spread']:.4f} | "
-                     f"{pct(r['gap_closed_test'])} | {'yes' if r['loses'] else '-'} |")
+        lines.append(f"| {r['rank']} | {r['block']} | {describe(r['block'], members)} | "
+                     f"{r['seeds']} | {r['valid_mean']:.4f} | {r['test_mean']:.4f} | "
+                     f"{r['test_spread']:.4f} | {pct(r['gap_closed_test'])} | "
+                     f"{'yes' if r['loses'] else '-'} |")
     return lines
 
 
-def summary_section(summary, worlds):
+def summary_section(summary, worlds, members):
     lines = ["| candidate | what | worlds run | mean rank | mean gap closed (test) | "
              "loses to the baseline DIN in |", "|---|---|---|---|---|---|"]
     for e in summary:
-        lines.append(f"| {e['block']} | {describe(e['block'])} | {len(e['worlds'])} of "
+        lines.append(f"| {e['block']} | {describe(e['block'], members)} | {len(e['worlds'])} of "
                      f"{len(worlds)} | {e['mean_rank']:.1f} | {pct(e['mean_gap'])} | "
                      f"{', '.join(e['lost']) or '-'} |")
     return lines
 
 
-def setup_section(args, summaries, spaces, commands, runs, notes):
+def setup_section(args, summaries, spaces, commands, runs, notes, members):
     """spaces: {label: the tuner_space its configs were written with}."""
     ended = [r["ended"] for world_rows in runs.values() for rs in world_rows.values()
              for r in rs]
@@ -99,12 +98,12 @@ def setup_section(args, summaries, spaces, commands, runs, notes):
         f"{len(space['seed'])} training seed(s), so a spread is the difference of few runs.",
         "- Measured: validation AUC from each run's result line; test AUC of its zip (as "
         "prediction.py writes it) against the generator's ground truth; gap closed = (candidate "
-        "- baseline DIN) / (best achievable - baseline DIN) on the test means; rank by mean test AUC "
-        "within the world. The ensemble is the rank average (prediction.py `--average rank`) "
+        "- baseline DIN) / (best achievable - baseline DIN) on the test means; rank by mean test "
+        "AUC within the world. The ensemble is the rank average (prediction.py `--average rank`) "
         "of the best block of each model family (model class), best by validation AUC averaged "
         "over seeds and worlds, one ensemble per training seed, its validation AUC by the "
         "same rule on the members' validation scores: "
-        + (" + ".join(MEMBERS) or "none (fewer than two families ran)") + ".",
+        + (" + ".join(members) or "none (fewer than two families ran)") + ".",
         "", "Commands (from the repository root; `WORK` is the suite's `--work`):", "", "```bash",
         *commands, "```"]
     if notes:
@@ -128,7 +127,7 @@ def runs_section(runs):
     return lines + ["```"]
 
 
-def document(args, summaries, tables, summary, choice, spaces, commands, runs, notes):
+def document(args, summaries, tables, summary, choice, spaces, commands, runs, notes, members):
     worlds = list(tables)
     lines = [
         "# Task 2: every model in every world (CPU, generated data)", "",
@@ -138,13 +137,13 @@ def document(args, summaries, tables, summary, choice, spaces, commands, runs, n
         "earlier comparison on the cosine law alone is the "
         f"[appendix](#{anchor(APPENDIX_HEADING)}) (also "
         "[task2_single_world.md](task2_single_world.md)).", ""]
-    lines += setup_section(args, summaries, spaces, commands, runs, notes)
+    lines += setup_section(args, summaries, spaces, commands, runs, notes, members)
     lines += ["", "## Per world", ""]
     for world, table in tables.items():
-        lines += world_section(world, summaries[world], table) + [""]
-    lines += ["## Summary over the worlds", ""] + summary_section(summary, worlds)
+        lines += world_section(world, summaries[world], table, members) + [""]
+    lines += ["## Summary over the worlds", ""] + summary_section(summary, worlds, members)
     lines += ["", "## The recommendation", "", f"Rule: {RULE}", "",
-              explain(choice, summary, worlds), "", "## Runs", ""] + runs_section(runs)
+              explain(choice, summary, worlds, members), "", "## Runs", ""] + runs_section(runs)
     lines += ["", f"## {APPENDIX_HEADING}", "",
               "Kept verbatim in [task2_single_world.md](task2_single_world.md), copied here.", ""]
     return "\n".join(lines) + "\n" + APPENDIX.read_text()
@@ -173,4 +172,3 @@ def command_lines(args, worlds, labels, uses_sid):
     lines.append("(cd WORK && python REPO/run_param_tuner.py --config "
                  f"WORK/configs/W/W__LABEL.yaml --gpu {' '.join(['-1'] * args.slots)})")
     return lines
-

@@ -163,4 +163,3 @@ def recommend(summary, worlds):
     if not qualified:
         return None
     return max(qualified, key=lambda e: (round(e["mean_gap"], 3), -e["mean_rank"]))
-

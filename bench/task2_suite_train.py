@@ -210,4 +210,3 @@ def written_spaces(work, worlds, labels):
                 spaces[label] = yaml.safe_load(path.read_text())["tuner_space"]
                 break
     return spaces
-

@@ -136,4 +136,3 @@ def any_layout(request, tmp_path):
                      for key in ("item_info", "train_data", "valid_data", "test_data")]
         assert rewritten == [["item_tags", "item_emb_d128"]] + [["item_seq"]] * 3
     return params
-

@@ -273,5 +273,3 @@ def test_extra_row_and_item_features_are_used_by_every_model(dataset, tmp_path):
         levels = model.item_table.item_level
         levels[1:] = levels[1:] % 10 + 1
         assert not logits_close(before, logits(model, batch)), model_name
-
-

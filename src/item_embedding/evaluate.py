@@ -8,15 +8,14 @@ from the same folder submits the best run.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
-
 import csv
 import logging
 import math
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -198,7 +197,8 @@ def write_tables(rows: Sequence[dict[str, Any]], work_dir: Path | str,
         writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in cols} for r in rows)
-    md_path.write_text(f"{protocol_line}\n\n{markdown_table(rows)}\n")
+    with atomic_write(md_path) as tmp:
+        tmp.write_text(f"{protocol_line}\n\n{markdown_table(rows)}\n")
     return csv_path, md_path
 
 

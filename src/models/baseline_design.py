@@ -80,8 +80,8 @@ def baseline_loader(feature_map: FeatureMap, data_path: Path | str, item_info_pa
                     batch_size: int, shuffle: bool = False, max_len: int = 64) -> DataLoader:
     split = BaselineSplit(data_path)
     return DataLoader(split, batch_size=batch_size, shuffle=shuffle, num_workers=0,
-                      collate_fn=BaselineCollator(feature_map, item_info_path, split.column_index,
-                                              max_len))
+                      collate_fn=BaselineCollator(feature_map, item_info_path,
+                                                  split.column_index, max_len))
 
 
 def to_device(batch: BaselineBatch, device: torch.device) -> BaselineBatch:

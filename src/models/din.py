@@ -9,7 +9,7 @@ source: item are added); DIN target attention pools the history (padded position
 FuxiCTR's own classes, so the parameters and arithmetic are the baseline's.
 
 Three differences in how, not what (tests/test_baseline_design.py checks the outputs match the
-baseline's design, tests/test_models.py the split against the concatenation):
+baseline's design, tests/test_model_parts.py the split against the concatenation):
 - the baseline embedded all batch_size * (max_len + 1) item slots; we embed each distinct item of
   the batch once and gather (src/models/items.py);
 - the baseline ran the attention MLP on every history position and then multiplied padded

@@ -159,12 +159,14 @@ class ItemSequenceModel(MMCTRModel):
         """Item vectors (..., item_dim) for a LongTensor of item ids of any shape."""
         return self.item_embedder(item_ids)(item_ids)
 
-    def history_and_target(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def history_and_target(self,
+                           inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The last max_len history ids (batch, width) and the target ids, on the device."""
         history = inputs[HISTORY][:, -self.max_len:].to(self.device)
         return history, inputs[TARGET].to(self.device).long()
 
-    def prepare_items(self, inputs: dict[str, torch.Tensor], dense: bool = False) -> dict[str, torch.Tensor]:
+    def prepare_items(self, inputs: dict[str, torch.Tensor],
+                      dense: bool = False) -> dict[str, torch.Tensor]:
         """The item-side inputs of a batch (see the module docstring for the layouts): the
         features of its distinct items ("items"), "target_slot", the sparse "history_slot"
         and "history_row", and with dense=True "dense_slot" and "dense_real"."""
@@ -198,7 +200,8 @@ class ItemSequenceModel(MMCTRModel):
         dense_real[cells] = True
         return {"dense_slot": dense_slot.view(-1, width), "dense_real": dense_real.view(-1, width)}
 
-    def embed_item_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_item_batch(self,
+                         batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(distinct item vectors (n_distinct, item_dim), target vectors (batch, item_dim))."""
         item_emb = self.embedding_layer(batch["items"], flatten_emb=True)
         return item_emb, item_emb.index_select(0, batch["target_slot"])

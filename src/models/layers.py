@@ -45,4 +45,3 @@ def logit_mlp(input_dim: int, hidden_units: list[int], activations: str | list,
         input_dim=input_dim, output_dim=1, hidden_units=list(hidden_units),
         hidden_activations=activations, output_activation=None, dropout_rates=dropout,
         batch_norm=batch_norm))
-

@@ -1,6 +1,6 @@
 """Target attention pooling of a row's history, on the sparse layout of items.py, as the
 sequence models share it:
-- DINPooling: the seed DIN's attention (attention.SplitDINAttention), in DIN, DINInterest and
+- DINPooling: the baseline DIN's attention (attention.SplitDINAttention), in DIN, DINInterest and
   DINCrossAttention;
 - TargetInterest: ReLU multi-head target attention with the target as a residual
   (attention.SparseTargetAttention, scores "relu"), in QIN and FlatQIN.
@@ -14,7 +14,7 @@ from .attention import SparseTargetAttention, SplitDINAttention
 
 class DINPooling:
     """For an items.ItemSequenceModel pooling its history with DIN attention, kept as
-    attention_layers (the seed DIN's checkpoint keys)."""
+    attention_layers (the baseline DIN's checkpoint keys)."""
 
     split_attention = True  # DIN's config key; False runs the attention MLP unsplit
 

@@ -13,9 +13,9 @@
    vector]; their outputs, concatenated, go through the head MLP to the Float32Linear logit.
 
 Mask and speed: the encoder of encoder.py (True = padding in the key padding mask; rows in
-length_buckets groups); tests/test_models.py shows that the 1st place's inverted mask breaks
-padding invariance here too. A query with every key masked would give NaN, so a row with no
-unmasked key (no history) keeps its last cell (a zero item beside its target) as a key; its
+length_buckets groups); tests/test_model_parts.py shows that the 1st place's inverted mask
+breaks padding invariance here too. A query with every key masked would give NaN, so a row with
+no unmasked key (no history) keeps its last cell (a zero item beside its target) as a key; its
 outputs are never pooled.
 
 item_projection_dim (null as published) projects each item vector to that width before the

@@ -12,8 +12,8 @@ their concatenated outputs go through the head MLP to the Float32Linear logit.
 
 Mask and speed: the encoder of encoder.py (True = padding in the key padding mask; rows in
 length_buckets groups). The target is never padding, so every query has at least one key and
-rows with no history give no NaN; tests/test_models.py shows that the 1st place's inverted
-mask breaks padding invariance.
+rows with no history give no NaN; tests/test_model_parts.py shows that the 1st place's
+inverted mask breaks padding invariance.
 """
 from __future__ import annotations
 

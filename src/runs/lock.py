@@ -8,8 +8,6 @@ from several hosts, run one tuner per config.)
 """
 from __future__ import annotations
 
-from typing import Any
-
 import errno
 import fcntl
 import json
@@ -18,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..params import host

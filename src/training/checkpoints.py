@@ -63,7 +63,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, run_info: dict | Non
     return digest
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, device: torch.device | None = None) -> dict:
+def load_weights(model: nn.Module, path: str | os.PathLike,
+                 device: torch.device | None = None) -> dict:
     """Load the weights of checkpoint path into model (moved to device, when given) after
     checking them against the hash the checkpoint recorded (a damaged file is a
     DamagedCheckpoint naming it); returns what the checkpoint records of its run (fingerprint,

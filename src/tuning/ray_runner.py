@@ -269,4 +269,3 @@ def _environment(values):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
